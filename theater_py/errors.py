@@ -47,7 +47,7 @@ class ManifestError(TheaterError, ValueError):
         super().__init__(prefix + message)
 
 
-class CapabilityDenied(TheaterError, PermissionError):  # noqa: N818 -- the issue's public name
+class CapabilityDenied(TheaterError, PermissionError):
     """An actor used a capability its manifest does not grant.
 
     Attributes:
@@ -81,15 +81,15 @@ class ActorStartError(TheaterError):
     """An actor could not be started: its class could not be loaded or its ``init`` raised."""
 
 
-class ActorNameInUse(TheaterError):  # noqa: N818 -- reads as a sentence: "actor name in use"
+class ActorNameInUse(TheaterError):
     """Another running actor already has this name."""
 
 
-class ActorNotFound(TheaterError, LookupError):  # noqa: N818
+class ActorNotFound(TheaterError, LookupError):
     """No actor of that name is running."""
 
 
-class ActorFailed(TheaterError):  # noqa: N818
+class ActorFailed(TheaterError):
     """The actor crashed while handling this message.
 
     Attributes:
@@ -103,7 +103,7 @@ class ActorFailed(TheaterError):  # noqa: N818
         super().__init__(f"actor {actor!r} failed: {reason}")
 
 
-class ActorStopped(TheaterError):  # noqa: N818
+class ActorStopped(TheaterError):
     """The actor has stopped and will not run again, so the message was not handled."""
 
 

@@ -1,0 +1,1 @@
+"""Actors that ship with theater-py, and the message types they share."""

@@ -1,0 +1,149 @@
+"""A completion: the request for one, the response, and why generation stopped."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import attrs
+
+from actors.genai_types._messages import Message, MessageContent, Role
+from actors.genai_types._tools import Tool, ToolChoice
+from theater_py import serde
+
+__all__ = [
+    "CompletionRequest",
+    "CompletionResponse",
+    "EndTurn",
+    "MaxTokens",
+    "OtherStop",
+    "StopReason",
+    "StopSequence",
+    "ToolUseStop",
+    "Usage",
+]
+
+
+@attrs.frozen(kw_only=True)
+class CompletionRequest:
+    """A request for the model's next turn.
+
+    Attributes:
+        model: the model's id; ``""`` means the proxy's configured default model.
+        messages: the conversation so far.
+        max_tokens: the upper bound on generated tokens; ``None`` leaves it to the
+            proxy. genai-types requires it, so it is only written when set.
+        temperature: the sampling temperature.
+        system: the system prompt.
+        tools: the tools the model may call.
+        tool_choice: how the model must choose among ``tools``.
+        disable_parallel_tool_use: forbid more than one tool call per turn.
+        response_format: the shape of the answer, passed to the provider as given:
+            ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema":
+            {...}}`` (an extension).
+        reasoning_effort: how hard a reasoning model thinks: ``"low"``, ``"medium"``,
+            ``"high"`` (an extension).
+        stop_sequences: strings that end generation (an extension).
+        top_p: nucleus sampling's probability mass (an extension).
+    """
+
+    model: str = ""
+    messages: list[Message]
+    max_tokens: int | None = attrs.field(default=None, metadata=serde.extension())
+    temperature: float | None = None
+    system: str | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    disable_parallel_tool_use: bool | None = None
+    response_format: serde.JsonObject | None = attrs.field(default=None, metadata=serde.extension())
+    reasoning_effort: str | None = attrs.field(default=None, metadata=serde.extension())
+    stop_sequences: list[str] | None = attrs.field(default=None, metadata=serde.extension())
+    top_p: float | None = attrs.field(default=None, metadata=serde.extension())
+
+
+@attrs.frozen
+class EndTurn:
+    """The model finished its turn (``"end_turn"``)."""
+
+
+@attrs.frozen
+class MaxTokens:
+    """Generation hit the token limit (``"max_tokens"``)."""
+
+
+@attrs.frozen
+class StopSequence:
+    """Generation hit one of the stop sequences (``"stop_sequence"``)."""
+
+
+@attrs.frozen
+class ToolUseStop:
+    """The model stopped to call tools (``"tool_use"``)."""
+
+
+@attrs.frozen
+class OtherStop:
+    """Any other reason, as the provider gave it (``{"other": "content_filter"}``)."""
+
+    reason: str
+
+
+StopReason: TypeAlias = EndTurn | MaxTokens | StopSequence | ToolUseStop | OtherStop
+"""Why generation stopped: a snake_case name, or ``{"other": <provider's reason>}``."""
+
+
+@attrs.frozen
+class Usage:
+    """The tokens a completion used.
+
+    Attributes:
+        input_tokens: prompt tokens, cached ones included.
+        output_tokens: generated tokens, reasoning tokens included.
+        cached_input_tokens: the prompt tokens served from the provider's cache (an
+            extension).
+        reasoning_tokens: the generated tokens spent on hidden reasoning (an extension).
+        cost_usd: the price of the call at list prices, where known (an extension).
+    """
+
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int | None = attrs.field(default=None, metadata=serde.extension())
+    reasoning_tokens: int | None = attrs.field(default=None, metadata=serde.extension())
+    cost_usd: float | None = attrs.field(default=None, metadata=serde.extension())
+
+
+@attrs.frozen(kw_only=True)
+class CompletionResponse:
+    """The model's turn.
+
+    Attributes:
+        content: the parts of the answer: text first, then tool calls.
+        id: the provider's id of the completion.
+        model: the model that answered, as the provider names it (often dated).
+        role: always the assistant.
+        stop_reason: why generation stopped.
+        stop_sequence: the stop sequence that ended it, if the provider says.
+        message_type: always ``"message"``; written as ``type``.
+        usage: the tokens used.
+    """
+
+    content: list[MessageContent]
+    id: str
+    model: str
+    role: Role = Role.ASSISTANT
+    stop_reason: StopReason
+    stop_sequence: str | None = None
+    message_type: str = attrs.field(default="message", metadata=serde.key("type"))
+    usage: Usage
+
+
+serde.register_externally_tagged(
+    StopReason,
+    {
+        EndTurn: "end_turn",
+        MaxTokens: "max_tokens",
+        StopSequence: "stop_sequence",
+        ToolUseStop: "tool_use",
+        OtherStop: "other",
+    },
+    newtypes=(OtherStop,),
+)

@@ -1,0 +1,47 @@
+"""What the proxy says about the models it serves."""
+
+from __future__ import annotations
+
+import attrs
+
+from theater_py import serde
+
+__all__ = ["ModelInfo", "ModelPricing"]
+
+
+@attrs.frozen
+class ModelPricing:
+    """A model's list prices, in US dollars per million tokens.
+
+    Attributes:
+        input_cost_per_million_tokens: the price of prompt tokens.
+        output_cost_per_million_tokens: the price of generated tokens (reasoning
+            tokens included).
+        cached_input_cost_per_million_tokens: the lower price of prompt tokens the
+            provider served from its cache, when it has one (an extension).
+    """
+
+    input_cost_per_million_tokens: float
+    output_cost_per_million_tokens: float
+    cached_input_cost_per_million_tokens: float | None = attrs.field(
+        default=None, metadata=serde.extension()
+    )
+
+
+@attrs.frozen(kw_only=True)
+class ModelInfo:
+    """A model the proxy can use.
+
+    Attributes:
+        id: the model's id, as requests name it (``gpt-4o``).
+        display_name: the model's name for people (``GPT-4o``).
+        max_tokens: the context window in tokens (not the output limit).
+        provider: who serves it (``openai``, ``moonshot``).
+        pricing: its prices, or ``None`` where unknown.
+    """
+
+    id: str
+    display_name: str
+    max_tokens: int
+    provider: str
+    pricing: ModelPricing | None = None

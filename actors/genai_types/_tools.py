@@ -1,0 +1,67 @@
+"""Tools the model may call, and how it must choose among them."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import attrs
+
+from theater_py import serde
+
+__all__ = [
+    "Tool",
+    "ToolChoice",
+    "ToolChoiceAny",
+    "ToolChoiceAuto",
+    "ToolChoiceNone",
+    "ToolChoiceTool",
+]
+
+
+@attrs.frozen(kw_only=True)
+class Tool:
+    """A tool the model may call.
+
+    Attributes:
+        name: the tool's name, which the model's :class:`ToolUse` quotes.
+        description: what the tool does, for the model.
+        input_schema: the JSON Schema of the tool's arguments.
+        annotations: hints about the tool's behaviour (MCP tool annotations).
+    """
+
+    name: str
+    description: str | None = None
+    input_schema: serde.JsonObject
+    annotations: serde.JsonObject | None = None
+
+
+@attrs.frozen
+class ToolChoiceAuto:
+    """The model decides whether to call a tool (``{"type": "auto"}``)."""
+
+
+@attrs.frozen
+class ToolChoiceAny:
+    """The model must call some tool (``{"type": "any"}``)."""
+
+
+@attrs.frozen
+class ToolChoiceNone:
+    """The model must not call a tool (``{"type": "none"}``)."""
+
+
+@attrs.frozen
+class ToolChoiceTool:
+    """The model must call this tool (``{"type": "tool", "name": ...}``)."""
+
+    name: str
+
+
+ToolChoice: TypeAlias = ToolChoiceAuto | ToolChoiceAny | ToolChoiceNone | ToolChoiceTool
+"""How the model chooses tools, tagged by ``type``: ``auto``, ``any``, ``none``, ``tool``."""
+
+
+serde.register_internally_tagged(
+    ToolChoice,
+    {ToolChoiceAuto: "auto", ToolChoiceAny: "any", ToolChoiceNone: "none", ToolChoiceTool: "tool"},
+)

@@ -1,0 +1,284 @@
+"""The HTTP client that sends chat completions upstream, retrying as :mod:`.retry` decides.
+
+One :class:`ChatClient` serves every request of a proxy actor, from many threads at once:
+it keeps no per-request state, and the session's connection pool is sized so that each
+thread can hold its own keep-alive connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random as _random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+
+from actors.openai_proxy.errors import ProviderError, classify_response, redact
+from actors.openai_proxy.retry import retry_delay, should_retry
+
+if TYPE_CHECKING:
+    from actors.openai_proxy.config import RetryConfig
+
+__all__ = ["ChatClient", "ChatResult"]
+
+logger = logging.getLogger(__name__)
+
+_CONFIGURATION_ERRORS = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
+
+
+@attrs.frozen
+class ChatResult:
+    """A successful chat completion.
+
+    Attributes:
+        body: the provider's JSON response, a dict with a ``choices`` list.
+        attempts: how many HTTP attempts it took.
+        request_id: the provider's ``x-request-id``, if it sent one.
+        status: the HTTP status (a 2xx).
+    """
+
+    body: dict[str, Any]
+    attempts: int
+    request_id: str | None
+    status: int = 200
+
+
+class _BearerAuth(AuthBase):
+    """Sets the ``Authorization`` header; passing auth also keeps ``.netrc`` from replacing it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, api_key: str) -> None:
+        self._value = f"Bearer {api_key}"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._value
+        return request
+
+    def __repr__(self) -> str:
+        return "<_BearerAuth [redacted]>"
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    # requests wraps urllib3 errors, which wrap socket errors: the innermost says what happened.
+    for _ in range(8):
+        reason = getattr(exc, "reason", None)
+        inner = reason if isinstance(reason, BaseException) else None
+        if inner is None:
+            inner = next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+        if inner is None:
+            break
+        exc = inner
+    return exc
+
+
+def _is_timeout(exc: requests.RequestException) -> bool:
+    if isinstance(exc, requests.Timeout):
+        return True
+    # A timeout while reading the body surfaces as a ConnectionError wrapping urllib3's.
+    return isinstance(_root_cause(exc), urllib3.exceptions.ReadTimeoutError | TimeoutError)
+
+
+class ChatClient:
+    """Send chat completions to an OpenAI-compatible provider, with retries.
+
+    Args:
+        session: the session to send with (in an actor, its ``http-client`` capability).
+            The client mounts on it, for ``base_url``, an adapter holding up to
+            ``max_connections`` keep-alive connections, with urllib3's retries off.
+        base_url: the API root, such as ``https://api.openai.com/v1``.
+        api_key: the bearer token; it goes into the ``Authorization`` header only.
+        timeout_ms: the timeout of one attempt (connect and each read).
+        retry: the retry policy.
+        max_connections: the connection pool's size (the most requests in flight at once
+            that reuse connections; more still work, on throwaway connections).
+        clock: a monotonic clock in seconds, for the deadline.
+        sleep: waits a number of seconds; defaults to waiting on the client's closing
+            event, so that :meth:`close` cuts a backoff short.
+        random: returns a number in ``[0, 1)``, for the backoff's jitter.
+        wall_clock: the time in seconds since the epoch, for HTTP-date ``Retry-After``.
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout_ms: int,
+        retry: RetryConfig,
+        max_connections: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
+        random: Callable[[], float] = _random.random,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        root = base_url.rstrip("/")
+        self._url = f"{root}/chat/completions"
+        self._base_url = root
+        self._session = session
+        self._auth = _BearerAuth(api_key)
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._api_key = api_key
+        self._timeout = timeout_ms / 1000
+        self._retry = retry
+        self._total = retry.max_total_timeout_ms / 1000
+        self._closed = threading.Event()
+        self._clock = clock
+        self._sleep = self._closed.wait if sleep is None else sleep
+        self._random = random
+        self._wall_clock = wall_clock
+        self._adapter = HTTPAdapter(
+            pool_connections=max_connections,
+            pool_maxsize=max_connections,
+            max_retries=0,
+            pool_block=False,
+        )
+        session.mount(f"{root}/", self._adapter)
+
+    def __repr__(self) -> str:
+        return f"<ChatClient {self._base_url}>"
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        """Stop the client: wake any retry backoff and fail it, and every later call.
+
+        Requests already on the wire run to their own timeout; the session is the
+        caller's, and stays open.
+        """
+        self._closed.set()
+        self._adapter.close()
+
+    def complete(self, body: Mapping[str, Any]) -> ChatResult:
+        """Send one chat completion, retrying transient failures.
+
+        Args:
+            body: the Chat Completions request, as JSON-ready data.
+
+        Returns:
+            The provider's response.
+
+        Raises:
+            ProviderError: the request failed, after retries where they were worth it;
+                ``kind`` says why and ``attempts`` how many attempts were made. A closed
+                client fails with kind ``connection`` and message ``client closed``.
+        """
+        try:
+            data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise ProviderError(
+                "invalid_request", f"request body is not JSON: {exc}", attempts=0
+            ) from None
+        deadline = self._clock() + self._total
+        attempt = 0
+        while True:
+            if self._closed.is_set():
+                raise ProviderError("connection", "client closed", attempts=attempt)
+            left = deadline - self._clock()
+            if left <= 0:
+                raise ProviderError(
+                    "timeout",
+                    f"no response within max_total_timeout_ms ({self._retry.max_total_timeout_ms})",
+                    attempts=attempt,
+                )
+            attempt += 1
+            timeout = min(self._timeout, left)
+            headers: Mapping[str, str] | None = None
+            try:
+                response = self._session.post(
+                    self._url,
+                    data=data,
+                    headers=self._headers,
+                    auth=self._auth,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                error = self._transport_error(exc, timeout)
+            else:
+                if 200 <= response.status_code < 300:
+                    return self._result(response, attempt)
+                headers = response.headers
+                error = classify_response(
+                    response.status_code,
+                    response.headers,
+                    response.content,
+                    secret=self._api_key,
+                    now=self._wall_clock(),
+                )
+            if attempt > self._retry.max_retries or not should_retry(
+                error.kind, error.status, headers
+            ):
+                raise attrs.evolve(error, attempts=attempt)
+            delay = retry_delay(
+                attempt - 1,
+                self._retry,
+                retry_after_ms=error.retry_after_ms,
+                random_value=self._random(),
+            )
+            if delay >= deadline - self._clock():
+                # Waiting would overrun the deadline: the caller learns now, not later.
+                raise attrs.evolve(error, attempts=attempt)
+            logger.info(
+                "chat completion attempt %d failed (%s); retrying in %.3f s",
+                attempt,
+                error.status if error.status is not None else error.kind,
+                delay,
+            )
+            self._sleep(delay)
+
+    def _result(self, response: requests.Response, attempt: int) -> ChatResult:
+        request_id = response.headers.get("x-request-id")
+        try:
+            document = json.loads(response.content)
+        except ValueError:
+            document = None
+        if isinstance(document, dict) and isinstance(document.get("choices"), list):
+            return ChatResult(document, attempt, request_id, response.status_code)
+        if isinstance(document, dict) and "error" in document:
+            # Some gateways report failures with a 200.
+            error = classify_response(
+                response.status_code, response.headers, response.content, secret=self._api_key
+            )
+            message = f"error in a {response.status_code} response: {error.message}"
+        elif document is None:
+            message = f"response body is not JSON (HTTP {response.status_code})"
+        else:
+            message = f"response has no 'choices' list (HTTP {response.status_code})"
+        raise ProviderError(
+            "invalid_response",
+            message,
+            status=response.status_code,
+            request_id=request_id,
+            attempts=attempt,
+        )
+
+    def _transport_error(self, exc: requests.RequestException, timeout: float) -> ProviderError:
+        if isinstance(exc, _CONFIGURATION_ERRORS):
+            # Their messages can quote header values, the key among them: name the type only.
+            return ProviderError(
+                "configuration", f"request could not be sent: {type(exc).__name__}"
+            )
+        if _is_timeout(exc):
+            return ProviderError("timeout", f"no response within {timeout:.3g} s")
+        cause = _root_cause(exc)
+        detail = redact(f"{type(cause).__name__}: {cause}", self._api_key)
+        return ProviderError("connection", f"could not reach the provider: {detail}")

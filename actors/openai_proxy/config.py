@@ -1,0 +1,384 @@
+"""The OpenAI proxy's init state: its configuration and how it is read.
+
+The init state is ``{"store_id": ..., "config": {...}}`` as in the Rust actor. Every key is
+optional, ``null`` means the same as absent, and an unknown key is an error (a typo such as
+``defualt_model`` would otherwise be ignored silently). Errors name the path of the field at
+fault: ``config.retry_config.max_retries: expected a non-negative integer, got -1``.
+
+The checks live on the classes as attrs validators, so a config built in Python is checked
+exactly like one read from JSON. The converter that reads JSON therefore passes primitives
+through untouched instead of coercing them (cattrs would turn ``"5"`` into ``5``) and leaves
+the judging to the validators.
+
+The API key is not part of the config: the actor reads it once, at init, from the
+environment variable that ``api_key_env`` names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeGuard, TypeVar, get_args
+from urllib.parse import urlsplit
+
+import attrs
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    BaseValidationError,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+
+from actors.genai_types import ModelInfo, ModelPricing
+from theater_py.errors import TheaterError
+
+__all__ = [
+    "ConfigError",
+    "ContentFormat",
+    "ProxyConfig",
+    "ProxyInit",
+    "RetryConfig",
+    "TokenLimitParam",
+    "parse_init",
+]
+
+ContentFormat = Literal["Array", "String"]
+"""How message content goes out: a list of parts, or one string (older Moonshot models)."""
+
+TokenLimitParam = Literal["max_tokens", "max_completion_tokens"]
+"""The request key that carries the output token limit."""
+
+_T = TypeVar("_T")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+class ConfigError(TheaterError, ValueError):
+    """The proxy's init state is invalid.
+
+    Attributes:
+        path: the dotted path of the field at fault (``config.retry_config.max_retries``),
+            or ``""`` for the whole init state.
+        reason: what is wrong there.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+def _describe(value: object) -> str:
+    # Cap the echo: a config value can be a large JSON blob.
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_at_least(minimum: int, what: str) -> _Validator:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not _is_int(value) or value < minimum:
+            raise ConfigError(attribute.name, f"expected {what}, got {_describe(value)}")
+
+    return check
+
+
+def _non_empty_str(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(attribute.name, f"expected a non-empty string, got {_describe(value)}")
+
+
+def _env_var_name(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # Never echo the value: a key pasted here by mistake must not end up in a log.
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise ConfigError(
+            attribute.name, "expected an environment variable name (letters, digits and '_')"
+        )
+
+
+def _http_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, str):
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            ok = ok and not parts.query and not parts.fragment and parts.port != 0
+        except ValueError:  # an invalid port or bracketed host
+            ok = False
+        if ok:
+            return
+    raise ConfigError(
+        attribute.name, f"expected an http(s) URL such as 'https://host/v1', got {_describe(value)}"
+    )
+
+
+def _multiplier(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not _is_number(value) or value < 1:
+        raise ConfigError(attribute.name, f"expected a number >= 1, got {_describe(value)}")
+
+
+def _one_of(literal: Any) -> _Validator:
+    choices = tuple(choice for choice in get_args(literal) if choice is not None)
+    expected = " or ".join(repr(choice) for choice in choices)
+
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value not in choices:
+            raise ConfigError(attribute.name, f"expected {expected}, got {_describe(value)}")
+
+    return check
+
+
+_MODEL_KEYS = frozenset({"id", "display_name", "max_tokens", "provider", "pricing"})
+_PRICE_KEYS = ("input_cost_per_million_tokens", "output_cost_per_million_tokens")
+_OPTIONAL_PRICE_KEYS = ("cached_input_cost_per_million_tokens",)
+
+
+def _price(path: str, value: Any) -> float:
+    if not _is_number(value) or value < 0:
+        raise ConfigError(path, f"expected a non-negative number, got {_describe(value)}")
+    return float(value)
+
+
+def _model_pricing(path: str, pricing: Any) -> ModelPricing:
+    if not isinstance(pricing, Mapping):
+        raise ConfigError(path, f"expected an object, got {_describe(pricing)}")
+    unknown = sorted(set(pricing) - {*_PRICE_KEYS, *_OPTIONAL_PRICE_KEYS}, key=str)
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}", "unknown key")
+    prices = {key: _price(f"{path}.{key}", pricing.get(key)) for key in _PRICE_KEYS}
+    for key in _OPTIONAL_PRICE_KEYS:
+        if pricing.get(key) is not None:
+            prices[key] = _price(f"{path}.{key}", pricing[key])
+    return ModelPricing(**prices)
+
+
+def _model_info(path: str, entry: Any) -> ModelInfo:
+    """Read one custom catalog entry, filling in its optional keys.
+
+    Raises:
+        ConfigError: the entry is not shaped like a genai ``ModelInfo``.
+    """
+    if isinstance(entry, ModelInfo):
+        return entry
+    if not isinstance(entry, Mapping):
+        raise ConfigError(path, f"expected an object, got {_describe(entry)}")
+    unknown = sorted(set(entry) - _MODEL_KEYS, key=str)
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}", "unknown key")
+    model_id = entry.get("id")
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise ConfigError(f"{path}.id", f"expected a non-empty string, got {_describe(model_id)}")
+    context = entry.get("max_tokens")
+    if not _is_int(context) or context < 1:
+        raise ConfigError(
+            f"{path}.max_tokens",
+            f"expected the context window as a positive integer, got {_describe(context)}",
+        )
+    display_name = entry.get("display_name")
+    provider = entry.get("provider")
+    for key, text in (("display_name", display_name), ("provider", provider)):
+        if text is not None and not isinstance(text, str):
+            raise ConfigError(f"{path}.{key}", f"expected a string, got {_describe(text)}")
+    pricing = entry.get("pricing")
+    return ModelInfo(
+        id=model_id,
+        display_name=model_id if display_name is None else display_name,
+        max_tokens=context,
+        provider="custom" if provider is None else provider,
+        pricing=None if pricing is None else _model_pricing(f"{path}.pricing", pricing),
+    )
+
+
+def _to_models(value: Any) -> tuple[ModelInfo, ...]:
+    # Runs as the field's converter, so the entries are checked before the validators see them.
+    if not isinstance(value, list | tuple):
+        raise ConfigError("models", f"expected a list of model entries, got {_describe(value)}")
+    return tuple(_model_info(f"models[{index}]", entry) for index, entry in enumerate(value))
+
+
+@attrs.frozen
+class RetryConfig:
+    """How the HTTP client retries a failed request.
+
+    Attributes:
+        max_retries: retries after the first attempt (0 disables retries).
+        initial_delay_ms: the backoff before the first retry, before jitter.
+        max_delay_ms: the cap on a computed backoff.
+        backoff_multiplier: the growth of the backoff from one retry to the next.
+        max_total_timeout_ms: the deadline of the whole request, retries and waits included.
+    """
+
+    max_retries: int = attrs.field(default=4, validator=_int_at_least(0, "a non-negative integer"))
+    initial_delay_ms: int = attrs.field(
+        default=1000, validator=_int_at_least(0, "a non-negative integer")
+    )
+    max_delay_ms: int = attrs.field(
+        default=30000, validator=_int_at_least(0, "a non-negative integer")
+    )
+    backoff_multiplier: float = attrs.field(default=2.0, validator=_multiplier)
+    max_total_timeout_ms: int = attrs.field(
+        default=120000, validator=_int_at_least(1, "a positive integer")
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_delay_ms < self.initial_delay_ms:
+            raise ConfigError(
+                "max_delay_ms",
+                f"expected at least initial_delay_ms ({self.initial_delay_ms}), "
+                f"got {self.max_delay_ms}",
+            )
+
+
+@attrs.frozen
+class ProxyConfig:
+    """The OpenAI proxy's settings; every one has a default.
+
+    Attributes:
+        default_model: the model used when a request names none.
+        base_url: the provider's API root, up to and including ``/v1``.
+        api_key_env: the environment variable that holds the API key.
+        content_format: ``"Array"`` sends content parts, ``"String"`` one string.
+        max_cache_size: how many responses the actor caches (0 disables the cache).
+        timeout_ms: the timeout of one HTTP attempt.
+        retry_config: the retry policy.
+        max_concurrent_requests: how many requests the actor runs upstream at once.
+        models: extra catalog entries for custom providers, read as genai ``ModelInfo``
+            objects (``id`` and ``max_tokens``, the context window, are required;
+            ``display_name`` defaults to the id, ``provider`` to ``"custom"``, ``pricing``
+            to ``None``).
+        token_limit_param: the key that carries the output token limit, or ``None`` to
+            decide by provider and model.
+    """
+
+    default_model: str = attrs.field(default="gpt-4o", validator=_non_empty_str)
+    base_url: str = attrs.field(default="https://api.openai.com/v1", validator=_http_url)
+    api_key_env: str = attrs.field(default="OPENAI_API_KEY", validator=_env_var_name)
+    content_format: ContentFormat = attrs.field(default="Array", validator=_one_of(ContentFormat))
+    max_cache_size: int = attrs.field(
+        default=100, validator=_int_at_least(0, "a non-negative integer")
+    )
+    timeout_ms: int = attrs.field(default=30000, validator=_int_at_least(1, "a positive integer"))
+    retry_config: RetryConfig = attrs.field(
+        factory=RetryConfig, validator=attrs.validators.instance_of(RetryConfig)
+    )
+    max_concurrent_requests: int = attrs.field(
+        default=64, validator=_int_at_least(1, "a positive integer")
+    )
+    models: tuple[ModelInfo, ...] = attrs.field(default=(), converter=_to_models)
+    token_limit_param: TokenLimitParam | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_one_of(TokenLimitParam))
+    )
+
+
+@attrs.frozen
+class ProxyInit:
+    """The proxy actor's init state.
+
+    Attributes:
+        store_id: the content store the actor keeps its state in, if any.
+        config: the proxy's settings.
+    """
+
+    store_id: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_non_empty_str)
+    )
+    config: ProxyConfig = attrs.field(
+        factory=ProxyConfig, validator=attrs.validators.instance_of(ProxyConfig)
+    )
+
+
+def _passthrough(value: _T, _: object) -> _T:
+    return value
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    for primitive in (int, float, str):
+        converter.register_structure_hook(primitive, _passthrough)
+    # The validators judge the literals, and the models field's converter its entries.
+    passed_through = (ContentFormat, TokenLimitParam | None, tuple[ModelInfo, ...])
+    converter.register_structure_hook_func(lambda t: t in passed_through, _passthrough)
+
+    def object_hook(cls: type[_T]) -> Callable[[Any, type[_T]], _T]:
+        structure = converter.gen_structure_attrs_fromdict(cls)
+
+        def hook(value: Any, _: type[_T]) -> _T:
+            if not isinstance(value, Mapping):
+                raise ConfigError("", f"expected an object, got {_describe(value)}")
+            return structure({k: v for k, v in value.items() if v is not None}, cls)
+
+        return hook
+
+    converter.register_structure_hook_factory(attrs.has, object_hook)
+    return converter
+
+
+_converter = _make_converter()
+
+
+def _join(path: str, name: str) -> str:
+    if not path:
+        return name
+    if not name:
+        return path
+    return path + name if name.startswith("[") else f"{path}.{name}"
+
+
+def _first_error(exc: BaseException, path: str) -> ConfigError:
+    """Turn cattrs' nested exception groups into one error that names its path."""
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        with_notes, without_notes = exc.group_exceptions()
+        for inner, note in with_notes:
+            if isinstance(note, AttributeValidationNote):
+                return _first_error(inner, _join(path, note.name))
+            if isinstance(note, IterableValidationNote):
+                return _first_error(inner, f"{path}[{note.index}]")
+        for inner in without_notes:
+            return _first_error(inner, path)
+    if isinstance(exc, ForbiddenExtraKeysError):
+        return ConfigError(_join(path, sorted(exc.extra_fields, key=str)[0]), "unknown key")
+    if isinstance(exc, ConfigError):
+        return ConfigError(_join(path, exc.path), exc.reason)
+    return ConfigError(path, str(exc))
+
+
+def parse_init(state: Any) -> ProxyInit:
+    """Read the proxy's init state.
+
+    Args:
+        state: the init state: ``None``, a JSON object as a dict, or its JSON text
+            (``str`` or ``bytes``).
+
+    Returns:
+        The init state with every absent field at its default.
+
+    Raises:
+        ConfigError: the state is not valid JSON, or a field is unknown or invalid; the
+            error names the field's path.
+    """
+    if isinstance(state, bytes | bytearray | str):
+        if not state.strip():
+            return ProxyInit()
+        try:
+            state = json.loads(state)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            raise ConfigError("", f"init state is not valid JSON: {exc}") from None
+    if state is None:
+        return ProxyInit()
+    try:
+        return _converter.structure(state, ProxyInit)
+    except ConfigError:
+        raise
+    except BaseValidationError as exc:
+        raise _first_error(exc, "") from None

@@ -1,0 +1,192 @@
+"""Provider failures, sorted into the kinds the wire format names.
+
+An OpenAI-compatible provider reports errors as ``{"error": {"message", "type", "param",
+"code"}}`` (Moonshot sends only ``type`` and ``message``; gateways send HTML or nothing).
+:func:`classify_response` reads whichever of these it gets and returns a
+:class:`ProviderError` whose ``kind`` (the wire format's
+:data:`~actors.genai_types.ErrorKind`) says what the caller can do about it: wait and retry
+(``rate_limit``, ``overloaded``), fix the request (``context_window_exceeded``), or give up
+(``quota_exhausted``, ``authentication``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import attrs
+from requests.structures import CaseInsensitiveDict
+
+from actors.genai_types import ERROR_KINDS, ErrorKind
+from actors.openai_proxy.retry import parse_retry_after
+
+__all__ = ["ERROR_KINDS", "ErrorKind", "ProviderError", "classify_response", "redact"]
+
+_REDACTED = "[redacted]"
+_MAX_TEXT = 500
+
+# Matched against the error's lower-cased ``type`` and ``code``.
+_QUOTA_MARKERS = frozenset({"insufficient_quota", "exceeded_current_quota_error"})
+_CONTEXT_MARKERS = frozenset({"context_length_exceeded"})
+_CONTENT_POLICY_MARKERS = frozenset(
+    {"content_policy_violation", "content_filter", "responsibleaipolicyviolation", "invalid_prompt"}
+)
+_OVERLOADED_MARKERS = frozenset({"engine_overloaded_error", "overloaded_error"})
+# Matched against the lower-cased message; the first is OpenAI's, vLLM's and DeepSeek's.
+_CONTEXT_PHRASES = ("maximum context length", "exceeded model token limit", "context window")
+_STATUS_KINDS: Mapping[int, ErrorKind] = {
+    401: "authentication",
+    402: "quota_exhausted",  # DeepSeek's "Insufficient Balance"
+    403: "permission",
+    404: "not_found",
+    408: "timeout",
+    429: "rate_limit",
+    503: "overloaded",
+    529: "overloaded",
+}
+
+
+@attrs.frozen(auto_exc=True)
+class ProviderError(Exception):
+    """A chat completion failed; nothing in it ever holds the API key.
+
+    Attributes:
+        kind: what went wrong (see :data:`ErrorKind`).
+        message: a readable account, keeping the provider's own message.
+        status: the HTTP status, or ``None`` when no response came.
+        retry_after_ms: how long the provider asked the caller to wait, if it did.
+        request_id: the provider's ``x-request-id``, to quote to its support.
+        provider_code: the provider's error ``code`` (or ``type`` when it sends no code).
+        attempts: how many HTTP attempts were made.
+    """
+
+    kind: ErrorKind
+    message: str
+    status: int | None = None
+    retry_after_ms: int | None = None
+    request_id: str | None = None
+    provider_code: str | None = None
+    attempts: int = 1
+
+    def __str__(self) -> str:
+        context = []
+        if self.status is not None:
+            context.append(f"HTTP {self.status}")
+        if self.attempts > 1:
+            context.append(f"{self.attempts} attempts")
+        suffix = f" ({', '.join(context)})" if context else ""
+        return f"{self.kind}: {self.message}{suffix}"
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Return ``text`` with every occurrence of ``secret`` replaced.
+
+    Args:
+        text: the text to clean.
+        secret: the value to remove; ``None`` or ``""`` leaves the text as is.
+    """
+    if not secret or secret not in text:
+        return text
+    return text.replace(secret, _REDACTED)
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[: _MAX_TEXT * 4].decode("utf-8", "replace")
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+
+
+def _as_str(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)
+
+
+def _read_error_body(body: bytes) -> tuple[str | None, str | None, str | None]:
+    """Return the provider's message, type and code, each ``None`` when absent."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None, None, None
+    if not isinstance(document, dict):
+        return None, None, None
+    error = document.get("error")
+    if isinstance(error, dict):
+        return _as_str(error.get("message")), _as_str(error.get("type")), _as_str(error.get("code"))
+    if isinstance(error, str):
+        return error, None, None
+    # FastAPI-style gateways and some proxies.
+    return _as_str(document.get("message") or document.get("detail")), None, None
+
+
+def _kind(  # noqa: PLR0911 -- a decision ladder reads best flat
+    status: int, markers: frozenset[str], message: str
+) -> ErrorKind:
+    if markers & _QUOTA_MARKERS:
+        return "quota_exhausted"
+    if 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
+        lowered = message.lower()
+        if markers & _CONTEXT_MARKERS or any(phrase in lowered for phrase in _CONTEXT_PHRASES):
+            return "context_window_exceeded"
+        if markers & _CONTENT_POLICY_MARKERS:
+            return "content_policy"
+    if markers & _OVERLOADED_MARKERS:
+        return "overloaded"
+    kind = _STATUS_KINDS.get(status)
+    if kind is not None:
+        return kind
+    if 500 <= status < 600:
+        return "server_error"
+    if 400 <= status < 500:
+        return "bad_request"
+    return "invalid_response"
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "unknown status"
+
+
+def classify_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secret: str | None = None,
+    now: float | None = None,
+) -> ProviderError:
+    """Classify a provider's error response.
+
+    Args:
+        status: the HTTP status.
+        headers: the response headers (a plain dict is matched case-insensitively too).
+        body: the raw response body; JSON in OpenAI's or Moonshot's error shape, or not.
+        secret: the API key, scrubbed from anything the provider echoes back.
+        now: the current time (seconds since the epoch), for an HTTP-date ``Retry-After``.
+
+    Returns:
+        The error, with ``attempts`` 1.
+    """
+    if not isinstance(headers, CaseInsensitiveDict):
+        headers = CaseInsensitiveDict(headers)
+    provider_message, error_type, code = _read_error_body(body)
+    markers = frozenset(marker.lower() for marker in (error_type, code) if marker)
+    message = provider_message or ""
+    kind = _kind(status, markers, message)
+    if not message:
+        excerpt = _excerpt(body)
+        message = f"HTTP {status} {_phrase(status)}" + (f": {excerpt}" if excerpt else "")
+    provider_code = code if code is not None else error_type
+    return ProviderError(
+        kind=kind,
+        message=redact(message, secret),
+        status=status,
+        retry_after_ms=parse_retry_after(headers, now),
+        request_id=headers.get("x-request-id"),
+        provider_code=None if provider_code is None else redact(provider_code, secret),
+    )

@@ -1,0 +1,76 @@
+"""theater-py: an Erlang-style actor runtime for Python, after Theater.
+
+Start an actor from its manifest, talk to it through its handle::
+
+    from theater_py import start_actor
+
+    handle = start_actor("manifests/openai-proxy.toml", {"config": {"default_model": "gpt-4o"}})
+    print(handle.request_json("ListModels"))
+    handle.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+
+from theater_py.actor import Actor
+from theater_py.context import ActorContext
+from theater_py.errors import (
+    ActorFailed,
+    ActorNameInUse,
+    ActorNotFound,
+    ActorStartError,
+    ActorStopped,
+    CapabilityDenied,
+    ManifestError,
+    MessageDecodeError,
+    RequestTimeout,
+    StoreError,
+    SupervisorError,
+    TheaterError,
+)
+from theater_py.handle import DEFAULT_TIMEOUT, ActorHandle
+from theater_py.runtime import ActorInfo, Runtime, default_runtime, start_actor
+from theater_py.supervisor import (
+    Backoff,
+    ChildCounts,
+    ChildInfo,
+    ChildSpec,
+    Supervisor,
+    SupervisorFlags,
+    SupervisorSpec,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Actor",
+    "ActorContext",
+    "ActorFailed",
+    "ActorHandle",
+    "ActorInfo",
+    "ActorNameInUse",
+    "ActorNotFound",
+    "ActorStartError",
+    "ActorStopped",
+    "Backoff",
+    "CapabilityDenied",
+    "ChildCounts",
+    "ChildInfo",
+    "ChildSpec",
+    "ManifestError",
+    "MessageDecodeError",
+    "RequestTimeout",
+    "Runtime",
+    "StoreError",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorFlags",
+    "SupervisorSpec",
+    "TheaterError",
+    "default_runtime",
+    "start_actor",
+]
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,124 @@
+"""The caller's side of an actor: requests, sends, events and stop."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import TYPE_CHECKING, Any
+
+from theater_py._cell import ActorCell, Envelope, Kind
+from theater_py.errors import ActorNotFound, RequestTimeout
+
+if TYPE_CHECKING:
+    from theater_py.chain import ChainEvent, ChainVerification
+    from theater_py.runtime import Runtime
+
+__all__ = ["DEFAULT_TIMEOUT", "ActorHandle"]
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds a request waits for its reply when no timeout is given."""
+
+
+class ActorHandle:
+    """Talks to an actor by name; stays valid when a supervisor restarts it.
+
+    Handles are cheap, thread-safe and may be shared. Every wait has a timeout:
+    ``timeout=None`` means :data:`DEFAULT_TIMEOUT`.
+    """
+
+    __slots__ = ("_cell", "_name", "_runtime")
+
+    def __init__(self, runtime: Runtime, name: str, cell: ActorCell | None = None) -> None:
+        self._runtime = runtime
+        self._name = name
+        self._cell = cell
+
+    @property
+    def name(self) -> str:
+        """The actor's name."""
+        return self._name
+
+    @property
+    def id(self) -> str:
+        """The actor's id: a uuid4 string that stays the same across restarts."""
+        return self._current().id
+
+    def _current(self) -> ActorCell:
+        cell = self._cell
+        if cell is None or not cell.is_alive():
+            # The actor was stopped; a newer actor may have taken the name since.
+            found = self._runtime.find_cell(self._name)
+            if found is None:
+                if cell is None:
+                    raise ActorNotFound(f"no actor named {self._name!r}")
+                return cell
+            self._cell = cell = found
+        return cell
+
+    def _call(self, message: Any, encoded: bool, timeout: float | None) -> Any:
+        reply: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._current().deliver(Envelope(Kind.REQUEST, message, encoded, reply))
+        wait = DEFAULT_TIMEOUT if timeout is None else timeout
+        try:
+            return reply.result(wait)
+        except concurrent.futures.TimeoutError:
+            if reply.cancel() or not reply.done():
+                raise RequestTimeout(
+                    f"actor {self._name!r} did not reply within {wait} s"
+                ) from None
+            return reply.result(0)
+
+    def request(self, message: Any, timeout: float | None = None) -> Any:
+        """Send a typed message and wait for the typed reply.
+
+        Raises:
+            ActorFailed: the actor crashed handling this message.
+            ActorStopped: the actor stopped before handling it.
+            RequestTimeout: no reply within the timeout.
+        """
+        return self._call(message, False, timeout)
+
+    def request_json(self, value: Any, timeout: float | None = None) -> Any:
+        """Send a JSON value and wait for the reply as a JSON value.
+
+        The actor decodes the value into its ``request_type``; a value that does not
+        match raises :class:`~theater_py.errors.MessageDecodeError` (or gets the error
+        reply the actor chooses), and the actor keeps running.
+        """
+        return self._call(value, True, timeout)
+
+    def send(self, message: Any) -> None:
+        """Queue a typed message without waiting for anything."""
+        self._current().deliver(Envelope(Kind.SEND, message))
+
+    def send_json(self, value: Any) -> None:
+        """Queue a JSON value without waiting for anything."""
+        self._current().deliver(Envelope(Kind.SEND, value, True))
+
+    def events(self) -> list[ChainEvent]:
+        """Return the actor's event chain so far, oldest first."""
+        return self._current().chain.events()
+
+    def verify(self) -> ChainVerification:
+        """Check the actor's event chain link by link."""
+        return self._current().chain.verify()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the actor for good, after the messages already queued.
+
+        Raises:
+            RequestTimeout: it did not finish within the timeout (it is stopped
+                regardless: no further message reaches it).
+        """
+        wait = DEFAULT_TIMEOUT if timeout is None else timeout
+        if not self._runtime.stop_actor(self._name, timeout=wait, missing_ok=True):
+            raise RequestTimeout(f"actor {self._name!r} did not stop within {wait} s")
+
+    def is_alive(self) -> bool:
+        """Whether the actor runs, or will run again after a restart."""
+        try:
+            return self._current().is_alive()
+        except ActorNotFound:
+            return False
+
+    def __repr__(self) -> str:
+        return f"<ActorHandle {self._name}>"
