@@ -6,7 +6,9 @@ import concurrent.futures
 import threading
 from typing import Any
 
-from theater_py import Actor, ActorContext
+import attrs
+
+from theater_py import Actor, ActorContext, CapabilityDenied, MessageDecodeError, serde
 
 # Events and logs the tests share with the actors (reset by the `shared` fixture).
 GATES: dict[str, threading.Event] = {}
@@ -106,9 +108,16 @@ class Capable(Actor):
     """Uses the capability its request names and replies with what happened."""
 
     def handle_request(self, ctx: ActorContext, message: Any) -> Any:
+        try:
+            return self._use(ctx, message)
+        except CapabilityDenied as denied:
+            return {"denied": denied.capability, "error": str(denied)}
+
+    def _use(self, ctx: ActorContext, message: Any) -> Any:
         kind = message["use"]
         if kind == "env":
-            return ctx.env.get(message["var"])
+            value = ctx.env.get(message["var"])
+            return None if value is None else {"length": len(value)}
         if kind == "http":
             response = ctx.http.get(message["url"], timeout=5)
             return response.status_code
@@ -123,3 +132,60 @@ class Capable(Actor):
 
 class NotAnActor:
     pass
+
+
+# -- a typed actor: serde-shaped JSON in and out ----------------------------------------------
+
+
+@attrs.frozen
+class Item:
+    name: str
+    quantity: int = 1
+
+
+@attrs.frozen
+class Count:
+    pass
+
+
+@attrs.frozen
+class Add:
+    items: list[Item]
+    note: str | None = None
+
+
+@attrs.frozen
+class Total:
+    count: int
+
+
+@attrs.frozen
+class Rejected:
+    error: str
+
+
+Order = Count | Add
+Reply = Total | Rejected
+serde.register_externally_tagged(Order, {Count: "Count", Add: "Add"})
+serde.register_externally_tagged(Reply, {Total: "Total", Rejected: "Rejected"})
+
+
+class Shop(Actor):
+    """A typed actor: `Count` or `Add` in, `Total` out."""
+
+    request_type = Order
+    response_type = Reply
+
+    def init(self, ctx: ActorContext, state: Any) -> None:
+        self.total = 0
+        self.answer_bad_json = bool((state or {}).get("answer_bad_json"))
+
+    def handle_request(self, ctx: ActorContext, message: Any) -> Any:
+        if isinstance(message, Add):
+            self.total += sum(item.quantity for item in message.items)
+        return Total(self.total)
+
+    def on_decode_error(self, ctx: ActorContext, error: MessageDecodeError) -> Any:
+        if self.answer_bad_json:
+            return Rejected(f"invalid request: {error}")
+        return super().on_decode_error(ctx, error)

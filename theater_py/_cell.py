@@ -305,7 +305,7 @@ class ActorCell:
     def terminate(self, reason: str) -> None:
         """Give the actor up between incarnations: fail every waiting message."""
         with self._lock:
-            if self._process is not None:
+            if self._process is not None or self.status is CellStatus.STOPPED:
                 return
             self.status = CellStatus.STOPPED
             pending = list(self._pending)

@@ -203,8 +203,8 @@ def _fields(event: ChainEvent | Mapping[str, Any], index: int) -> tuple[Any, ...
     return tuple(event[name] for name in _FIELDS)
 
 
-class _Broken(Exception):  # noqa: N818 -- private control flow, never escapes
-    pass
+class _Broken(Exception):
+    """Ends the check of one event with its reason (never escapes verify_events)."""
 
 
 def verify_events(events: Sequence[ChainEvent | Mapping[str, Any]]) -> ChainVerification:

@@ -30,9 +30,10 @@ class Tool:
     """
 
     name: str
-    description: str | None = None
+    # Optional keys on the wire: left out while None (serde reads an absent Option as None).
+    description: str | None = attrs.field(default=None, metadata=serde.extension())
     input_schema: serde.JsonObject
-    annotations: serde.JsonObject | None = None
+    annotations: serde.JsonObject | None = attrs.field(default=None, metadata=serde.extension())
 
 
 @attrs.frozen

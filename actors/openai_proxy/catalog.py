@@ -1,0 +1,189 @@
+"""The model catalog: which models a provider serves, their context windows and prices.
+
+The facts are data, in ``models-2026-11.json`` beside this module, with the date they
+were checked: prices change, so keeping them current means editing that file, not code.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Final, Literal
+from urllib.parse import urlsplit
+
+import attrs
+
+from actors.genai_types import ModelInfo, ModelPricing
+from theater_py import serde
+
+__all__ = ["Capability", "Catalog", "CatalogModel", "ProviderCatalog", "load_catalog"]
+
+CATALOG_FILE: Final = "models-2026-11.json"
+_FALLBACK_PROVIDER: Final = "openai"
+
+Capability = Literal["tools", "vision", "audio", "json_mode", "reasoning"]
+"""What a model can do beyond text in, text out."""
+
+# A dated snapshot (gpt-4o-2024-08-06) or an old-style one (gpt-4-0613) of a base model.
+_SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
+
+
+@attrs.frozen(kw_only=True)
+class CatalogModel:
+    """One model of the catalog file.
+
+    Attributes:
+        id: the model's id.
+        display_name: its name for people.
+        max_tokens: its context window in tokens.
+        pricing: its list prices, or ``None`` where unknown.
+        capabilities: what it can do.
+    """
+
+    id: str
+    display_name: str
+    max_tokens: int
+    pricing: ModelPricing | None = None
+    capabilities: list[Capability] = attrs.field(factory=list)
+
+
+@attrs.frozen(kw_only=True)
+class ProviderCatalog:
+    """The models of one provider, and the API roots that identify it.
+
+    Attributes:
+        base_urls: the provider's API roots; a proxy configured with one of their hosts
+            serves this provider's models.
+        models: the provider's models.
+    """
+
+    base_urls: list[str]
+    models: list[CatalogModel]
+
+
+@attrs.frozen(kw_only=True)
+class _CatalogFile:
+    updated: str
+    sources: str = ""
+    providers: dict[str, ProviderCatalog]
+
+
+class Catalog:
+    """Answers which models a proxy serves and what they cost.
+
+    Attributes:
+        updated: the date the catalog's facts were checked (``2026-11-23``).
+    """
+
+    def __init__(self, updated: str, providers: dict[str, ProviderCatalog]) -> None:
+        """Index the catalog's providers."""
+        self.updated = updated
+        self._providers = {
+            name: [_model_info(name, model) for model in provider.models]
+            for name, provider in providers.items()
+        }
+        self._by_host = {
+            urlsplit(url).hostname: name
+            for name, provider in providers.items()
+            for url in provider.base_urls
+        }
+        self._by_id = {
+            model.id: model for provider in providers.values() for model in provider.models
+        }
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Catalog:
+        """Read a catalog in the format of ``models-2026-11.json``.
+
+        Raises:
+            theater_py.errors.MessageDecodeError: the data is not a valid catalog; the
+                error names the path of the bad key.
+        """
+        file = serde.structure_config(json.loads(data), _CatalogFile)
+        return cls(file.updated, file.providers)
+
+    def provider_for(self, base_url: str) -> str | None:
+        """Return the name of the catalog's provider at ``base_url`` (``"openai"``), if any."""
+        return self._by_host.get(urlsplit(base_url).hostname)
+
+    def for_base_url(
+        self, base_url: str, extra_models: Sequence[ModelInfo] = ()
+    ) -> list[ModelInfo]:
+        """List the models a proxy at ``base_url`` serves.
+
+        Args:
+            base_url: the proxy's configured API root.
+            extra_models: models from the proxy's configuration; one with the id of a
+                catalog model replaces it.
+
+        Returns:
+            The models of the catalog's provider at ``base_url``'s host, then the extra
+            models. At any other host: the extra models, or the OpenAI catalog when
+            there are none (as the original proxy did).
+        """
+        provider = self.provider_for(base_url)
+        if provider is None:
+            if extra_models:
+                return list(extra_models)
+            provider = _FALLBACK_PROVIDER
+        return _merge(self._providers.get(provider, ()), extra_models)
+
+    def model(self, model_id: str) -> CatalogModel | None:
+        """Find a model by id; a dated snapshot (``gpt-4o-2024-08-06``) finds its base model.
+
+        Only a snapshot suffix (``-YYYY-MM-DD`` or ``-MMDD``) may follow the base id, so
+        the longest matching id wins: ``gpt-4o-mini-2024-07-18`` is ``gpt-4o-mini``, not
+        ``gpt-4o``, and ``o3-pro`` is not ``o3`` (it is priced ten times higher).
+        """
+        model = self._by_id.get(model_id)
+        if model is None:
+            model = self._by_id.get(_SNAPSHOT_SUFFIX.sub("", model_id))
+        return model
+
+    def pricing_for(
+        self, model_id: str, extra_models: Iterable[ModelInfo] = ()
+    ) -> ModelPricing | None:
+        """Return the prices of ``model_id``, or ``None`` where unknown.
+
+        Args:
+            model_id: the model, as the request or the provider's response names it.
+            extra_models: models from the proxy's configuration; they win over the
+                catalog.
+        """
+        for extra in extra_models:
+            if extra.id == model_id:
+                return extra.pricing
+        model = self.model(model_id)
+        return None if model is None else model.pricing
+
+    def capabilities_for(self, model_id: str) -> frozenset[Capability]:
+        """Return what ``model_id`` can do; empty for a model the catalog does not know."""
+        model = self.model(model_id)
+        return frozenset() if model is None else frozenset(model.capabilities)
+
+
+def _model_info(provider: str, model: CatalogModel) -> ModelInfo:
+    return ModelInfo(
+        id=model.id,
+        display_name=model.display_name,
+        max_tokens=model.max_tokens,
+        provider=provider,
+        pricing=model.pricing,
+    )
+
+
+def _merge(catalog: Iterable[ModelInfo], extra_models: Sequence[ModelInfo]) -> list[ModelInfo]:
+    extras = {model.id: model for model in extra_models}
+    merged = [extras.pop(model.id, model) for model in catalog]
+    merged.extend(extras.values())
+    return merged
+
+
+@functools.cache
+def load_catalog() -> Catalog:
+    """Load the catalog shipped with the proxy; it is read once and shared."""
+    data = importlib.resources.files(__package__).joinpath(CATALOG_FILE).read_bytes()
+    return Catalog.from_json(data)

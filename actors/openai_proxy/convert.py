@@ -1,0 +1,445 @@
+"""Conversion between genai-types and OpenAI Chat Completions JSON: pure functions, no I/O.
+
+Requests (:func:`to_chat_request`):
+
+- the system prompt becomes the first message, ``{"role": "system"}``;
+- an assistant's ``tool_use`` parts become its ``tool_calls`` (``arguments`` is the compact
+  JSON text of ``input``; an ``input`` that is already a string goes out as it is);
+- every ``tool_result`` becomes its own ``{"role": "tool"}`` message, before the rest of
+  its message, since OpenAI wants tool messages right after the assistant's tool calls.
+  Its content is text: text parts joined by newlines, a resource as its JSON text, an
+  image or audio as a placeholder such as ``[image/png image]`` (a tool message cannot
+  carry media); a failed call's text starts with ``Error: ``;
+- text, image and audio parts become ``text``, ``image_url`` and ``input_audio`` parts;
+  with ``content_format="String"`` a message of text parts only becomes one string;
+- ``tool_choice`` and ``parallel_tool_calls`` go out only with tools, which OpenAI requires;
+- ``max_tokens`` goes out under the key the caller names, when the request sets it.
+
+Responses (:func:`from_chat_response`): the first choice's text, then its refusal (as
+text), then its tool calls; ``finish_reason`` ``stop`` reads as ``end_turn``, ``length`` as
+``max_tokens``, ``tool_calls`` and ``function_call`` as ``tool_use``, a missing or null
+one as ``end_turn`` (the message is complete: providers that omit it do so on normal
+ends), and anything else as ``{"other": reason}``. Missing usage counts read as 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+import attrs
+
+from actors.genai_types import (
+    Audio,
+    Base64Source,
+    CompletionRequest,
+    CompletionResponse,
+    EndTurn,
+    Image,
+    MaxTokens,
+    Message,
+    MessageContent,
+    ModelPricing,
+    OtherStop,
+    Role,
+    StopReason,
+    Text,
+    Tool,
+    ToolAudio,
+    ToolChoice,
+    ToolChoiceAny,
+    ToolChoiceAuto,
+    ToolChoiceNone,
+    ToolChoiceTool,
+    ToolContent,
+    ToolImage,
+    ToolResource,
+    ToolResult,
+    ToolText,
+    ToolUse,
+    ToolUseStop,
+    Usage,
+)
+from theater_py.errors import TheaterError
+
+__all__ = [
+    "ChatRequest",
+    "ContentFormat",
+    "ResponseFormatError",
+    "TokenLimitParam",
+    "from_chat_response",
+    "is_reasoning_model",
+    "to_chat_request",
+    "token_limit_param_for",
+]
+
+ContentFormat = Literal["Array", "String"]
+"""How message content goes out: a list of parts, or one string where it is only text."""
+
+TokenLimitParam = Literal["max_completion_tokens", "max_tokens"]
+"""The request key that carries the output token limit."""
+
+_JSON_SEPARATORS: Final = (",", ":")
+_REASONING_MODEL = re.compile(r"(?:.*/)?(?:o[1-9]\d*|gpt-5)(?:$|[-.])")
+_OPENAI_HOST: Final = "api.openai.com"
+
+
+class ResponseFormatError(TheaterError, ValueError):
+    """The provider's body is not a chat completion; report it as ``invalid_response``."""
+
+
+@attrs.frozen
+class ChatRequest:
+    """An OpenAI Chat Completions request body, and what was left out of it.
+
+    Attributes:
+        body: the JSON body to POST to ``/chat/completions``.
+        dropped: the request's sampling parameters left out because the model rejects
+            them (``("temperature", "top_p")``), in that order; log them once per model.
+    """
+
+    body: dict[str, Any]
+    dropped: tuple[str, ...] = ()
+
+
+def is_reasoning_model(model: str) -> bool:
+    """Tell whether ``model`` is an OpenAI reasoning model (o1, o3, o4-mini, gpt-5 families).
+
+    Reasoning models reject ``max_tokens`` and sampling parameters other than the defaults.
+    A provider prefix (``openai/o3``) and dated or sized variants (``o3-mini-2025-01-31``)
+    count.
+    """
+    return _REASONING_MODEL.match(model.lower()) is not None
+
+
+def token_limit_param_for(
+    base_url: str, model: str, override: TokenLimitParam | None = None
+) -> TokenLimitParam:
+    """Choose the key that carries the output token limit.
+
+    Args:
+        base_url: the provider's API root.
+        model: the model the request goes to.
+        override: the configured choice, which wins when given.
+
+    Returns:
+        ``max_completion_tokens`` for reasoning models and for api.openai.com, which
+        accepts it on every model; ``max_tokens``, which most other providers only know,
+        otherwise.
+    """
+    if override is not None:
+        return override
+    if is_reasoning_model(model) or urlsplit(base_url).hostname == _OPENAI_HOST:
+        return "max_completion_tokens"
+    return "max_tokens"
+
+
+# -- requests --------------------------------------------------------------------------
+
+
+def to_chat_request(
+    request: CompletionRequest,
+    *,
+    default_model: str,
+    content_format: ContentFormat,
+    token_limit_param: TokenLimitParam,
+    drop_sampling: bool,
+) -> ChatRequest:
+    """Turn a genai completion request into an OpenAI Chat Completions request body.
+
+    Args:
+        request: the request.
+        default_model: the model used when ``request.model`` is ``""``.
+        content_format: ``"Array"`` sends content parts; ``"String"`` sends a message of
+            text parts only as one string (older Moonshot models want that).
+        token_limit_param: the key for ``request.max_tokens``.
+        drop_sampling: leave out ``temperature`` (unless it is 1) and ``top_p``, which
+            reasoning models reject.
+
+    Returns:
+        The body, and the parameters that were dropped. Numbers go out as given.
+    """
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    for message in request.messages:
+        _append_message(messages, message, content_format)
+    body: dict[str, Any] = {"model": request.model or default_model, "messages": messages}
+    if request.max_tokens is not None:
+        body[token_limit_param] = request.max_tokens
+    dropped = _add_sampling(body, request, drop_sampling)
+    if request.tools:
+        _add_tools(body, request.tools, request)
+    if request.response_format is not None:
+        body["response_format"] = request.response_format
+    if request.reasoning_effort is not None:
+        body["reasoning_effort"] = request.reasoning_effort
+    if request.stop_sequences:
+        body["stop"] = list(request.stop_sequences)
+    return ChatRequest(body, dropped)
+
+
+def _add_sampling(
+    body: dict[str, Any], request: CompletionRequest, drop_sampling: bool
+) -> tuple[str, ...]:
+    dropped: list[str] = []
+    if request.temperature is not None:
+        if drop_sampling and request.temperature != 1:
+            dropped.append("temperature")
+        else:
+            body["temperature"] = request.temperature
+    if request.top_p is not None:
+        if drop_sampling:
+            dropped.append("top_p")
+        else:
+            body["top_p"] = request.top_p
+    return tuple(dropped)
+
+
+def _add_tools(body: dict[str, Any], tools: list[Tool], request: CompletionRequest) -> None:
+    body["tools"] = [_tool(tool) for tool in tools]
+    if request.tool_choice is not None:
+        body["tool_choice"] = _tool_choice(request.tool_choice)
+    if request.disable_parallel_tool_use is not None:
+        body["parallel_tool_calls"] = not request.disable_parallel_tool_use
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        function["description"] = tool.description
+    function["parameters"] = tool.input_schema
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: ToolChoice) -> Any:
+    if isinstance(choice, ToolChoiceTool):
+        return {"type": "function", "function": {"name": choice.name}}
+    if isinstance(choice, ToolChoiceAny):
+        return "required"
+    if isinstance(choice, ToolChoiceNone):
+        return "none"
+    assert isinstance(choice, ToolChoiceAuto)
+    return "auto"
+
+
+def _append_message(
+    messages: list[dict[str, Any]], message: Message, content_format: ContentFormat
+) -> None:
+    parts: list[MessageContent] = []
+    calls: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, ToolResult):
+            text = _tool_result_text(part)
+            messages.append({"role": "tool", "tool_call_id": part.tool_use_id, "content": text})
+        elif isinstance(part, ToolUse):
+            calls.append(_tool_call(part))
+        else:
+            parts.append(part)
+    if calls:
+        content = _content(parts, content_format) if parts else None
+        messages.append({"role": message.role.value, "content": content, "tool_calls": calls})
+    elif parts or not message.content:
+        messages.append({"role": message.role.value, "content": _content(parts, content_format)})
+
+
+def _content(parts: Sequence[MessageContent], content_format: ContentFormat) -> Any:
+    if not parts:
+        return ""  # OpenAI refuses an empty list of parts
+    if content_format == "String" and all(isinstance(part, Text) for part in parts):
+        return "\n".join(part.text for part in parts if isinstance(part, Text))
+    return [_part(part) for part in parts]
+
+
+def _part(part: MessageContent) -> dict[str, Any]:
+    if isinstance(part, Text):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, Image):
+        source = part.source
+        if isinstance(source, Base64Source):
+            url = f"data:{source.media_type};base64,{source.data}"
+        else:
+            url = source.url
+        image_url: dict[str, Any] = {"url": url}
+        if part.detail is not None:
+            image_url["detail"] = part.detail
+        return {"type": "image_url", "image_url": image_url}
+    if isinstance(part, Audio):
+        return {"type": "input_audio", "input_audio": {"data": part.data, "format": part.format}}
+    raise AssertionError(f"unexpected content part {part!r}")  # tool parts never get here
+
+
+def _tool_call(part: ToolUse) -> dict[str, Any]:
+    arguments = part.input if isinstance(part.input, str) else _compact_json(part.input)
+    return {
+        "id": part.id,
+        "type": "function",
+        "function": {"name": part.name, "arguments": arguments},
+    }
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=_JSON_SEPARATORS)
+
+
+def _tool_result_text(result: ToolResult) -> str:
+    text = "\n".join(_tool_content_text(part) for part in result.content)
+    return f"Error: {text}" if result.is_error else text
+
+
+def _tool_content_text(part: ToolContent) -> str:
+    if isinstance(part, ToolText):
+        return part.text
+    if isinstance(part, ToolResource):
+        return _compact_json(part.resource)
+    assert isinstance(part, ToolImage | ToolAudio)
+    kind = "image" if isinstance(part, ToolImage) else "audio"
+    return f"[{part.mime_type} {kind}]"
+
+
+# -- responses -------------------------------------------------------------------------
+
+_STOP_REASONS: Final[Mapping[str, StopReason]] = {
+    "stop": EndTurn(),
+    "length": MaxTokens(),
+    "tool_calls": ToolUseStop(),
+    "function_call": ToolUseStop(),
+}
+
+
+def from_chat_response(body: Any, *, pricing: ModelPricing | None) -> CompletionResponse:
+    """Turn an OpenAI Chat Completions response body into a genai completion response.
+
+    Args:
+        body: the parsed JSON body.
+        pricing: the model's prices, to fill in ``usage.cost_usd``; ``None`` leaves it out.
+
+    Returns:
+        The first choice as a completion. Tool-call arguments that are not valid JSON
+        stay the raw string in ``input``; empty arguments read as ``{}``.
+
+    Raises:
+        ResponseFormatError: ``body`` is not a chat completion (not an object, no
+            choices, a choice without a message).
+    """
+    if not isinstance(body, dict):
+        raise ResponseFormatError(f"expected a JSON object, got {type(body).__name__}")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise ResponseFormatError("the response has no choices")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise ResponseFormatError("the response's first choice has no message object")
+    reason = choice.get("finish_reason")
+    stop_reason: StopReason
+    if reason is None:
+        stop_reason = EndTurn()
+    elif isinstance(reason, str):
+        stop_reason = _STOP_REASONS.get(reason) or OtherStop(reason)
+    else:
+        stop_reason = OtherStop(_compact_json(reason))
+    return CompletionResponse(
+        content=_response_content(message),
+        id=_text(body.get("id")),
+        model=_text(body.get("model")),
+        role=Role.ASSISTANT,
+        stop_reason=stop_reason,
+        usage=_usage(body.get("usage"), pricing),
+    )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _response_content(message: dict[str, Any]) -> list[MessageContent]:
+    content: list[MessageContent] = []
+    text = message.get("content")
+    if isinstance(text, list):  # some providers answer with content parts
+        text = "".join(
+            part["text"]
+            for part in text
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    if isinstance(text, str) and text:
+        content.append(Text(text))
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        content.append(Text(refusal))
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        for call in calls:
+            if isinstance(call, dict):
+                content.append(_tool_use(_text(call.get("id")), call.get("function")))
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict):
+        content.append(_tool_use("", legacy))
+    return content
+
+
+def _tool_use(call_id: str, function: Any) -> ToolUse:
+    if not isinstance(function, dict):
+        function = {}
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        arguments = _parse_arguments(arguments)
+    elif arguments is None:
+        arguments = {}
+    return ToolUse(call_id, _text(function.get("name")), arguments)
+
+
+def _parse_arguments(text: str) -> Any:
+    if not text.strip():
+        return {}  # a call without arguments, as some providers write it
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # invalid JSON: the caller sees exactly what the model wrote
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value >= 0:
+        return int(value)
+    return 0
+
+
+def _usage(usage: Any, pricing: ModelPricing | None) -> Usage:
+    if not isinstance(usage, dict):
+        usage = {}
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    input_tokens = _count(usage.get("prompt_tokens"))
+    output_tokens = _count(usage.get("completion_tokens"))
+    cached = 0
+    if isinstance(prompt_details, dict):
+        cached = _count(prompt_details.get("cached_tokens"))
+    if not cached:
+        cached = _count(usage.get("prompt_cache_hit_tokens"))  # DeepSeek
+    cached = min(cached, input_tokens)
+    reasoning = 0
+    if isinstance(completion_details, dict):
+        reasoning = _count(completion_details.get("reasoning_tokens"))
+    cost = None
+    if pricing is not None:
+        cached_price = pricing.cached_input_cost_per_million_tokens
+        if cached_price is None:
+            cached_price = pricing.input_cost_per_million_tokens
+        cost = (
+            (input_tokens - cached) * pricing.input_cost_per_million_tokens
+            + cached * cached_price
+            + output_tokens * pricing.output_cost_per_million_tokens
+        ) / 1_000_000
+    return Usage(
+        input_tokens,
+        output_tokens,
+        cached_input_tokens=cached,
+        reasoning_tokens=reasoning,
+        cost_usd=cost,
+    )

@@ -1,0 +1,160 @@
+"""The context grants only what the manifest's handlers say, and records every use."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import ManifestFactory
+from theater_py import Runtime
+from theater_py.chain import EventDatabase
+
+ENV = """
+[[handler]]
+type = "environment"
+allowed_vars = ["GREETING", "SECRET_TOKEN"]
+denied_vars = ["SECRET_TOKEN"]
+"""
+
+
+def event_types(handle) -> list[str]:
+    return [e.event_type for e in handle.events()]
+
+
+def test_an_allowed_variable_is_read_and_only_its_name_recorded(
+    runtime: Runtime, make_manifest: ManifestFactory, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("GREETING", "value-that-must-not-be-recorded")
+    actor = runtime.start_actor(make_manifest("Capable", handlers=ENV))
+    secret = "value-that-must-not-be-recorded"
+    assert actor.request({"use": "env", "var": "GREETING"}) == {"length": len(secret)}
+    reads = [e for e in actor.events() if e.event_type == "environment-read"]
+    assert reads[0].data == {"var": "GREETING", "found": True}
+    chain_text = json.dumps([e.to_json() for e in actor.events()])
+    assert secret not in chain_text
+
+
+@pytest.mark.parametrize("var", ["SECRET_TOKEN", "PATH"])
+def test_a_variable_outside_the_rule_is_denied_and_recorded(
+    runtime: Runtime, make_manifest: ManifestFactory, var: str
+):
+    actor = runtime.start_actor(make_manifest("Capable", handlers=ENV))
+    reply = actor.request({"use": "env", "var": var})
+    assert reply["denied"] == "environment"
+    assert var in reply["error"]
+    denied = [e for e in actor.events() if e.event_type == "permission-denied"]
+    assert denied[0].data == {"capability": "environment", "var": var}
+
+
+@pytest.mark.parametrize(
+    ("use", "capability"),
+    [("env", "environment"), ("http", "http-client"), ("store", "store"), ("time", "timing")],
+)
+def test_a_capability_without_its_handler_is_denied(
+    runtime: Runtime, make_manifest: ManifestFactory, use: str, capability: str
+):
+    actor = runtime.start_actor(make_manifest("Capable"))
+    message = {"use": use, "var": "HOME", "url": "http://127.0.0.1:9/", "text": "x"}
+    reply = actor.request(message)
+    assert reply["denied"] == capability
+    assert capability in reply["error"]
+    assert "permission-denied" in event_types(actor)
+
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"ok"
+        self.send_response(204 if "empty" in self.path else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def local_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_http_requests_are_recorded_without_their_query_string(
+    runtime: Runtime, make_manifest: ManifestFactory, local_server: str
+):
+    actor = runtime.start_actor(
+        make_manifest("Capable", handlers='[[handler]]\ntype = "http-client"\n')
+    )
+    assert actor.request({"use": "http", "url": f"{local_server}/path?key=sk-hidden"}) == 200
+    http_events = [e for e in actor.events() if e.event_type.startswith("http-")]
+    assert [e.event_type for e in http_events] == ["http-request", "http-response"]
+    assert http_events[1].data == {"method": "GET", "url": f"{local_server}/path", "status": 200}
+    assert "sk-hidden" not in json.dumps([e.to_json() for e in http_events])
+
+
+def test_store_writes_are_recorded_and_readable(runtime: Runtime, make_manifest: ManifestFactory):
+    actor = runtime.start_actor(make_manifest("Capable", handlers='[[handler]]\ntype = "store"\n'))
+    reply = actor.request({"use": "store", "text": "hello"})
+    store = runtime.content_store
+    assert store.get_by_label(reply["store_id"], "greeting").hash == reply["hash"]
+    writes = [e for e in actor.events() if e.event_type == "store-write"]
+    assert writes[0].data["hash"] == reply["hash"]
+    assert writes[0].data["size"] == 5
+
+
+def test_timing_gives_the_clock(runtime: Runtime, make_manifest: ManifestFactory):
+    actor = runtime.start_actor(make_manifest("Capable", handlers='[[handler]]\ntype = "timing"\n'))
+    assert isinstance(actor.request({"use": "time"}), int)
+
+
+def test_every_request_is_recorded_and_the_chain_verifies(
+    runtime: Runtime, make_manifest: ManifestFactory
+):
+    actor = runtime.start_actor(make_manifest("Echo"))
+    actor.request({"n": 1})
+    actor.send("note")
+    actor.request("sends")
+    types = event_types(actor)
+    assert types[:2] == ["actor-start", "init"]
+    assert types[2:] == ["request", "response", "send", "request", "response"]
+    assert actor.events()[2].data == {"n": 1}
+    assert actor.events()[3].data == {"echo": {"n": 1}}
+    assert actor.verify().ok
+
+
+def test_a_saved_chain_survives_the_runtime_and_edits_are_caught(
+    make_manifest: ManifestFactory, theater_home
+):
+    with Runtime() as rt:
+        actor = rt.start_actor(make_manifest("Echo", save_chain=True))
+        actor.request("persist me")
+        actor_id = actor.id
+        recorded = len(actor.events())
+    with EventDatabase(theater_home / "events.sqlite3") as db:
+        chain = db.chain(actor_id, persist=True)
+        assert len(chain) == recorded + 1
+        assert chain.events()[-1].event_type == "actor-stop"
+        assert chain.verify().ok
+    import sqlite3
+
+    with sqlite3.connect(theater_home / "events.sqlite3") as raw:
+        tables = [r[0] for r in raw.execute("select name from sqlite_master where type='table'")]
+        assert tables
+    with EventDatabase(theater_home / "events.sqlite3") as db:
+        events = db.chain(actor_id, persist=True).events()
+        tampered = [e.to_json() for e in events]
+        tampered[3]["data"] = "edited"
+        from theater_py.chain import verify_events
+
+        result = verify_events(tampered)
+        assert not result.ok
+        assert result.first_broken == 3
