@@ -429,11 +429,11 @@ class _ActorProcess(pykka.ThreadingActor):
 
     def _deferred_done(self, envelope: Envelope, future: concurrent.futures.Future[Any]) -> None:
         # Runs on whichever thread resolved the future; the chain and the reply are thread-safe.
-        error: BaseException | None = (
-            concurrent.futures.CancelledError("the deferred reply was cancelled")
-            if future.cancelled()
-            else future.exception()
-        )
+        if future.cancelled():  # the actor stopped and dropped the work before it ran
+            self.cell.chain.record("request-error", {"error": "cancelled"}, "reply cancelled")
+            envelope.fail(ActorStopped(f"actor {self.cell.name!r} stopped before answering"))
+            return
+        error = future.exception()
         if error is None:
             try:
                 self._answer(envelope, future.result())

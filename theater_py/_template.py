@@ -66,7 +66,7 @@ _LITERAL_UNSAFE = re.compile(r"['\x00-\x08\x0a-\x1f\x7f]")
 _MISSING = object()
 
 
-class _Unrenderable(Exception):  # noqa: N818 -- internal signal, always re-raised as ManifestError
+class _Unrenderable(Exception):
     """A value cannot be rendered where its placeholder stands."""
 
 

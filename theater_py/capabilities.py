@@ -120,9 +120,9 @@ class StoreAccess:
         self._store = store
         self._chain = chain
 
-    def new_store(self) -> str:
-        """Create a store and return its id."""
-        store_id = self._store.new_store()
+    def new_store(self, store_id: str | None = None) -> str:
+        """Create a store (or find the one named ``store_id``) and return its id."""
+        store_id = self._store.new_store(store_id)
         self._chain.record("store-new", {"store_id": store_id}, "new store")
         return store_id
 

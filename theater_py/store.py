@@ -149,10 +149,21 @@ class ContentStore:
 
     # -- stores --------------------------------------------------------------------------
 
-    def new_store(self) -> str:
-        """Create a store and return its id (a uuid4 string)."""
-        store_id = str(uuid.uuid4())
-        self._run("INSERT INTO stores VALUES (?, ?)", (store_id, time.time_ns() // 1_000_000))
+    def new_store(self, store_id: str | None = None) -> str:
+        """Create a store and return its id.
+
+        Args:
+            store_id: the id to give it, so that an actor can find its store again after
+                a restart (Theater's named store); an existing store of that id is kept
+                as it is. ``None`` makes a new uuid4 id.
+        """
+        if store_id is None:
+            store_id = str(uuid.uuid4())
+        else:
+            _check_text("store_id", store_id)
+        self._run(
+            "INSERT OR IGNORE INTO stores VALUES (?, ?)", (store_id, time.time_ns() // 1_000_000)
+        )
         return store_id
 
     # -- content -------------------------------------------------------------------------

@@ -1,0 +1,179 @@
+"""The OpenAI proxy actor: genai-types requests served by any OpenAI-compatible API.
+
+One actor serves many requests at once: ``handle_request`` turns a request into the
+provider's JSON on the actor's thread (cheap), then hands the HTTP call to a bounded
+pool and returns its future, so the mailbox never waits on the network. Upstream
+failures come back as ``{"Error": {...}}`` replies, never as crashes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import TYPE_CHECKING, Any
+
+from actors.genai_types import (
+    Completion,
+    CompletionRequest,
+    ErrorResponse,
+    GenerateCompletion,
+    ListModels,
+    ModelList,
+    ProxyRequest,
+    ProxyResponse,
+)
+from actors.openai_proxy.cache import CompletionCache
+from actors.openai_proxy.catalog import load_catalog
+from actors.openai_proxy.client import ChatClient
+from actors.openai_proxy.config import ConfigError, parse_init
+from actors.openai_proxy.convert import (
+    ResponseFormatError,
+    from_chat_response,
+    is_reasoning_model,
+    to_chat_request,
+    token_limit_param_for,
+)
+from actors.openai_proxy.errors import ProviderError
+from theater_py import Actor, ActorContext, MessageDecodeError
+
+if TYPE_CHECKING:
+    from actors.genai_types import ModelInfo
+    from actors.openai_proxy.config import ProxyConfig
+
+__all__ = ["OpenAIProxyActor"]
+
+
+def error_reply(error: ProviderError) -> ErrorResponse:
+    """Turn a provider failure into the wire format's error reply."""
+    return ErrorResponse(
+        error=str(error),
+        kind=error.kind,
+        status=error.status,
+        retry_after_ms=error.retry_after_ms,
+        request_id=error.request_id,
+        provider_code=error.provider_code,
+        attempts=error.attempts,
+    )
+
+
+class OpenAIProxyActor(Actor):
+    """Serves ``ListModels`` and ``GenerateCompletion`` from an OpenAI-compatible API.
+
+    Its init state is ``{"store_id": ..., "config": {...}}`` (see
+    :class:`~actors.openai_proxy.config.ProxyConfig`); the API key is read once, at
+    init, from the environment variable ``config.api_key_env`` through the
+    ``environment`` capability, and is kept only inside the HTTP client.
+    """
+
+    request_type = ProxyRequest
+    response_type = ProxyResponse
+
+    def init(self, ctx: ActorContext, state: Any) -> None:
+        """Read the configuration and the API key; set up the client, pool and cache.
+
+        Raises:
+            ConfigError: the configuration is invalid, or the key's variable is unset or
+                empty (the error names the variable, never a value).
+        """
+        settings = parse_init(state)
+        config = settings.config
+        api_key = ctx.env.get(config.api_key_env)
+        if not api_key:
+            raise ConfigError(
+                "config.api_key_env",
+                f"environment variable {config.api_key_env} is not set or is empty",
+            )
+        self.config: ProxyConfig = config
+        self.client = ChatClient(
+            ctx.http,
+            base_url=config.base_url,
+            api_key=api_key,
+            timeout_ms=config.timeout_ms,
+            retry=config.retry_config,
+            max_connections=config.max_concurrent_requests,
+        )
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.max_concurrent_requests, thread_name_prefix=f"{ctx.name}-http"
+        )
+        store = None
+        if settings.store_id is not None and config.max_cache_size > 0:
+            store = ctx.store
+            store.new_store(settings.store_id)
+        self.cache = CompletionCache(config.max_cache_size, store, settings.store_id)
+        self.catalog = load_catalog()
+        self.models: list[ModelInfo] = self.catalog.for_base_url(config.base_url, config.models)
+        self._sampling_noted: set[str] = set()
+        ctx.log.info("serving %s (default model %s)", config.base_url, config.default_model)
+
+    def handle_request(self, ctx: ActorContext, message: Any) -> Any:
+        """Answer ``ListModels`` at once; answer ``GenerateCompletion`` from the pool."""
+        if isinstance(message, ListModels):
+            return ModelList(models=list(self.models))
+        if isinstance(message, GenerateCompletion):
+            return self._generate(ctx, message.request)
+        return ErrorResponse(error=f"unsupported request {message!r}", kind="invalid_request")
+
+    def _generate(self, ctx: ActorContext, request: CompletionRequest) -> Any:
+        if not request.messages and not request.system:
+            return ErrorResponse(
+                error="invalid request: GenerateCompletion.request.messages: "
+                "at least one message (or a system prompt) is required",
+                kind="invalid_request",
+            )
+        config = self.config
+        model = request.model or config.default_model
+        reasoning = is_reasoning_model(model)
+        chat = to_chat_request(
+            request,
+            default_model=config.default_model,
+            content_format=config.content_format,
+            token_limit_param=token_limit_param_for(
+                config.base_url, model, config.token_limit_param
+            ),
+            drop_sampling=reasoning,
+        )
+        if chat.dropped and model not in self._sampling_noted:
+            self._sampling_noted.add(model)
+            ctx.log.info(
+                "model %s is a reasoning model: leaving out %s", model, ", ".join(chat.dropped)
+            )
+        key = CompletionCache.key_for(chat.body, request.temperature)
+        if key is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return Completion(completion=cached)
+        return self.pool.submit(self._complete, chat.body, key)
+
+    def _complete(self, body: dict[str, Any], cache_key: str | None) -> ProxyResponse:
+        # Runs on a pool thread: everything it touches is thread-safe.
+        try:
+            result = self.client.complete(body)
+        except ProviderError as error:
+            return error_reply(error)
+        model = result.body.get("model") if isinstance(result.body, dict) else None
+        pricing = self.catalog.pricing_for(model or body["model"], self.config.models)
+        try:
+            completion = from_chat_response(result.body, pricing=pricing)
+        except ResponseFormatError as error:
+            return ErrorResponse(
+                error=f"invalid_response: {error}",
+                kind="invalid_response",
+                status=result.status,
+                request_id=result.request_id,
+                attempts=result.attempts,
+            )
+        if cache_key is not None:
+            self.cache.put(cache_key, completion)
+        return Completion(completion=completion)
+
+    def on_decode_error(self, ctx: ActorContext, error: MessageDecodeError) -> ProxyResponse:
+        """Answer a malformed request with ``kind: invalid_request`` naming the field."""
+        return ErrorResponse(error=f"invalid request: {error}", kind="invalid_request")
+
+    def on_stop(self, ctx: ActorContext) -> None:
+        """Wake retries that wait, drop queued calls, and let calls on the wire finish."""
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
