@@ -364,3 +364,21 @@ def test_stopping_during_a_backoff_answers_at_once(start_proxy, sim: OpenAISimul
         proxy.stop(timeout=10)
         reply = pending.result(10)
     assert reply["Error"]["kind"] in ("connection", "overloaded")
+
+
+def test_no_accepted_request_is_lost_when_the_proxy_crashes(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("SIM_KEY", KEY)
+    with OpenAISimulator(api_key=KEY, latency_ms=100) as slow:
+        proxy = runtime.start_actor(
+            MANIFEST, {"config": {"base_url": slow.base_url, "api_key_env": "SIM_KEY"}}
+        )
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(generate, proxy) for _ in range(24)]
+            assert slow.wait_for_requests(8, timeout=10)  # calls are on the wire
+            proxy.crash("test crash")
+            futures += [pool.submit(generate, proxy) for _ in range(8)]
+            replies = [f.result(30) for f in futures]
+    assert all("Completion" in r for r in replies)
+    assert [e.event_type for e in proxy.events()].count("actor-start") == 2

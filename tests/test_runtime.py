@@ -286,3 +286,13 @@ def test_actors_lists_what_runs(runtime: Runtime, make_manifest: ManifestFactory
     assert set(rows) == {"echo", "worker"}
     assert rows["worker"].restarts == 1
     assert rows["echo"].status == "running"
+
+
+def test_crash_on_request_is_handled_like_any_crash(
+    runtime: Runtime, make_manifest: ManifestFactory, shared
+):
+    handle = runtime.start_actor(make_manifest("Worker"))
+    handle.crash("told to")
+    assert handle.request("after", timeout=10)["incarnation"] == 2
+    crashes = [e for e in handle.events() if e.event_type == "actor-crash"]
+    assert crashes[0].data["error"] == "ActorKilled: told to"

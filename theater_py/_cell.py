@@ -53,6 +53,11 @@ class Kind(enum.IntEnum):
     INIT = 2
     STOP = 3
     EXIT = 4
+    CRASH = 5
+
+
+class ActorKilled(Exception):
+    """The exit signal :meth:`ActorHandle.crash` sends, raised on the actor's thread."""
 
 
 class Envelope:
@@ -273,9 +278,10 @@ class ActorCell:
             self.status = CellStatus.EXITED if keep_mailbox else CellStatus.STOPPING
             done: concurrent.futures.Future[None] = concurrent.futures.Future()
             if process is not None:
+                if not keep_mailbox:
+                    process.context.stopping.set()
                 if timeout == 0:
                     self._pending.extendleft(reversed(process.drain()))
-                    process.context.stopping.set()
                 process.actor_ref.tell(Envelope(Kind.STOP, None, reply=done))
             else:
                 done.set_result(None)
@@ -371,6 +377,8 @@ class _ActorProcess(pykka.ThreadingActor):
             elif kind is Kind.STOP:
                 self._stop_requested(envelope)
                 return
+            elif kind is Kind.CRASH:
+                raise ActorKilled(envelope.message)
         except BaseException as exc:  # noqa: BLE001 -- contain every failure to this actor
             self._crash(envelope, exc)
             return
@@ -484,7 +492,7 @@ class _ActorProcess(pykka.ThreadingActor):
         inbox = self.actor_inbox
         while not inbox.empty():
             message = inbox.get().message
-            if not isinstance(message, Envelope) or message.kind is Kind.EXIT:
+            if not isinstance(message, Envelope) or message.kind in (Kind.EXIT, Kind.CRASH):
                 continue
             if message.kind is Kind.STOP:
                 # A stop that raced a crash: this incarnation is over either way.

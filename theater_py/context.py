@@ -33,7 +33,9 @@ class ActorContext:
         self._cell = cell
         self._manifest = cell.manifest
         self.stopping = threading.Event()
-        """Set when this incarnation is asked to stop (long waits should watch it)."""
+        """Set when the actor is being stopped for good: it will not be restarted, so
+        long waits should end and callers should be answered now. It stays clear when an
+        incarnation ends by a crash, a normal exit or a sibling's restart."""
         self.log = logging.getLogger(f"theater_py.actor.{cell.name}")
         """The actor's logger (``theater_py.actor.<name>``)."""
 
@@ -110,7 +112,6 @@ class ActorContext:
 
     def close(self) -> None:
         """Release the capabilities this incarnation opened."""
-        self.stopping.set()
         session = self.__dict__.get("http")
         if session is not None:
             session.close()

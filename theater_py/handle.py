@@ -94,6 +94,15 @@ class ActorHandle:
         """Queue a JSON value without waiting for anything."""
         self._current().deliver(Envelope(Kind.SEND, value, True))
 
+    def crash(self, reason: str = "crashed on request") -> None:
+        """Make the actor crash after the messages already queued (Erlang's ``exit(Pid, Reason)``).
+
+        The crash is handled as any other: recorded, and the supervisor decides; the
+        messages queued behind it pass to the next incarnation. Meant for testing and
+        showing supervision.
+        """
+        self._current().deliver(Envelope(Kind.CRASH, reason))
+
     def events(self) -> list[ChainEvent]:
         """Return the actor's event chain so far, oldest first."""
         return self._current().chain.events()

@@ -27,6 +27,7 @@ from theater_py.supervisor import ChildSpec, Supervisor, SupervisorFlags, Superv
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Mapping
 
     from theater_py.chain import EventChain, EventDatabase
     from theater_py.store import ContentStore
@@ -172,8 +173,14 @@ class Runtime:
         self._start_child(spec, cell)
         return ActorHandle(self, cell.name, cell)
 
-    def start_system(self, path: str | os.PathLike[str]) -> Supervisor:
+    def start_system(
+        self, path: str | os.PathLike[str], init: Mapping[str, Any] | None = None
+    ) -> Supervisor:
         """Start the supervision tree a system manifest declares; return once all is up.
+
+        Args:
+            path: the system manifest.
+            init: init data by child name, merged over each named child's ``init``.
 
         Raises:
             ManifestError: the system manifest is invalid (the error names the field).
@@ -181,7 +188,7 @@ class Runtime:
         """
         from theater_py.system import load_system
 
-        return self.start_supervisor(load_system(path))
+        return self.start_supervisor(load_system(path, init))
 
     def start_supervisor(self, spec: SupervisorSpec) -> Supervisor:
         """Start a supervision tree under the root supervisor; return once all is up.

@@ -24,15 +24,18 @@ a system manifest (it has a ``[supervisor]`` table) is a subtree, ``type =
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from theater_py.errors import ManifestError, SupervisorError
+from theater_py.manifest import merge_init_state
 from theater_py.supervisor import Backoff, ChildSpec, SupervisorFlags, SupervisorSpec
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Mapping
 
 __all__ = ["load_system"]
 
@@ -49,15 +52,33 @@ CHILD_KEYS = {
     "backoff",
 }
 BACKOFF_KEYS = {"min_ms", "max_ms", "multiplier", "jitter"}
+_SUPERVISOR_TABLE = re.compile(r"^\s*\[\s*supervisor\s*\]", re.MULTILINE)
 
 
-def load_system(path: str | os.PathLike[str], _seen: tuple[Path, ...] = ()) -> SupervisorSpec:
+def load_system(
+    path: str | os.PathLike[str], init: Mapping[str, Any] | None = None
+) -> SupervisorSpec:
     """Read a system manifest (and the subtrees it names) into a :class:`SupervisorSpec`.
+
+    Args:
+        path: the system manifest.
+        init: init data by child name, anywhere in the tree, merged over that child's
+            ``init`` by Theater's shallow rule (for instance to point a proxy at a test
+            server).
 
     Raises:
         ManifestError: the file is unreadable or invalid; the error names the file and
-            the field (``child[1].restart``).
+            the field (``child[1].restart``), or ``init`` names no child.
     """
+    overrides = dict(init or {})
+    spec = _load(Path(path), (), overrides)
+    if overrides:
+        name = sorted(overrides)[0]
+        raise ManifestError(f"init names no child {name!r}", file=str(Path(path)), field="init")
+    return spec
+
+
+def _load(path: Path, _seen: tuple[Path, ...], overrides: dict[str, Any]) -> SupervisorSpec:
     file = Path(path).resolve()
     if file in _seen:
         raise ManifestError("a system manifest includes itself", file=str(file))
@@ -77,7 +98,8 @@ def load_system(path: str | os.PathLike[str], _seen: tuple[Path, ...] = ()) -> S
     if not isinstance(children, list):
         raise ManifestError("expected [[child]] tables", file=str(file), field="child")
     specs = tuple(
-        _child(entry, index, file, (*_seen, file)) for index, entry in enumerate(children)
+        _child(entry, index, file, (*_seen, file), overrides)
+        for index, entry in enumerate(children)
     )
     name = table.get("name")
     if not isinstance(name, str) or not name:
@@ -134,7 +156,9 @@ def _flags(table: dict[str, Any], file: Path) -> SupervisorFlags:
         ) from None
 
 
-def _child(entry: Any, index: int, file: Path, seen: tuple[Path, ...]) -> ChildSpec:
+def _child(
+    entry: Any, index: int, file: Path, seen: tuple[Path, ...], overrides: dict[str, Any]
+) -> ChildSpec:
     where = f"child[{index}]"
     if not isinstance(entry, dict):
         raise ManifestError("expected a table", file=str(file), field=where)
@@ -145,21 +169,24 @@ def _child(entry: Any, index: int, file: Path, seen: tuple[Path, ...]) -> ChildS
             "expected the path of a manifest", file=str(file), field=f"{where}.manifest"
         )
     manifest_path = (file.parent / manifest).resolve()
-    document = _read_toml(manifest_path)
     declared = entry.get("type")
-    kind = "supervisor" if "supervisor" in document else "worker"
+    kind = "supervisor" if _is_system(manifest_path, file, where) else "worker"
     if declared is not None and declared != kind:
         raise ManifestError(
             f"{manifest} is a {kind} manifest, not a {declared}",
             file=str(file),
             field=f"{where}.type",
         )
-    subtree = load_system(manifest_path, seen) if kind == "supervisor" else None
+    subtree = _load(manifest_path, seen, overrides) if kind == "supervisor" else None
+    name = entry.get("name", subtree.name if subtree else "")
+    init = _init(entry.get("init"), file, where)
+    if isinstance(name, str) and name in overrides:
+        init = merge_init_state(init, overrides.pop(name))
     try:
         return ChildSpec(
-            name=entry.get("name", subtree.name if subtree else ""),
+            name=name,
             manifest=manifest_path,
-            init=_init(entry.get("init"), file, where),
+            init=init,
             restart=entry.get("restart", "permanent"),
             shutdown=entry.get("shutdown"),
             type=kind,
@@ -172,6 +199,17 @@ def _child(entry: Any, index: int, file: Path, seen: tuple[Path, ...]) -> ChildS
         field, _, message = str(exc).partition(": ")
         field = field.removeprefix(f"child {entry.get('name')}.")
         raise ManifestError(message, file=str(file), field=f"{where}.{field}") from None
+
+
+def _is_system(path: Path, file: Path, where: str) -> bool:
+    # An actor manifest is a template, valid TOML only once rendered: look, don't parse.
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(
+            f"cannot read {path}: {exc.strerror}", file=str(file), field=f"{where}.manifest"
+        ) from None
+    return _SUPERVISOR_TABLE.search(text) is not None
 
 
 def _init(value: Any, file: Path, where: str) -> Any:

@@ -9,6 +9,7 @@ failures come back as ``{"Error": {...}}`` replies, never as crashes.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from typing import TYPE_CHECKING, Any
 
 from actors.genai_types import (
@@ -170,10 +171,26 @@ class OpenAIProxyActor(Actor):
         return ErrorResponse(error=f"invalid request: {error}", kind="invalid_request")
 
     def on_stop(self, ctx: ActorContext) -> None:
-        """Wake retries that wait, drop queued calls, and let calls on the wire finish."""
+        """Let accepted requests finish across a restart; answer them at once on a stop.
+
+        After a crash the next incarnation serves new requests while this one's calls
+        already on the pool run to their end (no request is lost). When the actor is
+        stopped for good, retries that wait out a backoff end now and calls not yet
+        started are dropped, so every caller hears back at once.
+        """
         client = getattr(self, "client", None)
-        if client is not None:
-            client.close()
         pool = getattr(self, "pool", None)
-        if pool is not None:
+        if client is None or pool is None:
+            return  # init failed before setting them up
+        if ctx.stopping.is_set():
+            client.close()
             pool.shutdown(wait=False, cancel_futures=True)
+            return
+        threading.Thread(
+            target=_close_when_drained, args=(pool, client), name=f"{ctx.name}-drain", daemon=True
+        ).start()
+
+
+def _close_when_drained(pool: concurrent.futures.ThreadPoolExecutor, client: ChatClient) -> None:
+    pool.shutdown(wait=True)
+    client.close()

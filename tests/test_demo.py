@@ -1,0 +1,21 @@
+"""The demo behind `make run` runs offline, start to end."""
+
+from __future__ import annotations
+
+import io
+
+from actors.openai_proxy import demo
+
+
+def test_the_demo_runs_every_step_and_loses_no_request():
+    out = io.StringIO()
+    assert demo.main(out) == 0
+    text = out.getvalue()
+    assert "You said: What is an actor system?" in text
+    assert "the model calls get_weather(" in text
+    assert "gpt-4o" in text and "models in all" in text
+    assert "2 attempts" in text
+    assert "32 of 32 requests answered: none lost" in text
+    assert "verifies: True" in text and "verifies: False" not in text
+    assert text.rstrip().endswith("Demo complete.")
+    assert demo.DEMO_KEY not in text
