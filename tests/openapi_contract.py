@@ -19,9 +19,9 @@ import functools
 from pathlib import Path
 from typing import Any, Final
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -72,8 +72,11 @@ def _registry() -> Registry[Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with SPEC_PATH.open("rb") as file:
         spec = yaml.load(file, Loader=loader)
-    resource = Resource.from_contents(_adapt(spec), default_specification=DRAFT202012)
-    return Registry().with_resource(_SPEC_URI, resource)
+    resource: Resource[Any] = Resource.from_contents(
+        _adapt(spec), default_specification=DRAFT202012
+    )
+    registry: Registry[Any] = Registry().with_resource(_SPEC_URI, resource)
+    return registry
 
 
 @functools.cache

@@ -8,6 +8,7 @@ from typing import Any, Literal, TypeAlias
 
 import attrs
 import pytest
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from theater_py import serde
 from theater_py.errors import MessageDecodeError
@@ -388,6 +389,20 @@ def test_config_is_strict_and_fills_defaults() -> None:
     assert (error.path, error.reason) == ("name", "required field missing")
 
 
+def test_a_strict_converter_reads_tagged_unions() -> None:
+    """The tag is no field of the member, so forbidding extra keys must not trip on it."""
+    conv = serde.make_converter(forbid_extra_keys=True)
+    union: Any = Circle | Blank
+    serde.register_internally_tagged(union, {Circle: "circle", Blank: "blank"}, conv)
+    assert conv.structure({"type": "circle", "radius": 1}, union) == Circle(1)
+    assert conv.structure({"type": "blank"}, union) == Blank()
+    with pytest.raises(ClassValidationError) as info:
+        conv.structure({"type": "circle", "radius": 1, "rim": 2}, union)
+    (extra,) = info.value.exceptions
+    assert isinstance(extra, ForbiddenExtraKeysError)
+    assert extra.extra_fields == {"rim"}
+
+
 def test_the_message_converter_ignores_what_config_refuses() -> None:
     assert serde.structure({"name": "n", "surplus": 1}, Settings) == Settings("n")
 
@@ -420,7 +435,7 @@ def test_dumps_refuses_nan() -> None:
 
 
 def test_unstructure_without_a_type_passes_plain_json_through() -> None:
-    value = {"a": [1, "b", None, True]}
+    value: Any = {"a": [1, "b", None, True]}
     assert serde.unstructure(value) == value
     assert serde.structure(value, Any) is value
 

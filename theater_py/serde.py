@@ -10,13 +10,18 @@ it at import, with the helpers here:
   newtype variant as ``{"other": "content_filter"}``;
 - :func:`register_internally_tagged`: ``#[serde(tag = "type")]``, ``{"type": "text", ...}``.
 
+A union's member keeps that form on its own too: ``unstructure(ListModels())`` is
+``"ListModels"``.
+
 Fields of attrs classes follow serde's conventions: ``None`` is ``null``, an absent key
 reads as the field's default, unknown keys are ignored (an old reader ignores newer
 extensions), and every field is written, except *extension* fields (declared with
 :func:`extension`), which are left out while ``None``. :func:`key` gives a field a JSON key
 other than its name. Primitives are strict: ``5`` is not a string and ``true`` is not an
 integer. Every decoding failure is a :class:`~theater_py.errors.MessageDecodeError` that
-names the path of the bad value, such as ``GenerateCompletion.request.messages[2].type``.
+names the path of the bad value, such as
+``GenerateCompletion.request.messages[2].content[0].type``. :func:`structure_config` reads
+configuration, where an unknown key is an error too.
 """
 
 from __future__ import annotations
@@ -27,7 +32,18 @@ import json
 import operator
 import types
 from collections.abc import Callable, Collection, Mapping
-from typing import Annotated, Any, Final, Literal, TypeVar, Union, cast, get_args, get_origin
+from typing import (
+    Annotated,
+    Any,
+    Final,
+    Literal,
+    TypeVar,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+    overload,
+)
 
 import attrs
 import cattrs
@@ -166,21 +182,23 @@ def _choices(values: Collection[Any]) -> str:
     return ", ".join(_describe(value) for value in values)
 
 
-@functools.cache
-def _enum_values(cls: type[enum.Enum]) -> dict[Any, enum.Enum]:
-    return {member.value: member for member in cls}
+_ENUM_MEMBERS: dict[type, dict[Any, Any]] = {}
 
 
 def _enum_member(value: Any, cls: Any) -> Any:
     if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
         return cls(value)  # a plain str or int subclass: what cattrs does
-    members = _enum_values(cls)
+    members = _ENUM_MEMBERS.get(cls)
+    if members is None:
+        members = _ENUM_MEMBERS.setdefault(cls, {member.value: member for member in cls})
     try:
-        if value.__class__ is not bool:  # True == 1 would find the member of value 1
-            return members[value]
+        member = members[value]
     except (KeyError, TypeError):  # TypeError: an unhashable value, such as a list
-        pass
-    raise _expect(f"one of {_choices(members)}", value)
+        member = None
+    # A bool would find the member whose value is 1 or 0.
+    if member is None or value.__class__ is bool:
+        raise _expect(f"one of {_choices(members)}", value)
+    return member
 
 
 def _is_literal(cls: Any) -> bool:
@@ -202,10 +220,6 @@ def _literal_hook(cls: Any) -> Callable[[Any, Any], Any]:
 
 def _is_enum(cls: Any) -> bool:
     return isinstance(cls, type) and issubclass(cls, enum.Enum)
-
-
-def _enum_hook(cls: Any) -> Callable[[Any, Any], Any]:
-    return _enum_member
 
 
 # -- JSON pass-through, optionals, containers ------------------------------------------
@@ -239,8 +253,7 @@ def _optional_arg(cls: Any) -> Any:
     return args[0] if args[1] is _NONE_TYPE else args[1]
 
 
-def _install_base_hooks(conv: cattrs.Converter) -> None:
-    """Register the hooks every converter of serde-shaped JSON needs."""
+def _install_primitive_hooks(conv: cattrs.Converter) -> None:
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
@@ -252,8 +265,14 @@ def _install_base_hooks(conv: cattrs.Converter) -> None:
     conv.register_unstructure_hook(enum.StrEnum, enum_value)
     conv.register_unstructure_hook(enum.IntEnum, enum_value)
     conv.register_structure_hook_factory(_is_literal, _literal_hook)
-    conv.register_structure_hook_factory(_is_enum, _enum_hook)
+    conv.register_structure_hook_func(_is_enum, _enum_member)
+    conv.register_structure_hook_func(_is_json, lambda value, _: value)
+    conv.register_unstructure_hook_func(_is_json, identity)
+    conv.register_structure_hook_func(_is_json_object, _structure_json_object)
+    conv.register_unstructure_hook_func(_is_json_object, identity)
 
+
+def _install_container_hooks(conv: cattrs.Converter) -> None:
     def optional_structure(cls: Any) -> Callable[[Any, Any], Any]:
         # Bound once here: cattrs' own optional hook looks the inner hook up per call.
         inner = _optional_arg(cls)
@@ -303,11 +322,9 @@ def _install_base_hooks(conv: cattrs.Converter) -> None:
 
     conv.register_structure_hook_factory(lambda cls: _origin(cls) is list, list_structure)
     conv.register_structure_hook_factory(lambda cls: _origin(cls) is dict, dict_structure)
-    conv.register_structure_hook_func(_is_json, lambda value, _: value)
-    conv.register_unstructure_hook_func(_is_json, identity)
-    conv.register_structure_hook_func(_is_json_object, _structure_json_object)
-    conv.register_unstructure_hook_func(_is_json_object, identity)
 
+
+def _install_attrs_hooks(conv: cattrs.Converter) -> None:
     def attrs_structure(cls: Any) -> Callable[[Any, Any], Any]:
         attrs.resolve_types(cls)
         renames: dict[str, Any] = {
@@ -354,7 +371,9 @@ def make_converter(*, forbid_extra_keys: bool = False) -> cattrs.Converter:
         converter, with the ``register_*`` helpers.
     """
     conv = cattrs.Converter(forbid_extra_keys=forbid_extra_keys, detailed_validation=True)
-    _install_base_hooks(conv)
+    _install_container_hooks(conv)
+    _install_primitive_hooks(conv)
+    _install_attrs_hooks(conv)
     return conv
 
 
@@ -441,13 +460,15 @@ def register_internally_tagged(
     by_tag = {name: (member, conv.get_structure_hook(member)) for member, name in tags.items()}
     configure_tagged_union(union, conv, tag_generator=tags.__getitem__, tag_name=tag)
     expected = f"one of {_choices(tags.values())}"
+    # The tag is no field of the member: a converter that forbids extra keys must not see it.
+    drop_tag = getattr(conv, "forbid_extra_keys", False)
 
     def structure_union(value: Any, _: Any) -> Any:
         # cattrs reports a missing or unknown tag as a bare KeyError ("required field
         # missing"), so the tag is read here, which also saves two calls per value.
         if value.__class__ is not dict and not isinstance(value, Mapping):
             raise _expect("an object", value)
-        found = value.get(tag)
+        found: Any = value.get(tag)
         try:
             member, hook = by_tag[found]
         except (KeyError, TypeError):  # TypeError: an unhashable tag, such as a list
@@ -456,6 +477,8 @@ def register_internally_tagged(
             raise _InvalidValueError(
                 f"unknown {tag} {_describe(found)}, expected {expected}", tag
             ) from None
+        if drop_tag:
+            value = {key: item for key, item in value.items() if key != tag}
         return hook(value, member)
 
     _register_union(conv, union, structure_union, conv.get_unstructure_hook(union))
@@ -591,6 +614,11 @@ def _decode_error(exc: BaseException) -> MessageDecodeError:
     path = ""
     while isinstance(exc, ClassValidationError | IterableValidationError):
         with_notes, without_notes = exc.group_exceptions()
+        # A misspelt key also makes the right one missing: the unknown key says more.
+        extra = [inner for inner in without_notes if isinstance(inner, ForbiddenExtraKeysError)]
+        if extra:
+            exc = extra[0]
+            break
         if with_notes:
             cls = exc.cl
             exc, note = with_notes[0]
@@ -607,9 +635,9 @@ def _decode_error(exc: BaseException) -> MessageDecodeError:
     if isinstance(exc, KeyError):
         return MessageDecodeError(path, "required field missing")
     if isinstance(exc, ForbiddenExtraKeysError):
-        extra = sorted(map(str, exc.extra_fields))
-        others = f" (also {', '.join(extra[1:])})" if len(extra) > 1 else ""
-        return MessageDecodeError(_join(path, extra[0]), "unknown key" + others)
+        keys = sorted(map(str, exc.extra_fields))
+        others = f" (also {', '.join(keys[1:])})" if len(keys) > 1 else ""
+        return MessageDecodeError(_join(path, keys[0]), "unknown key" + others)
     return MessageDecodeError(path, str(exc) or type(exc).__name__)
 
 
@@ -622,7 +650,15 @@ def _structure_with(conv: cattrs.Converter, value: Any, cls: Any) -> Any:
         raise _decode_error(exc) from exc
 
 
-def structure(value: Any, cls: type[_T] | Any) -> _T:
+@overload
+def structure(value: Any, cls: type[_T]) -> _T: ...
+
+
+@overload
+def structure(value: Any, cls: Any) -> Any: ...
+
+
+def structure(value: Any, cls: Any) -> Any:
     """Read a JSON value (as :func:`json.loads` returns it) into ``cls``.
 
     Args:
@@ -636,7 +672,7 @@ def structure(value: Any, cls: type[_T] | Any) -> _T:
         MessageDecodeError: the value does not fit ``cls``; the error names the path of
             the first bad value (``messages[2].content[0].type``).
     """
-    return cast("_T", _structure_with(converter, value, cls))
+    return _structure_with(converter, value, cls)
 
 
 def structure_config(value: Any, cls: type[_T]) -> _T:
@@ -670,7 +706,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def loads(data: bytes | str, cls: type[_T] | Any) -> _T:
+@overload
+def loads(data: bytes | str, cls: type[_T]) -> _T: ...
+
+
+@overload
+def loads(data: bytes | str, cls: Any) -> Any: ...
+
+
+def loads(data: bytes | str, cls: Any) -> Any:
     """Read a JSON document (UTF-8 bytes or text) into ``cls``.
 
     Raises:
@@ -681,7 +725,7 @@ def loads(data: bytes | str, cls: type[_T] | Any) -> _T:
         value = json.loads(data, parse_constant=_reject_constant)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise MessageDecodeError("", f"invalid JSON: {exc}") from None
-    return cast("_T", _structure_with(converter, value, cls))
+    return _structure_with(converter, value, cls)
 
 
 def dumps(obj: Any, cls: Any = None) -> bytes:

@@ -1,0 +1,523 @@
+"""Tests of actors.openai_proxy.convert: genai types to OpenAI Chat Completions and back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from actors.genai_types import (
+    Audio,
+    Base64Source,
+    CompletionRequest,
+    EndTurn,
+    Image,
+    MaxTokens,
+    Message,
+    ModelPricing,
+    OtherStop,
+    Role,
+    StopReason,
+    Text,
+    Tool,
+    ToolAudio,
+    ToolChoice,
+    ToolChoiceAny,
+    ToolChoiceAuto,
+    ToolChoiceNone,
+    ToolChoiceTool,
+    ToolImage,
+    ToolResource,
+    ToolResult,
+    ToolText,
+    ToolUse,
+    ToolUseStop,
+    UrlSource,
+    Usage,
+)
+from actors.openai_proxy.convert import (
+    ChatRequest,
+    ResponseFormatError,
+    from_chat_response,
+    is_reasoning_model,
+    to_chat_request,
+    token_limit_param_for,
+)
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+WEATHER = Tool(name="get_weather", description="Get the weather", input_schema=SCHEMA)
+
+
+def convert(request: CompletionRequest, **options: Any) -> ChatRequest:
+    settings: dict[str, Any] = {
+        "default_model": "gpt-4o",
+        "content_format": "Array",
+        "token_limit_param": "max_completion_tokens",
+        "drop_sampling": False,
+    }
+    return to_chat_request(request, **(settings | options))
+
+
+def body_of(*messages: Message, **fields: Any) -> dict[str, Any]:
+    options = {
+        key: fields.pop(key)
+        for key in ("default_model", "content_format", "token_limit_param", "drop_sampling")
+        if key in fields
+    }
+    return convert(CompletionRequest(messages=list(messages), **fields), **options).body
+
+
+# -- requests: messages -----------------------------------------------------------------
+
+
+def test_minimal_request() -> None:
+    assert body_of(Message.user("Hi")) == {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+    }
+
+
+def test_model_defaults_only_when_empty() -> None:
+    assert body_of(Message.user("x"), default_model="gpt-5")["model"] == "gpt-5"
+    assert body_of(Message.user("x"), model="o3", default_model="gpt-5")["model"] == "o3"
+
+
+def test_system_prompt_is_the_first_message() -> None:
+    body = body_of(Message.user("Hi"), system="Be brief.")
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert body["messages"][1]["role"] == "user"
+    assert len(body_of(Message.user("Hi"), system=None)["messages"]) == 1
+
+
+def test_roles_pass_through() -> None:
+    messages = body_of(Message.system("s"), Message.user("u"), Message.assistant("a"))["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+
+
+def test_string_format_joins_text_parts() -> None:
+    message = Message(Role.USER, [Text("one"), Text("two")])
+    assert body_of(message, content_format="String")["messages"] == [
+        {"role": "user", "content": "one\ntwo"}
+    ]
+    assert body_of(message)["messages"][0]["content"] == [
+        {"type": "text", "text": "one"},
+        {"type": "text", "text": "two"},
+    ]
+
+
+def test_string_format_keeps_media_messages_as_arrays() -> None:
+    message = Message(Role.USER, [Text("look"), Image(UrlSource("https://x/a.png"))])
+    content = body_of(message, content_format="String")["messages"][0]["content"]
+    assert content == [
+        {"type": "text", "text": "look"},
+        {"type": "image_url", "image_url": {"url": "https://x/a.png"}},
+    ]
+
+
+def test_images() -> None:
+    message = Message(
+        Role.USER,
+        [
+            Image(UrlSource("https://x/a.png"), detail="high"),
+            Image(Base64Source("image/jpeg", "AAAA")),
+        ],
+    )
+    assert body_of(message)["messages"][0]["content"] == [
+        {"type": "image_url", "image_url": {"url": "https://x/a.png", "detail": "high"}},
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA"}},
+    ]
+
+
+def test_audio() -> None:
+    message = Message(Role.USER, [Audio("UklGRg==", "wav")])
+    assert body_of(message)["messages"][0]["content"] == [
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    ]
+
+
+def test_empty_message_sends_an_empty_string() -> None:
+    """OpenAI refuses an empty list of content parts."""
+    assert body_of(Message(Role.USER, []))["messages"] == [{"role": "user", "content": ""}]
+
+
+def test_tool_use_becomes_tool_calls() -> None:
+    call = ToolUse("call_1", "get_weather", {"city": "Paris", "units": ["°C"]})
+    message = Message(Role.ASSISTANT, [Text("Checking."), call])
+    assert body_of(message)["messages"] == [
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Checking."}],
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "arguments": '{"city":"Paris","units":["°C"]}',
+                    },
+                }
+            ],
+        }
+    ]
+
+
+def test_tool_calls_alone_have_null_content() -> None:
+    message = Message(Role.ASSISTANT, [ToolUse("a", "f", {}), ToolUse("b", "g", "not json")])
+    (out,) = body_of(message, content_format="String")["messages"]
+    assert out["content"] is None
+    assert [call["function"]["arguments"] for call in out["tool_calls"]] == ["{}", "not json"]
+
+
+def test_each_tool_result_is_its_own_tool_message_in_order() -> None:
+    message = Message(
+        Role.USER,
+        [
+            ToolResult("call_1", [ToolText("18C")]),
+            ToolResult("call_2", [ToolText("rain"), ToolText("wind")], is_error=False),
+            ToolResult("call_3", [ToolText("no such city")], is_error=True),
+            Text("Thanks"),
+        ],
+    )
+    assert body_of(message)["messages"] == [
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "rain\nwind"},
+        {"role": "tool", "tool_call_id": "call_3", "content": "Error: no such city"},
+        {"role": "user", "content": [{"type": "text", "text": "Thanks"}]},
+    ]
+
+
+def test_tool_results_go_before_the_rest_of_their_message() -> None:
+    """OpenAI wants tool messages right after the assistant's tool calls."""
+    message = Message(Role.USER, [Text("first"), ToolResult("c", [ToolText("r")])])
+    roles = [m["role"] for m in body_of(message)["messages"]]
+    assert roles == ["tool", "user"]
+
+
+def test_tool_result_media_and_resources_as_text() -> None:
+    result = ToolResult(
+        "c",
+        [
+            ToolResource({"uri": "file:///a", "text": "x"}),
+            ToolImage("AAAA", mime_type="image/png"),
+            ToolAudio("AAAA", mime_type="audio/wav"),
+        ],
+    )
+    (out,) = body_of(Message(Role.USER, [result]))["messages"]
+    assert out["content"] == '{"uri":"file:///a","text":"x"}\n[image/png image]\n[audio/wav audio]'
+
+
+# -- requests: parameters ---------------------------------------------------------------
+
+
+def test_tools_and_choices() -> None:
+    bare = Tool(name="now", input_schema={"type": "object"})
+    body = body_of(Message.user("x"), tools=[WEATHER, bare], tool_choice=ToolChoiceAuto())
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Get the weather",
+                "parameters": SCHEMA,
+            },
+        },
+        {"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}},
+    ]
+    assert body["tool_choice"] == "auto"
+
+
+@pytest.mark.parametrize(
+    ("choice", "wire"),
+    [
+        (ToolChoiceAuto(), "auto"),
+        (ToolChoiceAny(), "required"),
+        (ToolChoiceNone(), "none"),
+        (ToolChoiceTool("get_weather"), {"type": "function", "function": {"name": "get_weather"}}),
+    ],
+)
+def test_tool_choice_mapping(choice: ToolChoice, wire: Any) -> None:
+    assert body_of(Message.user("x"), tools=[WEATHER], tool_choice=choice)["tool_choice"] == wire
+
+
+@pytest.mark.parametrize(("disable", "parallel"), [(True, False), (False, True)])
+def test_parallel_tool_calls_with_tools(disable: bool, parallel: bool) -> None:
+    body = body_of(Message.user("x"), tools=[WEATHER], disable_parallel_tool_use=disable)
+    assert body["parallel_tool_calls"] is parallel
+
+
+def test_tool_settings_are_not_sent_without_tools() -> None:
+    no_tools: tuple[list[Tool] | None, ...] = (None, [])
+    for tools in no_tools:
+        body = body_of(
+            Message.user("x"),
+            tools=tools,
+            tool_choice=ToolChoiceNone(),
+            disable_parallel_tool_use=True,
+        )
+        assert not {"tools", "tool_choice", "parallel_tool_calls"} & body.keys()
+    body = body_of(Message.user("x"), tools=[WEATHER])
+    assert "parallel_tool_calls" not in body
+    assert "tool_choice" not in body
+
+
+def test_extensions_and_sampling_pass_through() -> None:
+    response_format = {"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}}
+    body = body_of(
+        Message.user("x"),
+        max_tokens=256,
+        temperature=0.1,
+        top_p=0.95,
+        response_format=response_format,
+        reasoning_effort="low",
+        stop_sequences=["END", "\n\n"],
+    )
+    assert body["max_completion_tokens"] == 256
+    assert body["temperature"] == 0.1
+    assert body["top_p"] == 0.95
+    assert body["response_format"] == response_format
+    assert body["reasoning_effort"] == "low"
+    assert body["stop"] == ["END", "\n\n"]
+    assert "max_tokens" not in body
+
+
+def test_absent_options_are_not_sent() -> None:
+    body = body_of(Message.user("x"))
+    assert set(body) == {"model", "messages"}
+    assert "stop" not in body_of(Message.user("x"), stop_sequences=[])
+
+
+def test_token_limit_key_is_the_callers() -> None:
+    body = body_of(Message.user("x"), max_tokens=10, token_limit_param="max_tokens")
+    assert body["max_tokens"] == 10
+    assert "max_completion_tokens" not in body
+
+
+def test_numbers_go_out_exactly_as_given() -> None:
+    body = body_of(Message.user("x"), temperature=1, top_p=0.30000000000000004)
+    assert json.dumps(body["temperature"]) == "1"
+    assert json.dumps(body["top_p"]) == "0.30000000000000004"
+
+
+def test_drop_sampling_reports_what_it_dropped() -> None:
+    request = CompletionRequest(messages=[Message.user("x")], temperature=0.2, top_p=0.5)
+    result = convert(request, drop_sampling=True)
+    assert "temperature" not in result.body
+    assert "top_p" not in result.body
+    assert result.dropped == ("temperature", "top_p")
+    kept = convert(request, drop_sampling=False)
+    assert kept.dropped == ()
+    assert (kept.body["temperature"], kept.body["top_p"]) == (0.2, 0.5)
+
+
+def test_drop_sampling_keeps_temperature_one() -> None:
+    """Reasoning models accept the default temperature, 1."""
+    request = CompletionRequest(messages=[Message.user("x")], temperature=1.0)
+    result = convert(request, drop_sampling=True)
+    assert result.body["temperature"] == 1.0
+    assert result.dropped == ()
+    assert convert(CompletionRequest(messages=[]), drop_sampling=True).dropped == ()
+
+
+@pytest.mark.parametrize(
+    ("model", "reasoning"),
+    [
+        ("o1", True),
+        ("o1-mini", True),
+        ("o3-mini-2025-01-31", True),
+        ("o4-mini", True),
+        ("gpt-5", True),
+        ("gpt-5-mini", True),
+        ("gpt-5.1", True),
+        ("openai/o3", True),
+        ("GPT-5", True),
+        ("gpt-4o", False),
+        ("gpt-4.1", False),
+        ("gpt-3.5-turbo", False),
+        ("omni-moderation", False),
+        ("kimi-k2.6", False),
+        ("", False),
+    ],
+)
+def test_is_reasoning_model(model: str, reasoning: bool) -> None:
+    assert is_reasoning_model(model) is reasoning
+
+
+@pytest.mark.parametrize(
+    ("base_url", "model", "override", "expected"),
+    [
+        ("https://api.openai.com/v1", "gpt-4o", None, "max_completion_tokens"),
+        ("https://api.moonshot.ai/v1", "kimi-k2.6", None, "max_tokens"),
+        ("http://localhost:11434/v1", "o3-mini", None, "max_completion_tokens"),
+        ("http://localhost:11434/v1", "llama3", None, "max_tokens"),
+        ("https://api.openai.com/v1", "gpt-4o", "max_tokens", "max_tokens"),
+        ("http://127.0.0.1:8000/v1", "x", "max_completion_tokens", "max_completion_tokens"),
+    ],
+)
+def test_token_limit_param_for(base_url: str, model: str, override: Any, expected: str) -> None:
+    assert token_limit_param_for(base_url, model, override) == expected
+
+
+# -- responses --------------------------------------------------------------------------
+
+
+def chat_body(message: dict[str, Any], finish_reason: Any = "stop", **extra: Any) -> Any:
+    body = {
+        "id": "chatcmpl-123",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [{"index": 0, "finish_reason": finish_reason, "message": message}],
+        "usage": {"prompt_tokens": 15, "completion_tokens": 10, "total_tokens": 25},
+    }
+    return body | extra
+
+
+def test_text_response() -> None:
+    body = chat_body({"role": "assistant", "content": "Hello!", "refusal": None})
+    response = from_chat_response(body, pricing=None)
+    assert response.content == [Text("Hello!")]
+    assert (response.id, response.model) == ("chatcmpl-123", "gpt-4o-2024-08-06")
+    assert response.role is Role.ASSISTANT
+    assert response.stop_reason == EndTurn()
+    assert response.stop_sequence is None
+    assert response.message_type == "message"
+    assert response.usage == Usage(15, 10, cached_input_tokens=0, reasoning_tokens=0)
+
+
+def test_text_then_tool_calls_with_parsed_arguments() -> None:
+    calls = [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": [1]}'}},
+        {"id": "c2", "type": "function", "function": {"name": "g", "arguments": "{'bad'"}},
+        {"id": "c3", "type": "function", "function": {"name": "h", "arguments": ""}},
+    ]
+    message = {"role": "assistant", "content": "Let me check.", "tool_calls": calls}
+    response = from_chat_response(chat_body(message, "tool_calls"), pricing=None)
+    assert response.content == [
+        Text("Let me check."),
+        ToolUse("c1", "f", {"a": [1]}),
+        ToolUse("c2", "g", "{'bad'"),  # invalid JSON stays as the model wrote it
+        ToolUse("c3", "h", {}),
+    ]
+    assert response.stop_reason == ToolUseStop()
+
+
+def test_refusal_comes_back_as_text() -> None:
+    message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    response = from_chat_response(chat_body(message), pricing=None)
+    assert response.content == [Text("I can't help with that.")]
+
+
+def test_content_parts_and_legacy_function_call() -> None:
+    message = {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+        "function_call": {"name": "f", "arguments": '{"x": 1}'},
+    }
+    response = from_chat_response(chat_body(message, "function_call"), pricing=None)
+    assert response.content == [Text("ab"), ToolUse("", "f", {"x": 1})]
+    assert response.stop_reason == ToolUseStop()
+
+
+@pytest.mark.parametrize(
+    ("finish_reason", "stop_reason"),
+    [
+        ("stop", EndTurn()),
+        ("length", MaxTokens()),
+        ("tool_calls", ToolUseStop()),
+        ("function_call", ToolUseStop()),
+        ("content_filter", OtherStop("content_filter")),
+        ("insufficient_system_resource", OtherStop("insufficient_system_resource")),
+        (None, EndTurn()),
+    ],
+)
+def test_finish_reason_mapping(finish_reason: Any, stop_reason: StopReason) -> None:
+    body = chat_body({"role": "assistant", "content": "x"}, finish_reason)
+    assert from_chat_response(body, pricing=None).stop_reason == stop_reason
+
+
+def test_missing_finish_reason_is_end_turn() -> None:
+    body = chat_body({"role": "assistant", "content": "x"})
+    del body["choices"][0]["finish_reason"]
+    assert from_chat_response(body, pricing=None).stop_reason == EndTurn()
+
+
+def test_usage_details() -> None:
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 500,
+        "prompt_tokens_details": {"cached_tokens": 400},
+        "completion_tokens_details": {"reasoning_tokens": 300},
+    }
+    body = chat_body({"role": "assistant", "content": "x"}, usage=usage)
+    assert from_chat_response(body, pricing=None).usage == Usage(
+        1000, 500, cached_input_tokens=400, reasoning_tokens=300, cost_usd=None
+    )
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        None,
+        {},
+        {"prompt_tokens": None, "prompt_tokens_details": None, "completion_tokens_details": {}},
+        {"prompt_tokens": "many", "completion_tokens": -3},
+    ],
+)
+def test_missing_usage_reads_as_zero(usage: Any) -> None:
+    body = chat_body({"role": "assistant", "content": "x"}, usage=usage)
+    assert from_chat_response(body, pricing=None).usage == Usage(
+        0, 0, cached_input_tokens=0, reasoning_tokens=0
+    )
+
+
+def test_cost_uses_the_cached_price_when_there_is_one() -> None:
+    usage = {
+        "prompt_tokens": 1_000_000,
+        "completion_tokens": 100_000,
+        "prompt_tokens_details": {"cached_tokens": 400_000},
+    }
+    body = chat_body({"role": "assistant", "content": "x"}, usage=usage)
+    pricing = ModelPricing(2.5, 10.0, cached_input_cost_per_million_tokens=1.25)
+    cost = from_chat_response(body, pricing=pricing).usage.cost_usd
+    assert cost == pytest.approx(0.6 * 2.5 + 0.4 * 1.25 + 0.1 * 10.0)
+    no_cache_price = ModelPricing(2.5, 10.0)
+    cost = from_chat_response(body, pricing=no_cache_price).usage.cost_usd
+    assert cost == pytest.approx(1.0 * 2.5 + 0.1 * 10.0)
+
+
+def test_deepseek_cache_hits_count_as_cached() -> None:
+    usage = {"prompt_tokens": 100, "completion_tokens": 1, "prompt_cache_hit_tokens": 60}
+    body = chat_body({"role": "assistant", "content": "x"}, usage=usage)
+    assert from_chat_response(body, pricing=None).usage.cached_input_tokens == 60
+
+
+def test_cost_without_usage_is_zero() -> None:
+    body = chat_body({"role": "assistant", "content": "x"}, usage=None)
+    assert from_chat_response(body, pricing=ModelPricing(1, 1)).usage.cost_usd == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "expected a JSON object"),
+        ("oops", "expected a JSON object"),
+        ({}, "no choices"),
+        ({"choices": []}, "no choices"),
+        ({"choices": "x"}, "no choices"),
+        ({"choices": [5]}, "no message"),
+        ({"choices": [{"finish_reason": "stop"}]}, "no message"),
+        ({"choices": [{"message": "hi"}]}, "no message"),
+    ],
+)
+def test_a_body_that_is_not_a_completion(body: Any, message: str) -> None:
+    with pytest.raises(ResponseFormatError, match=message):
+        from_chat_response(body, pricing=None)
+
+
+def test_tolerates_missing_ids_and_odd_tool_calls() -> None:
+    message = {"content": "x", "tool_calls": [5, {"function": None}, {"id": 7, "function": {}}]}
+    body = {"choices": [{"message": message}]}
+    response = from_chat_response(body, pricing=None)
+    assert (response.id, response.model) == ("", "")
+    assert response.content == [Text("x"), ToolUse("", "", {}), ToolUse("", "", {})]

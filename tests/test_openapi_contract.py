@@ -1,0 +1,235 @@
+"""Bodies from actors.openai_proxy.convert conform to OpenAI's CreateChatCompletionRequest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actors.genai_types import (
+    Audio,
+    Base64Source,
+    CompletionRequest,
+    Image,
+    Message,
+    Role,
+    Text,
+    Tool,
+    ToolChoiceAny,
+    ToolChoiceAuto,
+    ToolChoiceNone,
+    ToolChoiceTool,
+    ToolImage,
+    ToolResource,
+    ToolResult,
+    ToolText,
+    ToolUse,
+    UrlSource,
+)
+from actors.openai_proxy.convert import to_chat_request
+from tests.openapi_contract import requires_spec, validate_chat_request
+
+pytestmark = requires_spec
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+WEATHER = Tool(name="get_weather", description="Get the weather", input_schema=SCHEMA)
+
+CONVERSATION = [
+    Message.user("What's the weather in Paris?"),
+    Message(
+        Role.ASSISTANT,
+        [Text("Let me check."), ToolUse("call_1", "get_weather", {"city": "Paris"})],
+    ),
+    Message(
+        Role.USER,
+        [
+            ToolResult("call_1", [ToolText("18C"), ToolResource({"uri": "x"})]),
+            ToolResult("call_2", [ToolImage("AAAA", mime_type="image/png")], is_error=True),
+            Text("And this picture?"),
+            Image(UrlSource("https://example.com/a.png"), detail="low"),
+            Image(Base64Source("image/png", "AAAA")),
+            Audio("UklGRg==", "mp3"),
+        ],
+    ),
+    Message(Role.ASSISTANT, [ToolUse("call_3", "get_weather", "{not json")]),
+    Message(Role.SYSTEM, [Text("Answer in French.")]),
+    Message(Role.USER, []),
+]
+
+EXAMPLES = {
+    "minimal": CompletionRequest(messages=[Message.user("Hi")]),
+    "conversation": CompletionRequest(
+        model="gpt-4o",
+        messages=CONVERSATION,
+        max_tokens=1024,
+        temperature=0.7,
+        system="You are a helpful AI assistant.",
+        tools=[WEATHER, Tool(name="now", input_schema={"type": "object", "properties": {}})],
+        tool_choice=ToolChoiceTool("get_weather"),
+        disable_parallel_tool_use=True,
+    ),
+    "extensions": CompletionRequest(
+        messages=[Message.user("Give me JSON")],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "weather", "schema": SCHEMA, "strict": True},
+        },
+        reasoning_effort="high",
+        stop_sequences=["END", "\n\n"],
+        top_p=0.9,
+        temperature=0,
+    ),
+    "json_object": CompletionRequest(
+        messages=[Message.user("JSON please")], response_format={"type": "json_object"}
+    ),
+    **{
+        f"choice_{type(choice).__name__}": CompletionRequest(
+            messages=[Message.user("x")], tools=[WEATHER], tool_choice=choice
+        )
+        for choice in (ToolChoiceAuto(), ToolChoiceAny(), ToolChoiceNone())
+    },
+}
+
+OPTIONS = [
+    {
+        "content_format": "Array",
+        "token_limit_param": "max_completion_tokens",
+        "drop_sampling": False,
+    },
+    {"content_format": "String", "token_limit_param": "max_tokens", "drop_sampling": False},
+    {
+        "content_format": "Array",
+        "token_limit_param": "max_completion_tokens",
+        "drop_sampling": True,
+    },
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_example_bodies_conform(name: str, options: dict[str, Any]) -> None:
+    body = to_chat_request(EXAMPLES[name], default_model="gpt-4o", **options).body
+    validate_chat_request(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"model": "gpt-4o", "messages": []}, "messages"),
+        ({"model": "gpt-4o", "messages": [{"role": "robot", "content": "x"}]}, "messages"),
+        ({"model": "gpt-4o", "messages": [{"role": "tool", "content": "x"}]}, "messages"),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "top_p": 3}, "top_p"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "any"},
+            "tool_choice",
+        ),
+        (
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}],
+            },
+            "messages",
+        ),
+    ],
+)
+def test_the_validator_catches_bad_bodies(body: dict[str, Any], where: str) -> None:
+    """The contract check itself works: these bodies break the spec."""
+    with pytest.raises(jsonschema.ValidationError) as info:
+        validate_chat_request(body)
+    assert where in info.value.json_path or where in info.value.message
+
+
+# -- properties -------------------------------------------------------------------------
+
+names = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
+texts = st.text(max_size=20)
+user_parts = st.one_of(
+    st.builds(Text, texts),
+    st.builds(
+        Image,
+        st.builds(UrlSource, st.just("https://example.com/a.png"))
+        | st.builds(Base64Source, st.sampled_from(["image/png", "image/jpeg"]), texts),
+        st.none() | st.sampled_from(["auto", "low", "high"]),
+    ),
+    st.builds(Audio, texts, st.sampled_from(["wav", "mp3"])),
+    st.builds(
+        ToolResult,
+        names,
+        st.lists(
+            st.builds(ToolText, texts) | st.builds(ToolImage, texts, mime_type=texts), max_size=2
+        ),
+        st.none() | st.booleans(),
+    ),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | texts,
+    lambda children: st.lists(children, max_size=2) | st.dictionaries(texts, children, max_size=2),
+    max_leaves=5,
+)
+assistant_parts = st.builds(Text, texts) | st.builds(
+    ToolUse, names, names, json_values | st.dictionaries(texts, json_values, max_size=2)
+)
+messages = st.one_of(
+    st.builds(Message, st.just(Role.USER), st.lists(user_parts, max_size=3)),
+    st.builds(Message, st.just(Role.ASSISTANT), st.lists(assistant_parts, max_size=3)),
+    st.builds(Message, st.just(Role.SYSTEM), st.lists(st.builds(Text, texts), max_size=2)),
+)
+tools = st.builds(
+    Tool,
+    name=names,
+    description=st.none() | texts,
+    input_schema=st.just(SCHEMA) | st.just({"type": "object", "properties": {}}),
+)
+tool_choices = st.one_of(
+    st.builds(ToolChoiceAuto),
+    st.builds(ToolChoiceAny),
+    st.builds(ToolChoiceNone),
+    st.builds(ToolChoiceTool, names),
+)
+response_formats = st.sampled_from(
+    [
+        {"type": "text"},
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA, "strict": True}},
+    ]
+)
+requests = st.builds(
+    CompletionRequest,
+    model=st.sampled_from(["", "gpt-4o", "o3-mini", "moonshot-v1-8k"]),
+    messages=st.lists(messages, min_size=1, max_size=4),
+    max_tokens=st.none() | st.integers(1, 100_000),
+    temperature=st.none() | st.floats(0, 2),
+    system=st.none() | texts,
+    tools=st.none() | st.lists(tools, max_size=3),
+    tool_choice=st.none() | tool_choices,
+    disable_parallel_tool_use=st.none() | st.booleans(),
+    response_format=st.none() | response_formats,
+    reasoning_effort=st.none() | st.sampled_from(["minimal", "low", "medium", "high"]),
+    stop_sequences=st.none() | st.lists(texts, max_size=4),
+    top_p=st.none() | st.floats(0, 1),
+)
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    requests,
+    st.sampled_from(["Array", "String"]),
+    st.sampled_from(["max_tokens", "max_completion_tokens"]),
+    st.booleans(),
+)
+def test_generated_bodies_conform(
+    request: CompletionRequest, content_format: Any, token_limit_param: Any, drop_sampling: bool
+) -> None:
+    result = to_chat_request(
+        request,
+        default_model="gpt-4o",
+        content_format=content_format,
+        token_limit_param=token_limit_param,
+        drop_sampling=drop_sampling,
+    )
+    validate_chat_request(result.body)
