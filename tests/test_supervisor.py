@@ -370,3 +370,19 @@ def test_bad_flags_and_specs_name_the_field():
         ChildSpec(name="x", manifest="m.toml", restart="sometimes")
     with pytest.raises(SupervisorError, match="shutdown"):
         ChildSpec(name="x", manifest="m.toml", shutdown="soon")
+
+
+def test_a_crash_is_logged_once_with_its_traceback(
+    runtime: Runtime, worker_manifest: Path, caplog: pytest.LogCaptureFixture
+):
+    runtime.start_supervisor(tree(worker_manifest, ["w"]))
+    caplog.set_level("DEBUG")
+    crash(runtime, "w")
+    runtime.handle("w").request("sync", timeout=10)
+    with_traceback = [r for r in caplog.records if r.exc_info]
+    assert [r.name for r in with_traceback] == ["theater_py.actor"]
+    assert str(with_traceback[0].exc_info[1]) == "asked to crash: w"
+    supervisor_lines = [r.getMessage() for r in caplog.records if r.name == "theater_py.supervisor"]
+    assert any("crashed" in line for line in supervisor_lines)
+    assert any("restarted w" in line for line in supervisor_lines)
+    assert not [r for r in caplog.records if r.name.startswith("pykka") and r.levelno >= 30]
