@@ -382,7 +382,10 @@ def test_a_crash_is_logged_once_with_its_traceback(
     with_traceback = [r for r in caplog.records if r.exc_info]
     assert [r.name for r in with_traceback] == ["theater_py.actor"]
     assert str(with_traceback[0].exc_info[1]) == "asked to crash: w"
-    supervisor_lines = [r.getMessage() for r in caplog.records if r.name == "theater_py.supervisor"]
-    assert any("crashed" in line for line in supervisor_lines)
-    assert any("restarted w" in line for line in supervisor_lines)
+
+    def supervisor_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "theater_py.supervisor"]
+
+    wait_until(lambda: any("restarted w" in line for line in supervisor_lines()))
+    assert any("crashed" in line for line in supervisor_lines())
     assert not [r for r in caplog.records if r.name.startswith("pykka") and r.levelno >= 30]
