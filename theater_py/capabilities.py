@@ -1,8 +1,9 @@
 """The capabilities a manifest's handlers grant, each recording its use in the chain.
 
-Each class wraps one resource (environment, HTTP, store, time) and checks the
-handler's rules before touching it. The recording callable they share is the
-actor's :meth:`~theater_py.chain.EventChain.record`.
+Each class wraps one resource (environment, store, time; HTTP is in
+:mod:`theater_py._http`, imported only when granted, since ``requests`` is slow to
+import) and checks the handler's rules before touching it. The recorder they share
+is the actor's :class:`~theater_py.chain.EventChain`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
-
-import requests
 
 from theater_py.errors import TheaterError
 
@@ -21,7 +19,7 @@ if TYPE_CHECKING:
     from theater_py.manifest import EnvironmentHandler, TimingHandler
     from theater_py.store import ContentRef, ContentStore
 
-__all__ = ["EnvironmentAccess", "RecordingSession", "StoreAccess", "Timing"]
+__all__ = ["EnvironmentAccess", "Recorder", "StoreAccess", "Timing"]
 
 
 class Recorder(Protocol):
@@ -66,49 +64,6 @@ class EnvironmentAccess:
 
     def __repr__(self) -> str:
         return f"<EnvironmentAccess {self._rule!r}>"
-
-
-def _url_without_query(url: str) -> str:
-    # Query strings and userinfo can carry keys (some providers take ?key=): keep them out.
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-class RecordingSession(requests.Session):
-    """A :class:`requests.Session` that records each request and its outcome.
-
-    It is the ``http-client`` capability: an actor uses it as any session (mount
-    adapters, set headers). Events carry the method, the URL without its query
-    string, and the status or the error's type; never headers or bodies.
-    """
-
-    def __init__(self, chain: Recorder) -> None:
-        super().__init__()
-        self._chain = chain
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        """Send the request, recording it and its response or error."""
-        method = request.method or ""
-        url = _url_without_query(request.url or "")
-        self._chain.record("http-request", {"method": method, "url": url}, f"{method} {url}")
-        try:
-            response = super().send(request, **kwargs)
-        except requests.RequestException as exc:
-            self._chain.record(
-                "http-error",
-                {"method": method, "url": url, "error": type(exc).__name__},
-                f"{method} {url} failed: {type(exc).__name__}",
-            )
-            raise
-        self._chain.record(
-            "http-response",
-            {"method": method, "url": url, "status": response.status_code},
-            f"{method} {url} -> {response.status_code}",
-        )
-        return response
 
 
 class StoreAccess:

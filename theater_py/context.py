@@ -7,13 +7,14 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from theater_py.capabilities import EnvironmentAccess, RecordingSession, StoreAccess, Timing
+from theater_py.capabilities import EnvironmentAccess, StoreAccess, Timing
 from theater_py.errors import CapabilityDenied
 
 if TYPE_CHECKING:
     import os
 
     from theater_py._cell import ActorCell
+    from theater_py._http import RecordingSession
     from theater_py.chain import ChainEvent
     from theater_py.handle import ActorHandle
 
@@ -72,6 +73,8 @@ class ActorContext:
     def http(self) -> RecordingSession:
         """An HTTP session (``http-client``), closed when the incarnation ends."""
         self._grant("http-client")
+        from theater_py._http import RecordingSession
+
         return RecordingSession(self._cell.chain)
 
     @functools.cached_property
