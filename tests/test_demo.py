@@ -19,3 +19,18 @@ def test_the_demo_runs_every_step_and_loses_no_request():
     assert "verifies: True" in text and "verifies: False" not in text
     assert text.rstrip().endswith("Demo complete.")
     assert demo.DEMO_KEY not in text
+
+
+def test_the_demo_runs_through_the_cli():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "theater_py", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("Demo complete.")

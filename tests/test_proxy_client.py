@@ -20,7 +20,7 @@ from actors.openai_proxy.client import ChatClient, ChatResult
 from actors.openai_proxy.config import RetryConfig
 from actors.openai_proxy.errors import ERROR_KINDS, ProviderError, classify_response
 from actors.openai_proxy.simulator import OpenAISimulator
-from theater_py.capabilities import RecordingSession
+from theater_py._http import RecordingSession
 
 KEY = "sk-test-0123456789abcdef"
 BASE = "https://llm.test/v1"

@@ -11,6 +11,7 @@ from theater_py import ActorStartError, ManifestError, Runtime
 from theater_py.system import load_system
 
 REPO = Path(__file__).resolve().parents[1]
+CHILD = '[supervisor]\nname = "s"\n[[child]]\nname = "c"\nmanifest = "{w}"\n'
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -122,7 +123,7 @@ manifest = "{echo}"
 init = {{ fail_init = "needs a key" }}
 """,
     )
-    with pytest.raises(ActorStartError, match="broken.*needs a key"):
+    with pytest.raises(ActorStartError, match=r"broken.*needs a key"):
         runtime.start_system(system)
 
 
@@ -138,24 +139,23 @@ init = {{ fail_init = "needs a key" }}
         ('name = "not a system"\n', "name"),
         ('[supervisor]\nname = "s"\n[[child]]\nname = "c"\n', "child[0].manifest"),
         (
-            '[supervisor]\nname = "s"\n[[child]]\nname = "c"\nmanifest = "{w}"\nrestart = "always"\n',
+            CHILD + 'restart = "always"\n',
             "child[0].restart",
         ),
         (
-            '[supervisor]\nname = "s"\n[[child]]\nname = "c"\nmanifest = "{w}"\nshutdown = -1\n',
+            CHILD + "shutdown = -1\n",
             "child[0].shutdown",
         ),
         (
-            '[supervisor]\nname = "s"\n[[child]]\nname = "c"\nmanifest = "{w}"\nrestarts = 1\n',
+            CHILD + "restarts = 1\n",
             "child[0].restarts",
         ),
         (
-            '[supervisor]\nname = "s"\n[[child]]\nname = "c"\nmanifest = "{w}"\ninit = "nope.json"\n',
+            CHILD + 'init = "nope.json"\n',
             "child[0].init",
         ),
         (
-            '[supervisor]\nname = "s"\n[[child]]\nname = "c"\nmanifest = "{w}"\n'
-            '[[child]]\nname = "c"\nmanifest = "{w}"\n',
+            CHILD + '[[child]]\nname = "c"\nmanifest = "{w}"\n',
             "child",
         ),
     ],

@@ -1,0 +1,416 @@
+"""The control socket's server: a runtime's actors, served to other processes.
+
+One thread accepts connections and one thread serves each of them, a request at a
+time. The socket is created with mode 0600, so only its owner can connect. A server
+holds an ``flock`` on the home folder's lock file from :meth:`ControlServer.claim` to
+:meth:`ControlServer.close`, so a second server on the same home is refused, and a
+socket file left behind by a killed server (nothing accepts on it) is replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import selectors
+import socket
+import stat
+import threading
+from typing import TYPE_CHECKING, Any, Final
+
+from theater_py import _protocol
+from theater_py._protocol import (
+    ControlError,
+    ProtocolError,
+    ServerAlreadyRunning,
+    error_response,
+    ok_response,
+)
+from theater_py.errors import MessageDecodeError, TheaterError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from theater_py._cell import ActorCell
+    from theater_py.runtime import Runtime
+
+__all__ = ["ControlServer"]
+
+logger = logging.getLogger("theater_py.control")
+
+FOLLOW_POLL: Final = 0.05
+"""Seconds between two looks at a followed actor's chain (it has no change signal)."""
+
+_STOP_TIMEOUT: Final = 10.0
+
+
+class ControlServer:
+    """Serves a runtime's actors on the control socket of a home folder.
+
+    Use it in three steps: :meth:`claim` the home (before starting actors, so a second
+    server is refused before it does anything), :meth:`start` listening (once the
+    actors are up, so a client never finds the socket before them), and :meth:`close`.
+    To drain gracefully, call :meth:`stop` first, then shut the runtime down, then
+    :meth:`close`: requests in flight then get their replies or an ``ActorStopped``.
+    """
+
+    def __init__(
+        self, runtime: Runtime, home: Path | None = None, *, max_line: int = _protocol.MAX_LINE
+    ) -> None:
+        """Prepare a server; nothing is created until :meth:`claim` or :meth:`start`.
+
+        Args:
+            runtime: the runtime whose actors are served.
+            home: the home folder of the socket and the lock file; the runtime's home
+                by default.
+            max_line: the longest request line read, in bytes.
+        """
+        self.runtime = runtime
+        self.home = runtime.home if home is None else home
+        self.path = _protocol.socket_path(self.home)
+        """The control socket."""
+        self.max_line = max_line
+        self._lock_fd: int | None = None
+        self._listener: socket.socket | None = None
+        self._accepter: threading.Thread | None = None
+        self._wake: tuple[socket.socket, socket.socket] | None = None
+        self._stopping = threading.Event()
+        self._guard = threading.Lock()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "ping": self._ping,
+            "list": self._list,
+            "request": self._request,
+            "send": self._send,
+            "stop": self._stop_actor,
+        }
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def claim(self) -> None:
+        """Take the home folder: lock it and clear a stale socket.
+
+        Raises:
+            ServerAlreadyRunning: another server holds the lock, or accepts on the socket.
+            ControlError: the socket's path holds something that is not a socket.
+            OSError: the home folder or the lock file cannot be created.
+        """
+        if self._lock_fd is not None:
+            return
+        from theater_py._home import ensure_home
+
+        ensure_home(self.home)
+        lock = _protocol.lock_path(self.home)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ServerAlreadyRunning(
+                f"a theater-py server already runs in {self.home} (pid {pid});"
+                " stop it, or set THEATER_PY_HOME to another folder"
+            ) from None
+        try:
+            _clear_stale_socket(self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def start(self) -> None:
+        """Claim the home if not done yet, create the socket (mode 0600) and accept.
+
+        Raises:
+            ServerAlreadyRunning: another server serves this home.
+            ControlError: the socket cannot be created (its path may be too long).
+        """
+        self.claim()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The umask makes the socket private from the moment it exists; chmod makes
+        # sure of the mode whatever the platform does with a socket's umask.
+        previous = os.umask(0o177)
+        try:
+            listener.bind(os.fspath(self.path))
+        except OSError as exc:
+            listener.close()
+            raise ControlError(
+                f"cannot create the control socket {self.path}: {exc.strerror or exc}"
+                " (a socket path is limited to about 100 bytes: try a shorter THEATER_PY_HOME)"
+            ) from None
+        finally:
+            os.umask(previous)
+        os.chmod(self.path, 0o600)
+        listener.listen(64)
+        self._listener = listener
+        self._wake = socket.socketpair()
+        self._accepter = threading.Thread(
+            target=self._accept_loop,
+            args=(listener, self._wake[0]),
+            name="theater-py-control",
+            daemon=True,
+        )
+        self._accepter.start()
+        logger.info("control socket: %s", self.path)
+
+    def stop(self) -> None:
+        """Stop accepting and remove the socket; connections may finish their request.
+
+        Waiting connections read end-of-file and close; ``events --follow`` streams end.
+        """
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self._wake is not None:
+            self._wake[1].send(b"x")
+        if self._accepter is not None:
+            self._accepter.join(_STOP_TIMEOUT)
+        if self._listener is not None:
+            self._listener.close()
+            self.path.unlink(missing_ok=True)
+        with self._guard:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RD)  # wakes a blocked read; the reply can still go
+
+    def close(self, timeout: float | None = _STOP_TIMEOUT) -> bool:
+        """Stop, wait for the connections' threads, then release the home's lock.
+
+        Args:
+            timeout: seconds to wait for the threads, in all.
+
+        Returns:
+            Whether every connection's thread finished in time (the others are cut off).
+        """
+        self.stop()
+        with self._guard:
+            threads = list(self._connections.items())
+        finished = True
+        for conn, thread in threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                finished = False
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        if self._lock_fd is not None:
+            # The file stays: unlinking a lock file lets two servers lock two inodes.
+            os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if self._wake is not None:
+            for end in self._wake:
+                end.close()
+        return finished
+
+    def __enter__(self) -> ControlServer:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ControlServer {self.path}>"
+
+    # -- connections --------------------------------------------------------------------
+
+    def _accept_loop(self, listener: socket.socket, wake: socket.socket) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(listener, selectors.EVENT_READ)
+            selector.register(wake, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                for key, _events in selector.select():
+                    if key.fileobj is wake:
+                        return
+                    try:
+                        conn, _address = listener.accept()
+                    except OSError:
+                        continue  # the client gave up before we accepted
+                    self._spawn(conn)
+
+    def _spawn(self, conn: socket.socket) -> None:
+        thread = threading.Thread(
+            target=self._serve, args=(conn,), name="theater-py-control-conn", daemon=True
+        )
+        with self._guard:
+            if self._stopping.is_set():
+                conn.close()
+                return
+            self._connections[conn] = thread
+        thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            with conn, conn.makefile("rb") as reader:
+                while True:
+                    line = reader.readline(self.max_line + 1)
+                    if not line:
+                        return
+                    if len(line) > self.max_line:
+                        message = f"request line longer than {self.max_line} bytes"
+                        _write(conn, error_response("BadRequest", message))
+                        return  # no way to find the next line's start cheaply
+                    if line.strip() and not self._handle_line(conn, line):
+                        return
+        except OSError:
+            pass  # the client went away
+        finally:
+            with self._guard:
+                self._connections.pop(conn, None)
+
+    def _handle_line(self, conn: socket.socket, line: bytes) -> bool:
+        """Answer one request line; return whether the connection is still usable."""
+        request_id = None
+        try:
+            request = _protocol.decode(line)
+            request_id = request.get("id")
+            op = request.get("op")
+            if op == "events":
+                return self._events(conn, request, request_id)
+            handler = self._ops.get(op) if isinstance(op, str) else None
+            if handler is None:
+                known = ", ".join(sorted(_protocol.OPS))
+                raise ProtocolError(f"field 'op': expected one of {known}, got {op!r}")
+            response = ok_response(handler(request), request_id)
+        except ProtocolError as exc:
+            response = error_response("BadRequest", str(exc), request_id)
+        except MessageDecodeError as exc:
+            response = error_response(type(exc).__name__, str(exc), request_id, exc.path)
+        except TheaterError as exc:
+            response = error_response(type(exc).__name__, str(exc), request_id)
+        except ConnectionError:
+            raise  # the client went away mid-stream: nobody to answer
+        except Exception as exc:
+            logger.exception("control request failed")
+            response = error_response("InternalError", f"{type(exc).__name__}: {exc}", request_id)
+        _write(conn, response)
+        return True
+
+    # -- operations ---------------------------------------------------------------------
+
+    def _ping(self, _request: dict[str, Any]) -> Any:
+        from theater_py import __version__
+
+        return {"pid": os.getpid(), "home": os.fspath(self.home), "version": __version__}
+
+    def _list(self, _request: dict[str, Any]) -> Any:
+        return [
+            {
+                "name": info.name,
+                "id": info.id,
+                "status": info.status,
+                "restarts": info.restarts,
+                "uptime_s": info.uptime_s,
+                "queued": info.queued,
+            }
+            for info in self.runtime.actors()
+        ]
+
+    def _request(self, request: dict[str, Any]) -> Any:
+        name = _protocol.required_actor(request)
+        message = _protocol.required_message(request)
+        timeout = _protocol.optional_timeout(request, _protocol.DEFAULT_REQUEST_TIMEOUT)
+        return self.runtime.handle(name).request_json(message, timeout)
+
+    def _send(self, request: dict[str, Any]) -> Any:
+        name = _protocol.required_actor(request)
+        message = _protocol.required_message(request)
+        self.runtime.handle(name).send_json(message)
+        return None
+
+    def _stop_actor(self, request: dict[str, Any]) -> Any:
+        name = _protocol.required_actor(request)
+        timeout = _protocol.optional_timeout(request, _STOP_TIMEOUT)
+        return {"finished": self.runtime.stop_actor(name, timeout)}
+
+    def _events(self, conn: socket.socket, request: dict[str, Any], request_id: Any) -> bool:
+        """Stream an actor's events; with ``follow``, until it stops or the client leaves.
+
+        Returns:
+            Whether the connection is still usable.
+        """
+        name = _protocol.required_actor(request)
+        follow = request.get("follow", False)
+        if not isinstance(follow, bool):
+            raise ProtocolError(f"field 'follow': expected true or false, got {follow!r}")
+        cell = self.runtime.find_cell(name)
+        if cell is None:
+            from theater_py.errors import ActorNotFound
+
+            raise ActorNotFound(f"no actor named {name!r} is running")
+        sent = _send_new_events(conn, cell, 0)
+        ended = "complete"
+        if follow:
+            # A selector, not select(): a busy server's descriptors may pass FD_SETSIZE.
+            with selectors.DefaultSelector() as selector:
+                selector.register(conn, selectors.EVENT_READ)
+                while True:
+                    alive = cell.is_alive()
+                    if self._stopping.is_set():
+                        ended = "server stopping"
+                        break
+                    if selector.select(FOLLOW_POLL):
+                        if self._stopping.is_set():
+                            continue
+                        if not conn.recv(1, socket.MSG_PEEK):
+                            return False  # the client hung up
+                        ended = "cancelled"  # it sent its next request
+                        break
+                    sent = _send_new_events(conn, cell, sent)
+                    if not alive:
+                        ended = "actor stopped"  # its last events were recorded a poll ago
+                        break
+        sent = _send_new_events(conn, cell, sent)
+        _write(conn, ok_response({"count": sent, "ended": ended}, request_id))
+        return True
+
+
+def _send_new_events(conn: socket.socket, cell: ActorCell, sent: int) -> int:
+    chain = cell.chain
+    if len(chain) <= sent:
+        return sent
+    events = chain.events()
+    lines = [_protocol.encode({"event": event.to_json()}) for event in events[sent:]]
+    conn.sendall(b"".join(lines))
+    return len(events)
+
+
+def _write(conn: socket.socket, response: dict[str, Any]) -> None:
+    try:
+        data = _protocol.encode(response)
+    except (TypeError, ValueError) as exc:
+        message = f"the reply is not JSON: {exc}"
+        data = _protocol.encode(error_response("InvalidReply", message, response.get("id")))
+    conn.sendall(data)
+
+
+def _clear_stale_socket(path: Path) -> None:
+    """Remove a socket file nothing accepts on; refuse one a server still accepts on."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ControlError(f"{path} exists and is not a socket: remove it")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(os.fspath(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)
+            logger.warning("removed the stale control socket %s", path)
+            return
+        except TimeoutError:
+            pass  # a server too busy to accept is still a server
+        except OSError as exc:
+            raise ControlError(f"cannot check the socket {path}: {exc.strerror or exc}") from None
+    raise ServerAlreadyRunning(f"a theater-py server already listens on {path}")

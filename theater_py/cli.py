@@ -1,0 +1,663 @@
+"""The ``theater-py`` command.
+
+``start`` and ``run`` run actors in the foreground and serve them on the control socket
+(see :mod:`theater_py.control`) until SIGINT or SIGTERM; ``list``, ``request``, ``send``,
+``stop``, ``events``, ``chat`` and ``models`` talk to that process from another shell.
+``request``, ``chat`` and ``models`` also run one actor in process with ``--manifest``.
+
+Exit statuses: 0 success; 1 an error in the runtime or an actor (a start failed, an actor
+crashed, a timeout, an error reply, a broken chain); 2 bad usage or input (arguments, JSON,
+a missing or invalid file, a message the actor cannot decode); 3 no server running or no
+such actor; 4 a server already runs on this home; 130 interrupted.
+
+The runtime, the control socket and the proxy's types are imported inside the commands
+that use them, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from theater_py.control import ControlClient
+    from theater_py.runtime import Runtime
+
+__all__ = [
+    "EXIT_ALREADY_RUNNING",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CommandError",
+    "build_parser",
+    "main",
+]
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_NOT_FOUND: Final = 3
+EXIT_ALREADY_RUNNING: Final = 4
+EXIT_INTERRUPTED: Final = 130
+
+logger = logging.getLogger("theater_py.cli")
+
+_T = TypeVar("_T")
+
+_LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_EXIT_CODES_HELP: Final = """\
+exit status:
+  0    success
+  1    runtime or actor error (failed start, crash, timeout, error reply, broken chain)
+  2    bad usage or input (arguments, JSON, missing or invalid file, undecodable message)
+  3    no server running, or no such actor
+  4    a server already runs on this home
+  130  interrupted
+
+environment:
+  THEATER_PY_HOME  the home folder of the control socket, events and store
+                   (default ~/.theater-py)
+"""
+
+
+class CommandError(Exception):
+    """A failure a command reports in one line, with its exit status.
+
+    Attributes:
+        status: the exit status.
+    """
+
+    def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error in one line, as every other error is reported."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class _BriefFormatter(logging.Formatter):
+    """Puts an exception's type and message on the log line instead of its traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc_info = record.exc_info
+        if exc_info and exc_info[1] is not None:
+            error = exc_info[1]
+            record = logging.makeLogRecord(
+                {
+                    **record.__dict__,
+                    "msg": f"{record.getMessage()}: {type(error).__name__}: {error}",
+                    "args": None,
+                    "exc_info": None,
+                    "exc_text": None,
+                }
+            )
+        return super().format(record)
+
+
+# -- entry point ------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``theater-py`` command.
+
+    Args:
+        argv: the arguments, without the program name; ``sys.argv[1:]`` if omitted.
+
+    Returns:
+        The exit status (see the module's docstring).
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "mock-openai":
+        from actors.openai_proxy.simulator import main as simulator_main
+
+        return simulator_main(extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(args.debug, server=args.command in ("start", "run"))
+    try:
+        status: int = args.run(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Whoever read stdout left (`| head`): send the interpreter's last flush nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 -- every failure becomes one line and a status
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"theater-py: error: {_describe(exc)}", file=sys.stderr)
+        return _exit_status(exc)
+    return status
+
+
+def _configure_logging(debug: bool, *, server: bool) -> None:
+    # A command that is not a server reports its failure in one line of its own; the
+    # runtime's log of the same failure would only repeat it.
+    level = logging.DEBUG if debug else logging.INFO if server else logging.CRITICAL
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT) if debug else _BriefFormatter(_LOG_FORMAT))
+    # A no-op when the root logger already has handlers (the CLI run inside a program).
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+def _describe(exc: BaseException) -> str:
+    from theater_py.errors import TheaterError
+
+    if isinstance(exc, CommandError | TheaterError):
+        return " ".join(str(exc).split("\n"))
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
+def _exit_status(exc: BaseException) -> int:
+    from theater_py._protocol import NoServerRunning, RemoteError, ServerAlreadyRunning
+    from theater_py.errors import ActorNotFound, ManifestError, MessageDecodeError
+
+    if isinstance(exc, CommandError):
+        return exc.status
+    if isinstance(exc, NoServerRunning | ActorNotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, ServerAlreadyRunning):
+        return EXIT_ALREADY_RUNNING
+    if isinstance(exc, ManifestError | MessageDecodeError):
+        return EXIT_USAGE
+    if isinstance(exc, RemoteError):
+        remote = {
+            "ActorNotFound": EXIT_NOT_FOUND,
+            "BadRequest": EXIT_USAGE,
+            "MessageDecodeError": EXIT_USAGE,
+        }
+        return remote.get(exc.type, EXIT_ERROR)
+    return EXIT_ERROR
+
+
+# -- the parser -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of every command (each parsed command names its ``run``)."""
+    from theater_py import __version__
+
+    parser = _Parser(
+        prog="theater-py",
+        description="Run theater-py actors and talk to them.",
+        epilog=_EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_common(parser, None)
+    common = _Parser(add_help=False)
+    # SUPPRESS: an option given before the command is not reset by the command's default.
+    _add_common(common, argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], summary: str) -> Any:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            parents=[common],
+            epilog=_EXIT_CODES_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(run=run)
+        return sub
+
+    sub = command("start", _cmd_start, "Start an actor and serve it until SIGINT or SIGTERM.")
+    sub.add_argument("manifest", metavar="MANIFEST", help="the actor's manifest.toml")
+    _add_init(sub)
+    sub.add_argument("--name", help="the name to register (default: the manifest's name)")
+
+    sub = command("run", _cmd_run, "Start a supervision tree and serve it until SIGINT or SIGTERM.")
+    sub.add_argument("system", metavar="SYSTEM", help="the system manifest (system.toml)")
+    sub.add_argument(
+        "--init",
+        metavar="CHILD=FILE|JSON",
+        action="append",
+        default=[],
+        help="init data merged over a child's own, by child name (repeatable)",
+    )
+
+    sub = command("status", _cmd_status, "Say whether a server runs, and its pid.")
+
+    sub = command("list", _cmd_list, "List the running actors.")
+    sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    sub = command("request", _cmd_request, "Send a JSON request and print the JSON reply.")
+    sub.add_argument("name", metavar="NAME", nargs="?", help="the actor (omit with --manifest)")
+    sub.add_argument("message", metavar="MESSAGE", help="JSON text, @FILE, or - for stdin")
+    _add_one_shot(sub)
+    _add_timeout(sub, 60.0)
+
+    sub = command("send", _cmd_send, "Queue a JSON message without waiting for a reply.")
+    sub.add_argument("name", metavar="NAME", help="the actor")
+    sub.add_argument("message", metavar="MESSAGE", help="JSON text, @FILE, or - for stdin")
+
+    sub = command("stop", _cmd_stop, "Stop an actor for good (it is not restarted).")
+    sub.add_argument("name", metavar="NAME", help="the actor")
+    _add_timeout(sub, 10.0)
+
+    sub = command("events", _cmd_events, "Print an actor's event chain.")
+    sub.add_argument("name", metavar="NAME", help="the actor")
+    sub.add_argument("--verify", action="store_true", help="check the chain's hashes and links")
+    sub.add_argument(
+        "--follow", action="store_true", help="keep printing new events until the actor stops"
+    )
+    sub.add_argument("--json", action="store_true", help="print each event as a JSON line")
+
+    _add_proxy_commands(command)
+
+    # Its own parser reads every argument (and answers --help): see main().
+    commands.add_parser(
+        "mock-openai",
+        help="Serve an offline OpenAI-compatible API (see mock-openai --help).",
+        add_help=False,
+    )
+    return parser
+
+
+def _add_proxy_commands(command: Callable[..., Any]) -> None:
+    """Add the commands that speak the OpenAI proxy's messages, and its demo."""
+    sub = command("chat", _cmd_chat, "Ask an OpenAI proxy actor one question.")
+    sub.add_argument("name", metavar="NAME", nargs="?", help="the proxy (omit with --manifest)")
+    sub.add_argument("prompt", metavar="PROMPT", help="the user's message")
+    sub.add_argument("--model", default="", help="the model (default: the proxy's)")
+    sub.add_argument("--system", help="the system prompt")
+    sub.add_argument("--max-tokens", type=int, default=1024, help="default: %(default)s")
+    _add_one_shot(sub)
+    _add_timeout(sub, 300.0)
+
+    sub = command("models", _cmd_models, "List the models an OpenAI proxy actor serves.")
+    sub.add_argument("name", metavar="NAME", nargs="?", help="the proxy (omit with --manifest)")
+    _add_one_shot(sub)
+    _add_timeout(sub, 60.0)
+
+    command(
+        "demo",
+        _cmd_demo,
+        "Run the offline demo: the OpenAI proxy under a supervisor, against a simulator.",
+    )
+
+
+def _add_common(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if default is None else default,
+        help="log everything and show tracebacks",
+    )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=default,
+        help="the home folder (default: $THEATER_PY_HOME, else ~/.theater-py)",
+    )
+
+
+def _add_init(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--init", metavar="FILE|JSON", help="init data: inline JSON, or a JSON file"
+    )
+
+
+def _add_one_shot(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifest", metavar="M", help="start this actor in process for the one request"
+    )
+    _add_init(parser)
+
+
+def _add_timeout(parser: argparse.ArgumentParser, default: float) -> None:
+    parser.add_argument(
+        "--timeout", type=float, default=default, help="seconds to wait (default: %(default)s)"
+    )
+
+
+# -- reading arguments --------------------------------------------------------------------
+
+
+def _json_argument(text: str, what: str) -> Any:
+    """Read a JSON value given inline, as ``@FILE`` or as ``-`` (standard input)."""
+    if text == "-":
+        return _parse_json(sys.stdin.read(), "standard input")
+    if text.startswith("@"):
+        return _parse_json(_read_file(text[1:], what), text[1:])
+    return _parse_json(text, what, hint=text.strip().isidentifier())
+
+
+def _init_argument(text: str | None) -> Any:
+    """Read ``--init``: inline JSON when it starts with ``{`` or ``[``, else a file."""
+    if text is None:
+        return None
+    if text.lstrip().startswith(("{", "[")):
+        return _parse_json(text, "--init")
+    return _json_argument(text if text.startswith("@") or text == "-" else f"@{text}", "--init")
+
+
+def _read_file(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CommandError(f"{what}: file not found: {path}", EXIT_USAGE) from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{what}: {path} is not UTF-8 text", EXIT_USAGE) from None
+    except OSError as exc:
+        raise CommandError(f"{what}: cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
+
+
+def _parse_json(text: str, source: str, *, hint: bool = False) -> Any:
+    # The message never quotes the text: init data may hold a secret.
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        message = f"{source} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+        if hint:
+            message += """; a JSON string needs quotes, as in '"ListModels"'"""
+        raise CommandError(message, EXIT_USAGE) from None
+
+
+# -- serving ------------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from actors.openai_proxy import demo
+
+    return demo.main()
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    init = _init_argument(args.init)
+
+    def start(runtime: Runtime) -> None:
+        handle = runtime.start_actor(args.manifest, init, name=args.name)
+        logger.info("started actor %s (%s) from %s", handle.name, handle.id, args.manifest)
+
+    return _serve(args.home, start)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    init: dict[str, Any] = {}
+    for item in args.init:
+        child, equals, value = item.partition("=")
+        if not child or not equals:
+            # Not quoted: the value may hold a secret.
+            raise CommandError("--init expects CHILD=FILE|JSON: a child's name, then =", EXIT_USAGE)
+        init[child] = _init_argument(value)
+
+    def start(runtime: Runtime) -> None:
+        supervisor = runtime.start_system(args.system, init)
+        children = ", ".join(child.name for child in supervisor.which_children())
+        logger.info("started system %s from %s: %s", supervisor.name, args.system, children)
+
+    return _serve(args.home, start)
+
+
+def _serve(home: Path | None, start: Callable[[Runtime], None]) -> int:
+    """Start actors, serve them until SIGINT or SIGTERM, then shut down newest first."""
+    import signal
+    import threading
+
+    from theater_py.control import ControlServer
+    from theater_py.runtime import Runtime
+
+    received: list[int] = []
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    # Installed first, so a signal that arrives while the actors start is not lost.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    runtime = Runtime(home=home)
+    server = ControlServer(runtime)
+    try:
+        server.claim()  # before any actor starts: a second server must do nothing
+        start(runtime)
+        server.start()  # after: a client that finds the socket finds the actors
+        logger.info("running (pid %d); stop with Ctrl-C or SIGTERM", os.getpid())
+        stop.wait()
+        logger.info("%s received: shutting down", signal.Signals(received[0]).name)
+    finally:
+        # A second Ctrl-C now interrupts the shutdown.
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+        runtime.shutdown()
+        server.close()
+    logger.info("stopped")
+    return EXIT_OK
+
+
+# -- talking to a server ------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> ControlClient:
+    from theater_py.control import ControlClient
+
+    return ControlClient(args.home)
+
+
+def _ask(args: argparse.Namespace, message: Any, timeout: float) -> Any:
+    """Send one JSON request to the named actor, or to one started in process."""
+    if args.manifest is not None:
+        if args.name is not None:
+            raise CommandError("give an actor NAME or --manifest, not both", EXIT_USAGE)
+        from theater_py.runtime import Runtime
+
+        init = _init_argument(args.init)
+        with Runtime(home=args.home) as runtime:
+            return runtime.start_actor(args.manifest, init).request_json(message, timeout)
+    if args.init is not None:
+        raise CommandError("--init goes with --manifest", EXIT_USAGE)
+    if args.name is None:
+        raise CommandError(
+            f"{args.command}: give the actor's NAME, or --manifest to start one here", EXIT_USAGE
+        )
+    return _client(args).request(args.name, message, timeout)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    info = _client(args).ping()
+    print(f"theater-py {info['version']} runs as pid {info['pid']} in {info['home']}")
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    actors = _client(args).list_actors()
+    if args.json:
+        print(json.dumps(actors, indent=2))
+        return EXIT_OK
+    rows = [
+        (
+            a["name"],
+            a["id"],
+            a["status"],
+            str(a["restarts"]),
+            _duration(a["uptime_s"]),
+            str(a["queued"]),
+        )
+        for a in actors
+    ]
+    _print_table(("NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED"), rows, "<<<>>>")
+    return EXIT_OK
+
+
+def _cmd_request(args: argparse.Namespace) -> int:
+    message = _json_argument(args.message, "MESSAGE")
+    reply = _ask(args, message, args.timeout)
+    print(json.dumps(reply, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    _client(args).send(args.name, _json_argument(args.message, "MESSAGE"))
+    return EXIT_OK
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    if not _client(args).stop(args.name, args.timeout):
+        raise CommandError(f"actor {args.name!r} did not finish within {args.timeout} s")
+    print(f"stopped {args.name}")
+    return EXIT_OK
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    received: list[dict[str, Any]] = []
+    with _client(args).events(args.name, follow=args.follow) as stream:
+        try:
+            for index, event in enumerate(stream):
+                if args.verify:
+                    received.append(event)
+                if args.json:
+                    print(json.dumps(event, ensure_ascii=False), flush=args.follow)
+                else:
+                    print(_event_line(index, event), flush=args.follow)
+        except KeyboardInterrupt:
+            if not args.follow:
+                raise  # Ctrl-C is how a follow ends; anywhere else it interrupts
+    if not args.verify:
+        return EXIT_OK
+    from theater_py.chain import verify_events
+
+    verification = verify_events(received)
+    if not verification.ok:
+        raise CommandError(f"the chain is broken: {verification.reason}")
+    print(f"chain verified: {verification.checked} events", file=sys.stderr)
+    return EXIT_OK
+
+
+def _event_line(index: int, event: dict[str, Any]) -> str:
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return f"{index:>4}  {stamp}  {event['event_type']:<18}  {event['description']}"
+
+
+# -- the OpenAI proxy ---------------------------------------------------------------------
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from actors.genai_types import (
+        Completion,
+        CompletionRequest,
+        GenerateCompletion,
+        Message,
+        ProxyRequest,
+        Text,
+        ToolUse,
+    )
+    from theater_py import serde
+
+    request = CompletionRequest(
+        model=args.model,
+        messages=[Message.user(args.prompt)],
+        max_tokens=args.max_tokens,
+        system=args.system,
+    )
+    message = serde.unstructure(GenerateCompletion(request), ProxyRequest)
+    response = _proxy_reply(args, _ask(args, message, args.timeout), Completion)
+    completion = response.completion
+    for part in completion.content:
+        if isinstance(part, Text):
+            print(part.text)
+        elif isinstance(part, ToolUse):
+            arguments = json.dumps(part.input, ensure_ascii=False)
+            print(f"tool call {part.name} (id {part.id}): {arguments}")
+    usage = completion.usage
+    tokens = f"{usage.input_tokens} input + {usage.output_tokens} output tokens"
+    summary = f"{completion.model}: {tokens}"
+    if usage.cost_usd is not None:
+        summary += f", ${usage.cost_usd:.6f}"
+    print(summary, file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from actors.genai_types import ModelList
+
+    response = _proxy_reply(args, _ask(args, "ListModels", args.timeout), ModelList)
+
+    def price(value: float | None) -> str:
+        return "-" if value is None else f"{value:g}"
+
+    rows = [
+        (
+            model.id,
+            f"{model.max_tokens:,}",
+            price(model.pricing.input_cost_per_million_tokens if model.pricing else None),
+            price(model.pricing.output_cost_per_million_tokens if model.pricing else None),
+        )
+        for model in response.models
+    ]
+    _print_table(("MODEL", "CONTEXT", "INPUT $/1M", "OUTPUT $/1M"), rows, "<>>>")
+    return EXIT_OK
+
+
+def _proxy_reply(args: argparse.Namespace, reply: Any, expected: type[_T]) -> _T:
+    """Decode a proxy's reply; raise its ``Error`` reply, or any other kind, in one line."""
+    from actors.genai_types import ErrorResponse, ProxyResponse
+    from theater_py import serde
+    from theater_py.errors import MessageDecodeError
+
+    who = args.name or args.manifest
+    try:
+        response = serde.structure(reply, ProxyResponse)
+    except MessageDecodeError as exc:
+        raise CommandError(f"{who} did not answer as an OpenAI proxy does: {exc}") from None
+    if isinstance(response, ErrorResponse):
+        kind = response.kind or "error"
+        if response.status is not None:
+            kind += f" (HTTP {response.status})"
+        raise CommandError(f"{who}: {kind}: {response.error}")
+    if not isinstance(response, expected):
+        raise CommandError(f"{who} answered with {type(response).__name__}")
+    return response
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> None:
+    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
+    for row in (headers, *rows):
+        cells = [
+            cell.ljust(width) if side == "<" else cell.rjust(width)
+            for cell, width, side in zip(row, widths, align, strict=True)
+        ]
+        print("  ".join(cells).rstrip())
