@@ -127,6 +127,9 @@ class Capable(Actor):
             return {"store_id": store_id, "hash": ref.hash}
         if kind == "time":
             return ctx.time.now_ms()
+        if kind == "spawn":
+            child = ctx.spawn(message["manifest"], name=message["name"])
+            return {"spawned": child.name}
         raise ValueError(kind)
 
 

@@ -158,3 +158,21 @@ def test_a_saved_chain_survives_the_runtime_and_edits_are_caught(
         result = verify_events(tampered)
         assert not result.ok
         assert result.first_broken == 3
+
+
+def test_a_spawned_child_stops_before_its_parent(runtime: Runtime, make_manifest: ManifestFactory):
+    child_manifest = make_manifest("Echo", name="kid")
+    parent = runtime.start_actor(
+        make_manifest("Capable", handlers='[[handler]]\ntype = "supervisor"\n'),
+    )
+    reply = parent.request({"use": "spawn", "manifest": str(child_manifest), "name": "kid-1"})
+    assert reply == {"spawned": "kid-1"}
+    assert runtime.handle("kid-1").request("hi") == {"echo": "hi"}
+    parent.stop()
+    assert runtime.find_cell("kid-1") is None
+
+
+def test_spawning_needs_the_supervisor_handler(runtime: Runtime, make_manifest: ManifestFactory):
+    parent = runtime.start_actor(make_manifest("Capable"))
+    reply = parent.request({"use": "spawn", "manifest": "unused.toml", "name": "x"})
+    assert reply["denied"] == "supervisor"

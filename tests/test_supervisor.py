@@ -225,10 +225,13 @@ def test_restarts_spread_over_time_are_tolerated(
     assert sup.is_alive()
 
 
+@pytest.mark.parametrize("strategy", ["one_for_one", "one_for_all", "rest_for_one"])
 def test_restarts_bunched_in_the_period_make_the_supervisor_give_up(
-    runtime: Runtime, worker_manifest: Path, clock: FakeClock
+    runtime: Runtime, worker_manifest: Path, clock: FakeClock, strategy: str
 ):
-    sup = runtime.start_supervisor(tree(worker_manifest, ["w", "other"], intensity=2, period=10))
+    sup = runtime.start_supervisor(
+        tree(worker_manifest, ["w", "other"], intensity=2, period=10, strategy=strategy)
+    )
     for _ in range(2):
         crash(runtime, "w")
         runtime.handle("w").request("sync", timeout=10)
@@ -389,3 +392,43 @@ def test_a_crash_is_logged_once_with_its_traceback(
     wait_until(lambda: any("restarted w" in line for line in supervisor_lines()))
     assert any("crashed" in line for line in supervisor_lines())
     assert not [r for r in caplog.records if r.name.startswith("pykka") and r.levelno >= 30]
+
+
+def test_simple_one_for_one_starts_children_from_its_template(
+    runtime: Runtime, worker_manifest: Path
+):
+    template = ChildSpec(name="template", manifest=worker_manifest, init={"role": "base"})
+    sup = runtime.start_supervisor(
+        SupervisorSpec(
+            name="pool",
+            flags=SupervisorFlags(strategy="simple_one_for_one", intensity=5, period=60),
+            children=(template,),
+        )
+    )
+    assert sup.which_children() == []
+    sup.start_child("w1")
+    sup.start_child("w2", init={"extra": True})
+    assert [c.name for c in sup.which_children()] == ["w1", "w2"]
+    crash(runtime, "w2")
+    assert runtime.handle("w2").request("back", timeout=10)["incarnation"] == 3
+    assert runtime.handle("w1").request("fine", timeout=10)["incarnation"] == 1
+    from theater_py import SupervisorError
+
+    with pytest.raises(SupervisorError, match="simple_one_for_one"):
+        runtime.root.start_child("by-name")
+
+
+def test_a_start_that_hangs_times_out_and_leaves_nothing_behind(
+    runtime: Runtime, make_manifest: ManifestFactory, shared
+):
+    from tests.conftest import gate
+
+    stuck = gate("never")
+    with pytest.raises(ActorStartError, match="did not start within"):
+        runtime.root.start_child(
+            ChildSpec(name="slow", manifest=make_manifest("Worker"), init={"init_gate": "never"}),
+            timeout=0.2,
+        )
+    stuck.set()
+    assert all(c.name != "slow" for c in runtime.root.which_children())
+    wait_until(lambda: runtime.find_cell("slow") is None)

@@ -16,7 +16,6 @@ import attrs
 from theater_py._cell import ActorCell
 from theater_py.actor import Actor
 from theater_py.errors import (
-    ActorFailed,
     ActorNameInUse,
     ActorNotFound,
     ActorStartError,
@@ -208,10 +207,12 @@ class Runtime:
     def _start_child(self, spec: ChildSpec, target: ChildTarget) -> None:
         try:
             self.root.start_child(spec, target)
-        except (ActorFailed, SupervisorError) as exc:
+        except ActorStartError:
             self._forget(spec.name, target)
-            reason = exc.reason if isinstance(exc, ActorFailed) else str(exc)
-            raise ActorStartError(f"{spec.type} {spec.name!r} failed to start: {reason}") from None
+            raise
+        except SupervisorError as exc:
+            self._forget(spec.name, target)
+            raise ActorStartError(f"{spec.type} {spec.name!r} failed to start: {exc}") from None
 
     def make_target(self, spec: ChildSpec) -> ChildTarget:
         """Create (not start) what a child spec describes: a worker's cell or a supervisor."""

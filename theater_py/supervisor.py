@@ -38,7 +38,14 @@ import attrs
 import pykka
 
 from theater_py._cell import ActorCell, ExitReason
-from theater_py.errors import ActorFailed, SupervisorError, TheaterError
+from theater_py.errors import (
+    ActorFailed,
+    ActorStartError,
+    ActorStopped,
+    SupervisorError,
+    TheaterError,
+)
+from theater_py.manifest import merge_init_state
 
 if TYPE_CHECKING:
     import os
@@ -63,6 +70,7 @@ RESTART_TYPES = ("permanent", "transient", "temporary")
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
 CHILD_TYPES = ("worker", "supervisor")
 CALL_TIMEOUT = 30.0
+DEFAULT_START_TIMEOUT = 60.0
 
 _clock = time.monotonic  # the restart-intensity window's clock; tests replace it
 
@@ -404,19 +412,61 @@ class Supervisor:
         result: ChildCounts = self._ask(self._count_children)
         return result
 
-    def start_child(self, spec: ChildSpec, target: ChildTarget | None = None) -> ChildTarget:
+    def start_child(
+        self,
+        spec: ChildSpec | str,
+        target: ChildTarget | None = None,
+        *,
+        init: Any = None,
+        timeout: float | None = None,
+    ) -> ChildTarget:
         """Add a child and start it; return once its ``init`` has run.
 
+        Args:
+            spec: the child's spec; for a ``simple_one_for_one`` supervisor, just the new
+                child's name: its spec is the supervisor's template.
+            target: the child, already made (the runtime makes it otherwise).
+            init: with a name, init data merged over the template's ``init``.
+            timeout: seconds to wait for the start (default 60); a child still starting
+                then is stopped.
+
         Raises:
-            SupervisorError: a child of that name exists.
-            ActorStartError: its start failed (the child is not kept).
+            SupervisorError: a child of that name exists, or a name is given to a
+                supervisor that has no template.
+            ActorStartError: its start failed or timed out (the child is not kept).
         """
+        if isinstance(spec, str):
+            spec = self._from_template(spec, init)
         target = target if target is not None else self.runtime.make_target(spec)
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         done.set_running_or_notify_cancel()
         self._tell(_Adopt(spec, target, done), done)
-        done.result()
+        wait = DEFAULT_START_TIMEOUT if timeout is None else timeout
+        try:
+            done.result(wait)
+        except concurrent.futures.TimeoutError:
+            self.terminate_child(spec.name, 0)
+            raise ActorStartError(
+                f"{spec.type} {spec.name!r} did not start within {wait} s"
+            ) from None
+        except ActorFailed as failed:
+            raise ActorStartError(
+                f"{spec.type} {spec.name!r} failed to start: {failed.reason}"
+            ) from None
+        except ActorStopped as stopped:
+            raise ActorStartError(f"{spec.type} {spec.name!r} failed to start: {stopped}") from None
         return target
+
+    def _from_template(self, name: str, init: Any) -> ChildSpec:
+        if self.flags.strategy != "simple_one_for_one" or len(self.spec.children) != 1:
+            raise SupervisorError(
+                f"supervisor {self.name!r}: only a simple_one_for_one supervisor with one "
+                "child spec starts children by name"
+            )
+        template = self.spec.children[0]
+        if init is not None:
+            init = merge_init_state(template.init, init)
+        return attrs.evolve(template, name=name, init=template.init if init is None else init)
 
     def terminate_child(self, name: str, timeout: float | None = None) -> bool:
         """Stop a child for good and forget it; return whether it was there."""
@@ -777,6 +827,8 @@ class Supervisor:
         self._cancel(sibling)
         if sibling in self._queue:
             self._queue.remove(sibling)
+        if self._current is sibling:  # its start is abandoned: the queue must not wait on it
+            self._current = None
         if sibling.status in (ChildStatus.RUNNING, ChildStatus.STARTING):
             temporary = sibling.spec.restart == "temporary"
             sibling.target.stop(sibling.spec.shutdown_timeout(), keep_mailbox=not temporary)
