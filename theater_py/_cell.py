@@ -30,7 +30,7 @@ import pykka
 
 from theater_py import serde
 from theater_py.context import ActorContext
-from theater_py.errors import ActorFailed, ActorStopped, MessageDecodeError
+from theater_py.errors import ActorFailed, ActorStopped, MessageDecodeError, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from theater_py.chain import EventChain
     from theater_py.manifest import Manifest
     from theater_py.runtime import Runtime
+    from theater_py.supervisor import Supervisor
 
 __all__ = ["ActorCell", "CellStatus", "Envelope", "ExitReason"]
 
@@ -150,6 +151,8 @@ class ActorCell:
         """When the current incarnation started (``time.monotonic()``)."""
         self.exit_listener: Callable[[ActorCell, int, ExitReason], None] | None = None
         """Told of every exit of a running incarnation (the supervisor's hook)."""
+        self.owner: Supervisor | None = None
+        """The supervisor of this actor."""
 
     # -- delivery ---------------------------------------------------------------
 
@@ -189,7 +192,7 @@ class ActorCell:
         done.set_running_or_notify_cancel()
         try:
             instance = self.actor_class()
-        except Exception as exc:  # noqa: BLE001 -- a failing constructor is a failed start
+        except BaseException as exc:  # noqa: BLE001 -- a failing constructor is a failed start
             done.set_exception(ActorFailed(self.name, f"{type(exc).__name__}: {exc}"))
             return done
         with self._lock:
@@ -226,7 +229,13 @@ class ActorCell:
                 self._process = None
                 if self.status in (CellStatus.RUNNING, CellStatus.STARTING):
                     self.status = CellStatus.EXITED
-            self._pending.extendleft(reversed(process.drain()))
+            drained = process.drain()
+            current = self._process
+            if current is not None:
+                for envelope in drained:
+                    current.actor_ref.tell(envelope)
+            else:
+                self._pending.extendleft(reversed(drained))
             stopped = self.status in (CellStatus.STOPPING, CellStatus.STOPPED)
             pending = list(self._pending) if stopped else []
             if stopped:
@@ -244,11 +253,11 @@ class ActorCell:
         if was_running and listener is not None:
             listener(self, process.incarnation, reason)
 
-    def request_normal_exit(self) -> None:
+    def request_normal_exit(self, origin: Any = None) -> None:
         """Make the current incarnation exit normally after its current message."""
         with self._lock:
             process = self._process
-        if process is None:
+        if process is None or (origin is not None and origin is not process):
             return
         process.exit_requested = True
         if threading.current_thread() is not process.thread:
@@ -295,6 +304,8 @@ class ActorCell:
         if timeout != 0:
             try:
                 done.result(timeout)
+            except (ActorFailed, ActorStopped):
+                pass
             except concurrent.futures.TimeoutError:
                 finished = False
                 logger.warning("actor %s did not stop within %s s", self.name, timeout)
@@ -356,10 +367,11 @@ class _ActorProcess(pykka.ThreadingActor):
         self.cell = cell
         self.instance = instance
         self.incarnation = incarnation
-        self.context = ActorContext(cell)
+        self.context = ActorContext(cell, self)
         self.exit_requested = False
         self.thread: threading.Thread | None = None
         self._finished = False
+        self._deferred: set[Envelope] = set()
 
     def on_start(self) -> None:
         self.thread = threading.current_thread()
@@ -424,6 +436,7 @@ class _ActorProcess(pykka.ThreadingActor):
         chain.record("request", wire, "request")
         result = self.instance.handle_request(self.context, message)
         if isinstance(result, concurrent.futures.Future):
+            self._deferred.add(envelope)
             result.add_done_callback(functools.partial(self._deferred_done, envelope))
             return
         self._answer(envelope, result)
@@ -437,6 +450,9 @@ class _ActorProcess(pykka.ThreadingActor):
 
     def _deferred_done(self, envelope: Envelope, future: concurrent.futures.Future[Any]) -> None:
         # Runs on whichever thread resolved the future; the chain and the reply are thread-safe.
+        self._deferred.discard(envelope)
+        if envelope.reply is not None and envelope.reply.done():
+            return
         if future.cancelled():  # the actor stopped and dropped the work before it ran
             self.cell.chain.record("request-error", {"error": "cancelled"}, "reply cancelled")
             envelope.fail(ActorStopped(f"actor {self.cell.name!r} stopped before answering"))
@@ -475,8 +491,11 @@ class _ActorProcess(pykka.ThreadingActor):
         reason = f"{type(exc).__name__}: {exc}"
         phase = "init" if envelope.kind is Kind.INIT else "message"
         logger.error("actor %s crashed in %s", self.cell.name, phase, exc_info=exc)
-        self.cell.chain.record("actor-crash", {"phase": phase, "error": reason}, reason)
         envelope.fail(ActorFailed(self.cell.name, reason))
+        try:
+            self.cell.chain.record("actor-crash", {"phase": phase, "error": reason}, reason)
+        except StoreError:  # its runtime shut down and closed the chain's database
+            logger.warning("cannot record the crash of %s: its chain is closed", self.cell.name)
         self.cell._exited(self, ExitReason("crash", reason))
 
     def _stop_requested(self, envelope: Envelope) -> None:
@@ -509,8 +528,18 @@ class _ActorProcess(pykka.ThreadingActor):
         self._finished = True
         try:
             self.instance.on_stop(self.context)
-        except Exception:
+        except BaseException:
             logger.exception("on_stop of actor %s failed", self.cell.name)
-        self.context.close()
-        self.actor_stopped.set()
-        pykka.ActorRegistry.unregister(self.actor_ref)
+        try:
+            self.context.close()
+        finally:
+            self.actor_stopped.set()
+            pykka.ActorRegistry.unregister(self.actor_ref)
+            # Deferred replies outlive a crash (the work goes on and answers); a stop for
+            # good answers every caller now.
+            if self.context.stopping.is_set():
+                for envelope in list(self._deferred):
+                    self._deferred.discard(envelope)
+                    envelope.fail(
+                        ActorStopped(f"actor {self.cell.name!r} stopped before answering")
+                    )

@@ -30,8 +30,9 @@ class ActorContext:
     event. Logging and recording events need no grant.
     """
 
-    def __init__(self, cell: ActorCell) -> None:
+    def __init__(self, cell: ActorCell, process: object = None) -> None:
         self._cell = cell
+        self._process = process  # the incarnation this context belongs to
         self._manifest = cell.manifest
         self.stopping = threading.Event()
         """Set when the actor is being stopped for good: it will not be restarted, so
@@ -111,7 +112,7 @@ class ActorContext:
 
     def stop(self) -> None:
         """Exit normally once the current message is handled (OTP's ``normal`` exit)."""
-        self._cell.request_normal_exit()
+        self._cell.request_normal_exit(self._process)
 
     def close(self) -> None:
         """Release the capabilities this incarnation opened."""

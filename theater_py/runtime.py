@@ -212,6 +212,7 @@ class Runtime:
             raise
         except SupervisorError as exc:
             self._forget(spec.name, target)
+            target.terminate("not adopted")
             raise ActorStartError(f"{spec.type} {spec.name!r} failed to start: {exc}") from None
 
     def make_target(self, spec: ChildSpec) -> ChildTarget:
@@ -224,6 +225,8 @@ class Runtime:
 
     def _make_supervisor(self, spec: SupervisorSpec) -> Supervisor:
         with self._lock:
+            if self._closed:
+                raise ActorStartError("the runtime is shut down")
             existing = self._supervisors.get(spec.name)
             if existing is not None and existing.is_alive():
                 raise ActorNameInUse(f"a supervisor named {spec.name!r} is running")
@@ -331,10 +334,13 @@ class Runtime:
             if missing_ok:
                 return True
             raise ActorNotFound(f"no actor named {name!r} is running")
-        if self._root is not None and self._root.terminate_child(name, timeout):
-            finished = not cell.is_alive()
-        else:
-            cell.exit_listener = None  # a stop is not a crash: its supervisor must not restart it
+        owner = cell.owner or self._root
+        try:
+            if owner is None:
+                raise ActorNotFound(name)
+            finished = owner.terminate_child(name, timeout)
+        except ActorNotFound:  # not supervised (or already forgotten): stop the cell itself
+            cell.exit_listener = None  # a stop is not a crash: nobody may restart it
             finished = cell.stop(timeout)
         self.unregister(cell)
         return finished

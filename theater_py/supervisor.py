@@ -40,6 +40,7 @@ import pykka
 from theater_py._cell import ActorCell, ExitReason
 from theater_py.errors import (
     ActorFailed,
+    ActorNotFound,
     ActorStartError,
     ActorStopped,
     SupervisorError,
@@ -248,6 +249,7 @@ class ChildTarget(Protocol):
     id: str
     incarnation: int
     exit_listener: Callable[[Any, int, ExitReason], None] | None
+    owner: Supervisor | None
 
     def start_incarnation(self) -> concurrent.futures.Future[None]: ...
     def stop(self, timeout: float | None, *, keep_mailbox: bool = False) -> bool: ...
@@ -346,6 +348,8 @@ class Supervisor:
         self.flags = spec.flags
         self.incarnation = 0
         self.exit_listener: Callable[[Any, int, ExitReason], None] | None = None
+        self.owner: Supervisor | None = None
+        """The supervisor this supervisor is a child of."""
         self.chain: EventChain = runtime.event_database.chain(self.id, persist=False)
         self._children: list[_Child] = []
         self._restart_times: deque[float] = deque()
@@ -376,16 +380,34 @@ class Supervisor:
     def stop(self, timeout: float | None = None, *, keep_mailbox: bool = False) -> bool:
         """Stop every child, newest first, each within its own shutdown time.
 
-        With ``keep_mailbox`` the children keep their waiting messages for a restart;
-        otherwise they stop for good and the supervisor's thread ends.
+        Args:
+            timeout: seconds the whole subtree may take (its ``shutdown`` as a child);
+                ``None`` waits for every child's own shutdown time. When it passes, the
+                supervisor stops waiting and is left to finish on its own thread.
+            keep_mailbox: the children keep their waiting messages for a restart;
+                otherwise they stop for good and the supervisor's thread ends.
+
+        Returns:
+            Whether every child stopped in time.
         """
-        try:
-            finished: bool = self._ask(lambda: self._stop_children(keep_mailbox=keep_mailbox))
-        except pykka.ActorDeadError:
-            return True
+        job = functools.partial(self._stop_children, keep_mailbox=keep_mailbox)
+        on_own_thread = threading.current_thread() is self.thread
+        timed_out = False
+        if on_own_thread:
+            finished: bool = job()
+        else:
+            try:
+                finished = self._ref.ask(_Call(job), block=False).get(timeout=timeout)
+            except pykka.Timeout:
+                finished, timed_out = False, True
+            except pykka.ActorDeadError:
+                return True
         if not keep_mailbox:
             self._status = "stopped"
-            self._ref.stop(block=True, timeout=CALL_TIMEOUT)
+            if timed_out or on_own_thread:
+                self._ref.stop(block=False)
+            else:
+                self._ref.stop(block=True, timeout=CALL_TIMEOUT)
         return finished
 
     def terminate(self, reason: str) -> None:
@@ -455,6 +477,9 @@ class Supervisor:
             ) from None
         except ActorStopped as stopped:
             raise ActorStartError(f"{spec.type} {spec.name!r} failed to start: {stopped}") from None
+        except SupervisorError:
+            target.terminate("not adopted")
+            raise
         return target
 
     def _from_template(self, name: str, init: Any) -> ChildSpec:
@@ -469,14 +494,25 @@ class Supervisor:
         return attrs.evolve(template, name=name, init=template.init if init is None else init)
 
     def terminate_child(self, name: str, timeout: float | None = None) -> bool:
-        """Stop a child for good and forget it; return whether it was there."""
+        """Stop a child for good and forget it.
+
+        Args:
+            name: the child.
+            timeout: seconds to wait for it to stop; its spec's ``shutdown`` by default.
+
+        Returns:
+            Whether it stopped within the timeout.
+
+        Raises:
+            ActorNotFound: the supervisor has no child of that name.
+        """
         child: _Child | None = self._ask(functools.partial(self._forget, name))
         if child is None:
-            return False
+            raise ActorNotFound(f"supervisor {self.name!r} has no child {name!r}")
         wait = child.spec.shutdown_timeout() if timeout is None else timeout
-        child.target.stop(wait)
-        self._record("child-stopped", child, {}, f"{name} stopped")
-        return True
+        finished = child.target.stop(wait)
+        self._record("child-stopped", child, {"finished": finished}, f"{name} stopped")
+        return finished
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -544,6 +580,11 @@ class Supervisor:
             if child in self._queue:
                 self._queue.remove(child)
             child.target.exit_listener = None
+            if child.waiter is not None and not child.waiter.done():
+                child.waiter.set_exception(ActorStopped(f"{child.spec.name!r} was stopped"))
+            if self._current is child:
+                self._current = None
+                self._start_next()
         return child
 
     def _on_begin(self, message: _Begin) -> None:
@@ -560,12 +601,19 @@ class Supervisor:
                 self._fail_begin(None, exc)
                 return
         for child in self._children:
+            child.target.owner = self
             child.initial = True
             child.failures_in_row = 0
             child.target.exit_listener = self._notify_exit
         self._enqueue(self._children)
 
     def _on_adopt(self, message: _Adopt) -> None:
+        if self._status in ("stopping", "stopped"):
+            message.done.set_exception(SupervisorError(f"supervisor {self.name!r} is stopped"))
+            return
+        existing = self._find(message.spec.name)
+        if existing is not None and existing.status in (ChildStatus.EXITED, ChildStatus.STOPPED):
+            self._children.remove(existing)
         if self._find(message.spec.name) is not None:
             message.done.set_exception(
                 SupervisorError(
@@ -574,6 +622,7 @@ class Supervisor:
             )
             return
         child = _Child(message.spec, message.target)
+        message.target.owner = self
         child.waiter = message.done
         message.target.exit_listener = self._notify_exit
         self._children.append(child)
@@ -639,8 +688,6 @@ class Supervisor:
             return 0.0
         if backoff is None or child.initial:
             return 0.0
-        if child.started_at and time.monotonic() - child.started_at >= backoff.max_ms / 1000:
-            child.failures_in_row = 0
         delay = backoff.delay(child.failures_in_row, random.random())  # noqa: S311 -- jitter
         child.failures_in_row += 1
         return delay
@@ -691,6 +738,7 @@ class Supervisor:
         self._record("child-start-failed", child, {"error": reason}, reason)
         logger.error("supervisor %s could not restart %s: %s", self.name, child.spec.name, reason)
         if self._restart_limit_reached(child):
+            self._start_next()
             return
         child.restarts += 1
         self._queue.appendleft(child)
@@ -729,8 +777,14 @@ class Supervisor:
         child = self._find(message.name)
         if child is None or child.target.incarnation != message.incarnation:
             return
+        if child.status is ChildStatus.STARTING:
+            # It ran and exited before its start report arrived: take the start first.
+            self._on_start_done(_StartDone(message.name, message.incarnation, None))
         if child.status is not ChildStatus.RUNNING:
             return
+        backoff = child.spec.backoff or self.flags.backoff
+        if backoff is not None and time.monotonic() - child.started_at >= backoff.max_ms / 1000:
+            child.failures_in_row = 0
         reason = message.reason
         if reason.abnormal:
             child.last_failure = reason.error
@@ -847,6 +901,14 @@ class Supervisor:
     def _stop_children(self, *, keep_mailbox: bool) -> bool:
         self._queue.clear()
         self._current = None
+        if not keep_mailbox:
+            self._status = "stopping"
+            begin, self._begin = self._begin, None
+            if begin is not None and not begin.done():
+                begin.set_exception(SupervisorError(f"supervisor {self.name!r} was stopped"))
+            for child in self._children:
+                if child.waiter is not None and not child.waiter.done():
+                    child.waiter.set_exception(ActorStopped(f"{child.spec.name!r} was stopped"))
         finished = True
         for child in reversed(self._children):
             self._cancel(child)
@@ -892,7 +954,7 @@ class _SupervisorProcess(pykka.ThreadingActor):
                 supervisor._on_adopt(message)
             elif isinstance(message, _Begin):
                 supervisor._on_begin(message)
-        except Exception:
+        except BaseException:
             # A bug in the supervisor itself must not pass silently nor stop Pykka.
             logger.exception("supervisor %s failed handling %r", supervisor.name, message)
         return None
