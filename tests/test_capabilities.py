@@ -176,3 +176,25 @@ def test_spawning_needs_the_supervisor_handler(runtime: Runtime, make_manifest: 
     parent = runtime.start_actor(make_manifest("Capable"))
     reply = parent.request({"use": "spawn", "manifest": "unused.toml", "name": "x"})
     assert reply["denied"] == "supervisor"
+
+
+def test_the_http_capability_reads_proxy_settings_once_per_host(
+    local_server: str, monkeypatch: pytest.MonkeyPatch
+):
+    import requests.sessions
+
+    from theater_py._http import RecordingSession
+    from theater_py.chain import EventChain
+
+    reads: list[str] = []
+    real = requests.sessions.get_environ_proxies
+
+    def counting(url: str, no_proxy: object = None) -> dict[str, str]:
+        reads.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counting)
+    with RecordingSession(EventChain()) as session:
+        for path in ("/a", "/b?x=1", "/c"):
+            assert session.get(local_server + path, timeout=5).status_code == 200
+    assert len(reads) == 1

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 if TYPE_CHECKING:
+    from requests.sessions import _Settings
+
     from theater_py.capabilities import Recorder
 
 __all__ = ["RecordingSession"]
@@ -33,6 +35,30 @@ class RecordingSession(requests.Session):
     def __init__(self, chain: Recorder) -> None:
         super().__init__()
         self._chain = chain
+        self._environment: dict[tuple[Any, ...], _Settings] = {}
+
+    def merge_environment_settings(
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> _Settings:
+        """Merge the environment's proxy and CA settings, read once per host.
+
+        requests walks ``os.environ`` two or three times per call to find proxies and
+        CA bundles, which costs a proxy actor 150-200 us a request; an actor reads its
+        environment once (as it reads its API key), so changes to those variables after
+        the first request to a host do not apply to it.
+        """
+        if not self.trust_env or proxies:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        text = url.decode() if isinstance(url, bytes) else url or ""
+        parts = urlsplit(text)
+        key = (parts.scheme, parts.netloc, stream, verify, cert)
+        settings = self._environment.get(key)
+        if settings is None:
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            self._environment[key] = settings
+        fresh = settings.copy()
+        fresh["proxies"] = dict(settings["proxies"])  # requests may add to it per call
+        return fresh
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """Send the request, recording it and its response or error."""
