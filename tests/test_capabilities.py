@@ -198,3 +198,17 @@ def test_the_http_capability_reads_proxy_settings_once_per_host(
         for path in ("/a", "/b?x=1", "/c"):
             assert session.get(local_server + path, timeout=5).status_code == 200
     assert len(reads) == 1
+
+
+def test_a_chain_in_memory_keeps_its_newest_events_and_still_verifies(
+    make_manifest: ManifestFactory,
+):
+    with Runtime(in_memory=True, max_memory_events=10) as rt:
+        actor = rt.start_actor(make_manifest("Echo"))
+        for n in range(20):
+            actor.request(n)
+        events = actor.events()
+        assert len(events) == 10
+        assert events[-1].data == {"echo": 19}
+        assert events[0].parent_hash is not None  # a window, not the chain's start
+        assert actor.verify().ok

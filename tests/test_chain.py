@@ -483,3 +483,19 @@ def test_database_paths_expand_the_user_folder(
     with EventDatabase("~/chains/events.sqlite3") as db:
         assert db.path == tmp_path / "chains" / "events.sqlite3"
         assert db.path.exists()
+
+
+def test_a_bounded_memory_chain_verifies_its_window_and_catches_edits():
+    from theater_py.chain import EventChain, MemoryChainStorage, verify_events
+
+    chain = EventChain(MemoryChainStorage(max_events=5))
+    for n in range(12):
+        chain.record("tick", {"n": n})
+    events = chain.events()
+    assert [e.data["n"] for e in events] == [7, 8, 9, 10, 11]
+    assert chain.verify().ok
+    assert not verify_events(events).ok  # as a whole chain its start is missing
+    tampered = [e.to_json() for e in events]
+    tampered[2]["data"] = {"n": 99}
+    result = verify_events(tampered, from_start=False)
+    assert (result.ok, result.first_broken) == (False, 2)

@@ -30,6 +30,7 @@ Chains live in memory (:class:`MemoryChainStorage`) or, through
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import logging
 import os
@@ -207,7 +208,9 @@ class _Broken(Exception):
     """Ends the check of one event with its reason (never escapes verify_events)."""
 
 
-def verify_events(events: Sequence[ChainEvent | Mapping[str, Any]]) -> ChainVerification:
+def verify_events(
+    events: Sequence[ChainEvent | Mapping[str, Any]], *, from_start: bool = True
+) -> ChainVerification:
     """Check that each event's hash is right and links to the event before it.
 
     Works on events read back from anywhere: :class:`ChainEvent` objects or
@@ -215,6 +218,8 @@ def verify_events(events: Sequence[ChainEvent | Mapping[str, Any]]) -> ChainVeri
 
     Args:
         events: the chain.
+        from_start: the events begin at the chain's first event, whose parent must be
+            null; ``False`` checks a window of newer events (a bounded in-memory chain).
 
     Returns:
         ``ok`` with every event checked, or the index of the first broken
@@ -224,7 +229,7 @@ def verify_events(events: Sequence[ChainEvent | Mapping[str, Any]]) -> ChainVeri
     for index, event in enumerate(events):
         try:
             digest, parent, event_type, data, timestamp, description = _fields(event, index)
-            if index == 0 and parent is not None:
+            if index == 0 and from_start and parent is not None:
                 raise _Broken("event 0: parent_hash of the first event must be null")
             if index > 0 and parent != previous:
                 raise _Broken(f"event {index}: parent_hash does not match event {index - 1}")
@@ -269,12 +274,17 @@ class ChainStorage(Protocol):
 
 
 class MemoryChainStorage:
-    """Keeps a chain's events in a list; they are gone when the process ends."""
+    """Keeps a chain's events in memory; they are gone when the process ends.
+
+    Args:
+        max_events: keep only the newest this many (a long-running actor's chain would
+            otherwise grow without bound); ``None`` keeps every event.
+    """
 
     __slots__ = ("_events",)
 
-    def __init__(self) -> None:
-        self._events: list[ChainEvent] = []
+    def __init__(self, max_events: int | None = None) -> None:
+        self._events: collections.deque[ChainEvent] = collections.deque(maxlen=max_events)
 
     def tail(self) -> tuple[int, str | None]:
         """Return how many events are stored and the last one's hash."""
@@ -351,8 +361,10 @@ class EventChain:
             return self._storage.load()
 
     def verify(self) -> ChainVerification:
-        """Check the whole chain with :func:`verify_events`."""
-        return verify_events(self.events())
+        """Check the chain with :func:`verify_events` (a bounded one: the events it kept)."""
+        with self._lock:
+            events, count = self._storage.load(), self._count
+        return verify_events(events, from_start=len(events) == count)
 
     @property
     def last_hash(self) -> str | None:
@@ -472,13 +484,16 @@ class EventDatabase:
         """The SQLite file, or ``None`` in memory."""
         return None if self._database == ":memory:" else Path(self._database)
 
-    def chain(self, actor_id: str, *, persist: bool) -> EventChain:
+    def chain(
+        self, actor_id: str, *, persist: bool, max_memory_events: int | None = None
+    ) -> EventChain:
         """Return the actor's chain: the same object as long as it is in use.
 
         Args:
             actor_id: the actor's id.
             persist: keep the events in the database, where a new process continues the
                 chain from its last hash, rather than in memory.
+            max_memory_events: for a chain in memory, keep only the newest this many.
 
         Returns:
             The chain.
@@ -501,7 +516,7 @@ class EventDatabase:
                 self._connect()
                 chain = EventChain(_SqliteChainStorage(self, actor_id))
             else:
-                chain = EventChain()
+                chain = EventChain(MemoryChainStorage(max_memory_events))
             self._chains[actor_id] = chain
             return chain
 

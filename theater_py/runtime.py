@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["ActorInfo", "Runtime", "default_runtime", "start_actor"]
 
 ROOT_INTENSITY = 2**31 - 1  # the root never gives up; its children carry their own limits
+MAX_MEMORY_EVENTS = 10_000
+"""How many events an in-memory chain keeps by default (the newest)."""
 
 
 @attrs.frozen
@@ -77,12 +79,21 @@ class Runtime:
     Files live under ``home`` (default ``THEATER_PY_HOME``, else ``~/.theater-py``) and
     are created only when needed: the store on first use, the event database when an
     actor's manifest says ``save_chain = true``. ``in_memory=True`` keeps both in
-    memory (tests). A runtime is a context manager that shuts down on exit.
+    memory (tests). A chain kept in memory keeps its newest ``max_memory_events``
+    events (``None``: all), so a long-running actor's memory stays bounded; a saved
+    chain keeps everything. A runtime is a context manager that shuts down on exit.
     """
 
-    def __init__(self, *, home: str | os.PathLike[str] | None = None, in_memory: bool = False):
+    def __init__(
+        self,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        in_memory: bool = False,
+        max_memory_events: int | None = MAX_MEMORY_EVENTS,
+    ):
         self._home = Path(home) if home is not None else None
         self.in_memory = in_memory
+        self.max_memory_events = max_memory_events
         self._lock = threading.RLock()
         self._cells: dict[str, ActorCell] = {}
         self._supervisors: dict[str, Supervisor] = {}
@@ -261,7 +272,11 @@ class Runtime:
         return cell
 
     def _chain(self, actor_id: str, *, persist: bool) -> EventChain:
-        return self.event_database.chain(actor_id, persist=persist and not self.in_memory)
+        return self.event_database.chain(
+            actor_id,
+            persist=persist and not self.in_memory,
+            max_memory_events=self.max_memory_events,
+        )
 
     def _forget(self, name: str, target: object) -> None:
         with self._lock:

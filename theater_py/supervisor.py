@@ -350,7 +350,9 @@ class Supervisor:
         self.exit_listener: Callable[[Any, int, ExitReason], None] | None = None
         self.owner: Supervisor | None = None
         """The supervisor this supervisor is a child of."""
-        self.chain: EventChain = runtime.event_database.chain(self.id, persist=False)
+        self.chain: EventChain = runtime.event_database.chain(
+            self.id, persist=False, max_memory_events=runtime.max_memory_events
+        )
         self._children: list[_Child] = []
         self._restart_times: deque[float] = deque()
         self._queue: deque[_Child] = deque()

@@ -1,0 +1,163 @@
+"""The benchmark harness: its statistics, its judging of targets, and a quick end-to-end run.
+
+No test here asserts on a time: the benchmarks measure, they never pass or fail on speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench._stats import percentile, summarize_runs
+from bench._timing import compare
+from bench.clients import KEY
+from bench.report import judge_targets, render_markdown
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_percentile_takes_the_nearest_rank() -> None:
+    samples = [float(value) for value in range(100, 0, -1)]  # 100 down to 1, unsorted
+    assert percentile(samples, 0.5) == 50.0
+    assert percentile(samples, 0.99) == 99.0
+    assert percentile(samples, 1.0) == 100.0
+    assert percentile([7.0], 0.99) == 7.0
+    with pytest.raises(ValueError, match="no samples"):
+        percentile([], 0.5)
+
+
+def test_summarize_runs_reports_the_median_of_medians_and_their_spread() -> None:
+    runs = [[1.0, 2.0, 3.0], [10.0, 20.0, 30.0], [4.0, 5.0, 600.0]]
+    summary = summarize_runs(runs, "us")
+    assert summary["median_us"] == 5.0  # medians 2, 20, 5
+    assert summary["spread_us"] == [2.0, 20.0]
+    assert summary["p99_us"] == 30.0  # p99s 3, 30, 600
+    assert (summary["repeats"], summary["samples"]) == (3, 3)
+
+
+def test_targets_are_judged_and_unmeasured_ones_say_so() -> None:
+    results: dict[str, Any] = {
+        "hop": {"ratios": {"request_typed_vs_pykka_ask": 3.2}},
+        "proxy": {"ratios_vs_requests": {"proxy_typed": {"latency": 1.1, "cpu": 1.2}}},
+        "footprint": {
+            "import_theater_py": {"median_s": 0.3},
+            "cli_help": {"median_s": 0.29},
+        },
+    }
+    judged = {target["name"]: target for target in judge_targets(results)}
+    assert judged["typed_hop"]["met"] is False
+    assert judged["proxy_latency"]["met"] is True
+    assert judged["proxy_throughput"]["met"] is None  # concurrency did not run
+    assert judged["import_time"]["met"] is False  # "under 0.3 s" excludes 0.3
+    assert judged["cli_help"]["met"] is True
+    assert judged["proxy_throughput"]["measured"] is None
+
+
+def test_an_unavailable_contender_is_reported_not_dropped() -> None:
+    results: dict[str, Any] = {
+        "proxy": {
+            "contenders": {
+                "requests": {
+                    "median_us": 900.0,
+                    "p99_us": 1500.0,
+                    "spread_us": [850.0, 950.0],
+                    "cpu_us": 880.0,
+                },
+                "litellm": {"unavailable": "ModuleNotFoundError: No module named 'litellm'"},
+            },
+            "ratios_vs_requests": {"requests": {"latency": 1.0, "cpu": 1.0}},
+        }
+    }
+    results["targets"] = judge_targets(results)
+    text = render_markdown(results)
+    assert "| litellm | unavailable: ModuleNotFoundError" in text
+    assert "| requests | 900 | 1500 | 850-950 | 880 |" in text
+
+
+def test_a_repeat_with_a_failed_call_is_left_out_and_counted() -> None:
+    calls = {"flaky": 0}
+
+    def flaky() -> None:
+        calls["flaky"] += 1
+        if calls["flaky"] == 5:  # the second call of the second repeat
+            raise ConnectionError("reset by peer")
+
+    def broken() -> None:
+        raise RuntimeError("no provider")
+
+    measured = compare(
+        {"steady": lambda: None, "flaky": flaky, "broken": broken},
+        count=3,
+        repeats=4,
+        warmup=0,
+    )
+    assert measured["steady"]["repeats"] == 4 and "error" not in measured["steady"]
+    assert measured["flaky"]["repeats"] == 3
+    assert measured["flaky"]["failed_repeats"] == 1
+    assert measured["flaky"]["error"] == "ConnectionError: reset by peer"
+    assert measured["broken"] == {"unavailable": "every repeat failed: RuntimeError: no provider"}
+
+
+@pytest.mark.slow
+def test_a_quick_run_writes_every_section(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--no-external", "--output", str(output)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(output.read_text())
+    meta = results["meta"]
+    assert meta["mode"] == "quick"
+    assert meta["external_skipped"] == ["openai", "litellm"]
+    assert {"machine", "python", "packages", "source", "command"} <= set(meta)
+    assert meta["packages"]["pykka"] is not None
+
+    latency = results["hop"]["latency"]
+    assert set(latency) == {"pykka_ask", "request_typed", "request_json"}
+    for entry in latency.values():
+        assert entry["median_us"] > 0 and entry["p99_us"] >= entry["median_us"]
+        assert entry["spread_us"][0] <= entry["median_us"] <= entry["spread_us"][1]
+    assert set(results["hop"]["throughput"]) == {"pykka_tell", "send_typed", "send_json"}
+    assert "request_typed_vs_pykka_ask" in results["hop"]["ratios"]
+
+    contenders = results["proxy"]["contenders"]
+    assert set(contenders) == {"http.client", "requests", "proxy_typed", "proxy_json"}
+    assert all(entry["cpu_us"] > 0 for entry in contenders.values())
+    assert set(results["proxy"]["ratios_vs_requests"]) == set(contenders)
+
+    concurrency = results["concurrency"]
+    assert concurrency["ideal_s"] == pytest.approx(
+        concurrency["requests"] * concurrency["latency_ms"] / 1000 / concurrency["threads"]
+    )
+    assert set(concurrency["contenders"]) == set(contenders)
+    assert "proxy_typed" in concurrency["throughput_vs_requests"]
+
+    footprint = results["footprint"]
+    assert {"python_bare", "import_theater_py", "cli_help", "import_breakdown"} <= set(footprint)
+    assert footprint["proxy_runtime"]["threads_with_proxy_actor"] > 1
+    assert "retained_bytes_per_request" in footprint["proxy_runtime"]
+    assert footprint["idle_actors"]["threads_per_actor"] >= 1
+
+    assert [target["name"] for target in results["targets"]] == [
+        "proxy_latency",
+        "proxy_throughput",
+        "typed_hop",
+        "import_time",
+        "cli_help",
+    ]
+    assert all(isinstance(target["met"], bool) for target in results["targets"])
+    assert done.stdout.startswith("### Targets")
+    # The fake provider's key is a stand-in, but it must stay out of results and output
+    # as a real one would.
+    for text in (output.read_text(), done.stdout, done.stderr):
+        assert KEY not in text
