@@ -46,9 +46,7 @@ class CompletionCache:
         self.max_size = max_size
         self._store = store if store_id is not None else None
         self._store_id = store_id
-        self._entries: collections.OrderedDict[str, CompletionResponse] = (
-            collections.OrderedDict()
-        )
+        self._entries: collections.OrderedDict[str, CompletionResponse] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
