@@ -71,6 +71,8 @@ class Worker(Actor):
                 ctx.stop()
             if message.get("base_exception"):
                 raise KeyboardInterrupt("not for the whole process")
+            if message.get("stop_self"):
+                ctx._cell.runtime.stop_actor(ctx.name, timeout=30)  # a test reaching in
         note(("handled", ctx.name, message))
         return {"incarnation": self.incarnation, "message": message}
 

@@ -296,3 +296,14 @@ def test_crash_on_request_is_handled_like_any_crash(
     assert handle.request("after", timeout=10)["incarnation"] == 2
     crashes = [e for e in handle.events() if e.event_type == "actor-crash"]
     assert crashes[0].data["error"] == "ActorKilled: told to"
+
+
+def test_an_actor_stopping_itself_does_not_wait_on_its_own_thread(
+    runtime: Runtime, make_manifest: ManifestFactory, shared
+):
+    handle = runtime.start_actor(make_manifest("Worker"))
+    # The stop inside the handler waits up to 30 s for the actor's thread, which is the
+    # very thread waiting: the reply must come at once instead.
+    assert handle.request({"stop_self": True}, timeout=10)["incarnation"] == 1
+    with pytest.raises(ActorStopped):
+        handle.request("gone", timeout=10)

@@ -301,7 +301,9 @@ class ActorCell:
         for envelope in pending:
             envelope.fail(ActorStopped(f"actor {self.name!r} stopped before handling it"))
         finished = True
-        if timeout != 0:
+        # An actor stopping itself cannot wait for its own thread: that would block it.
+        own_thread = process is not None and threading.current_thread() is process.thread
+        if timeout != 0 and not own_thread:
             try:
                 done.result(timeout)
             except (ActorFailed, ActorStopped):

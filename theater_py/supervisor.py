@@ -43,6 +43,7 @@ from theater_py.errors import (
     ActorNotFound,
     ActorStartError,
     ActorStopped,
+    RequestTimeout,
     SupervisorError,
     TheaterError,
 )
@@ -527,7 +528,14 @@ class Supervisor:
     def _ask(self, function: Callable[[], Any]) -> Any:
         if threading.current_thread() is self.thread:
             return function()
-        return self._ref.ask(_Call(function), timeout=CALL_TIMEOUT)
+        try:
+            return self._ref.ask(_Call(function), timeout=CALL_TIMEOUT)
+        except pykka.ActorDeadError:
+            raise SupervisorError(f"supervisor {self.name!r} is stopped") from None
+        except pykka.Timeout:
+            raise RequestTimeout(
+                f"supervisor {self.name!r} did not answer within {CALL_TIMEOUT} s"
+            ) from None
 
     def _notify_exit(self, target: Any, incarnation: int, reason: ExitReason) -> None:
         try:
