@@ -482,7 +482,8 @@ def test_chat_reports_an_error_reply_in_one_line_without_the_key(
     result = cli(Path(home), "chat", "openai-proxy", "Hello")
     assert result.returncode == 1
     line = one_error_line(result.stderr)
-    assert "openai-proxy: authentication (HTTP 401)" in line
+    assert "openai-proxy: authentication: " in line and "(HTTP 401)" in line
+    assert line.count("authentication") == 1
     assert SIM_KEY not in result.stdout + result.stderr
 
 

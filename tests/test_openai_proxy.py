@@ -387,3 +387,17 @@ def test_no_accepted_request_is_lost_when_the_proxy_crashes(
             replies = [f.result(30) for f in futures]
     assert all("Completion" in r for r in replies)
     assert [e.event_type for e in proxy.events()].count("actor-start") == 2
+
+
+def test_credentials_in_the_base_url_are_never_logged(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("SIM_KEY", KEY)
+    proxy = runtime.start_actor(
+        MANIFEST,
+        {"config": {"base_url": "http://user:hunter2@127.0.0.1:9/v1", "api_key_env": "SIM_KEY"}},
+    )
+    assert proxy.request_json("ListModels")
+    assert "serving http://127.0.0.1:9/v1" in caplog.text
+    assert "hunter2" not in caplog.text

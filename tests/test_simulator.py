@@ -616,3 +616,19 @@ def test_main_serves_until_sigterm():
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_fail_next_refuses_a_status_that_is_not_a_code():
+    from actors.openai_proxy.simulator import OpenAISimulator
+
+    with pytest.raises(TypeError, match="status"):
+        OpenAISimulator().fail_next("quota")  # type: ignore[arg-type]
+
+
+def test_main_reads_the_key_from_an_environment_variable(monkeypatch: pytest.MonkeyPatch):
+    from actors.openai_proxy import simulator
+
+    monkeypatch.delenv("SIM_KEY_UNSET", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        simulator.main(["--api-key-env", "SIM_KEY_UNSET"])
+    assert exited.value.code == 2

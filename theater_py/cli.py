@@ -628,10 +628,8 @@ def _proxy_reply(args: argparse.Namespace, reply: Any, expected: type[_T]) -> _T
     except MessageDecodeError as exc:
         raise CommandError(f"{who} did not answer as an OpenAI proxy does: {exc}") from None
     if isinstance(response, ErrorResponse):
-        kind = response.kind or "error"
-        if response.status is not None:
-            kind += f" (HTTP {response.status})"
-        raise CommandError(f"{who}: {kind}: {response.error}")
+        # The proxy's message already reads "kind: provider message (HTTP n, k attempts)".
+        raise CommandError(f"{who}: {response.error}")
     if not isinstance(response, expected):
         raise CommandError(f"{who} answered with {type(response).__name__}")
     return response

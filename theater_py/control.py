@@ -183,10 +183,15 @@ class ControlClient:
         sock.settimeout(self.connect_timeout)
         try:
             sock.connect(os.fspath(self.path))
-        except (FileNotFoundError, ConnectionRefusedError):
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
+            where = (
+                f"no control socket at {self.path}"
+                if isinstance(exc, FileNotFoundError)
+                else f"nothing accepts on {self.path}"
+            )
             raise NoServerRunning(
-                f"no theater-py server is running (no control socket at {self.path});"
+                f"no theater-py server is running ({where});"
                 " start one with `theater-py start` or `theater-py run`"
             ) from None
         except TimeoutError:

@@ -224,7 +224,7 @@ class Runtime:
         except SupervisorError as exc:
             self._forget(spec.name, target)
             target.terminate("not adopted")
-            raise ActorStartError(f"{spec.type} {spec.name!r} failed to start: {exc}") from None
+            raise ActorStartError(str(exc)) from None  # it names the supervisor and child
 
     def make_target(self, spec: ChildSpec) -> ChildTarget:
         """Create (not start) what a child spec describes: a worker's cell or a supervisor."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from actors.genai_types import (
     Completion,
@@ -41,6 +42,16 @@ if TYPE_CHECKING:
     from actors.openai_proxy.config import ProxyConfig
 
 __all__ = ["OpenAIProxyActor"]
+
+
+def _without_userinfo(url: str) -> str:
+    # A base URL may carry credentials (https://user:token@host/v1): never log them.
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def error_reply(error: ProviderError) -> ErrorResponse:
@@ -103,7 +114,11 @@ class OpenAIProxyActor(Actor):
         self.catalog = load_catalog()
         self.models: list[ModelInfo] = self.catalog.for_base_url(config.base_url, config.models)
         self._sampling_noted: set[str] = set()
-        ctx.log.info("serving %s (default model %s)", config.base_url, config.default_model)
+        ctx.log.info(
+            "serving %s (default model %s)",
+            _without_userinfo(config.base_url),
+            config.default_model,
+        )
 
     def handle_request(self, ctx: ActorContext, message: Any) -> Any:
         """Answer ``ListModels`` at once; answer ``GenerateCompletion`` from the pool."""

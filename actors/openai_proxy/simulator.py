@@ -27,6 +27,7 @@ import collections
 import contextlib
 import json
 import logging
+import os
 import select
 import selectors
 import signal
@@ -666,6 +667,8 @@ class OpenAISimulator:
         Raises:
             ValueError: ``fault`` is invalid or nothing was asked for.
         """
+        if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
+            raise TypeError(f"status must be an HTTP status code (int), not {status!r}")
         base = parse_fault(fault) if fault else Fault()
         if isinstance(body, str):
             body = body.encode()
@@ -901,15 +904,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     parser.add_argument("--api-key", default=None, help="require this bearer key")
+    parser.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default=None,
+        help="require the bearer key held by this environment variable (kept out of `ps`)",
+    )
     parser.add_argument("--latency-ms", type=int, default=0, help="delay added to every reply")
     args = parser.parse_args(argv)
+    api_key = args.api_key
+    if args.api_key_env is not None:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            parser.error(f"--api-key-env: environment variable {args.api_key_env} is not set")
     done = threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, lambda *_: done.set())
     try:
-        with OpenAISimulator(args.host, args.port, args.api_key, args.latency_ms) as simulator:
+        with OpenAISimulator(args.host, args.port, api_key, args.latency_ms) as simulator:
             print(simulator.base_url, flush=True)
             done.wait()
     finally:

@@ -33,8 +33,13 @@ def main() -> None:
         os.environ["EXAMPLE_API_KEY"] = "example-key"
         proxy = runtime.start_actor(
             MANIFEST,
-            {"config": {"base_url": sim.base_url, "api_key_env": "EXAMPLE_API_KEY",
-                        "default_model": "gpt-4o-mini"}},
+            {
+                "config": {
+                    "base_url": sim.base_url,
+                    "api_key_env": "EXAMPLE_API_KEY",
+                    "default_model": "gpt-4o-mini",
+                }
+            },
         )
 
         models = proxy.request(ListModels())
@@ -56,19 +61,28 @@ def main() -> None:
         completion = reply.completion
         text = next(part.text for part in completion.content if isinstance(part, Text))
         print("answer:", text)
-        print("usage:", completion.usage.input_tokens, "in,", completion.usage.output_tokens,
-              "out, cost", completion.usage.cost_usd)
+        usage = completion.usage
+        print(
+            f"usage: {usage.input_tokens} in, {usage.output_tokens} out, "
+            f"cost ${usage.cost_usd or 0:.6f}"
+        )
 
         weather = Tool(
             name="get_weather",
             description="Current weather in a city",
-            input_schema={"type": "object", "properties": {"city": {"type": "string"}},
-                          "required": ["city"]},
+            input_schema={
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
         )
         reply = proxy.request(
             GenerateCompletion(
-                CompletionRequest(messages=[Message.user("Weather in Oslo? Use get_weather.")],
-                                  tools=[weather], max_tokens=100)
+                CompletionRequest(
+                    messages=[Message.user("Weather in Oslo? Use get_weather.")],
+                    tools=[weather],
+                    max_tokens=100,
+                )
             )
         )
         assert isinstance(reply, Completion)
