@@ -31,6 +31,7 @@ from theater_py import (
     ChildSpec,
     RequestTimeout,
     Runtime,
+    Supervisor,
     SupervisorError,
     SupervisorFlags,
     SupervisorSpec,
@@ -401,7 +402,10 @@ def test_an_ordered_restart_over_a_child_in_backoff_restarts_the_others(rt: Runt
     assert rt.handle("b").request("back", timeout=WAIT)["incarnation"] == 2
 
 
-def test_a_crash_during_an_ordered_restart_does_not_stall_the_supervisor(rt: Runtime, manifest):
+def _one_for_all_with_b_blocked_in_its_restart(
+    rt: Runtime, manifest: Any
+) -> tuple[Supervisor, threading.Event]:
+    """Start a one_for_all tree of a and b, crash a, and leave b's restart blocked in init."""
     init_gate = new_gate("b-init")
     init_gate.set()
     sup = rt.start_supervisor(
@@ -415,6 +419,11 @@ def test_a_crash_during_an_ordered_restart_does_not_stall_the_supervisor(rt: Run
     init_gate.clear()
     with pytest.raises(ActorFailed):
         rt.handle("a").request({"crash": "first"}, timeout=WAIT)
+    return sup, init_gate
+
+
+def test_a_crash_during_an_ordered_restart_does_not_stall_the_supervisor(rt: Runtime, manifest):
+    sup, init_gate = _one_for_all_with_b_blocked_in_its_restart(rt, manifest)
     assert signal("b:init:2").wait(WAIT)  # a runs again; b's restart is blocked in init
     with pytest.raises(ActorFailed):
         rt.handle("a").request({"crash": "second"}, timeout=WAIT)
@@ -762,19 +771,7 @@ def test_a_long_shutdown_completes_instead_of_timing_out(
 
 
 def test_terminating_a_child_whose_ordered_restart_is_pending_does_not_stall(rt: Runtime, manifest):
-    init_gate = new_gate("b-init")
-    init_gate.set()
-    sup = rt.start_supervisor(
-        supervisor_spec(
-            "sup",
-            worker(manifest, "a"),
-            worker(manifest, "b", init_state={"init_gate": "b-init"}),
-            strategy="one_for_all",
-        )
-    )
-    init_gate.clear()
-    with pytest.raises(ActorFailed):
-        rt.handle("a").request({"crash": "first"}, timeout=WAIT)
+    sup, init_gate = _one_for_all_with_b_blocked_in_its_restart(rt, manifest)
     assert signal("b:init:2").wait(WAIT)  # b's restart is in flight, blocked in init
     assert sup.terminate_child("b", 0) is True
     init_gate.set()
