@@ -116,10 +116,6 @@ class CellStatus(enum.Enum):
     STOPPED = "stopped"
 
 
-def _json_safe(value: Any) -> Any:
-    return serde.unstructure(value)
-
-
 class ActorCell:
     """The lasting identity of one actor: name, id, chain, mailbox and current incarnation."""
 
@@ -434,7 +430,7 @@ class _ActorProcess(pykka.ThreadingActor):
                 return
             self._answer(envelope, result)
             return
-        wire = envelope.message if envelope.encoded else _json_safe(message)
+        wire = envelope.message if envelope.encoded else serde.unstructure(message)
         chain.record("request", wire, "request")
         result = self.instance.handle_request(self.context, message)
         if isinstance(result, concurrent.futures.Future):
@@ -483,7 +479,7 @@ class _ActorProcess(pykka.ThreadingActor):
                 "actor %s dropped a send that does not decode: %s", self.cell.name, error
             )
             return
-        wire = envelope.message if envelope.encoded else _json_safe(message)
+        wire = envelope.message if envelope.encoded else serde.unstructure(message)
         self.cell.chain.record("send", wire, "send")
         self.instance.handle_send(self.context, message)
 

@@ -12,11 +12,14 @@ if TYPE_CHECKING:
 
     from theater_py.capabilities import Recorder
 
-__all__ = ["RecordingSession"]
+__all__ = ["RecordingSession", "url_without_secrets"]
 
 
-def _url_without_query(url: str) -> str:
-    # Query strings and userinfo can carry keys (some providers take ?key=): keep them out.
+def url_without_secrets(url: str) -> str:
+    """Return ``url`` without its userinfo and query string, fit for events and logs.
+
+    Both can carry credentials (``https://user:token@host/``, ``?key=``).
+    """
     parts = urlsplit(url)
     netloc = parts.hostname or ""
     if parts.port is not None:
@@ -63,7 +66,7 @@ class RecordingSession(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """Send the request, recording it and its response or error."""
         method = request.method or ""
-        url = _url_without_query(request.url or "")
+        url = url_without_secrets(request.url or "")
         self._chain.record("http-request", {"method": method, "url": url}, f"{method} {url}")
         try:
             response = super().send(request, **kwargs)

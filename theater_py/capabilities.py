@@ -13,7 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from theater_py.errors import TheaterError
+from theater_py.errors import CapabilityDenied, TheaterError
 
 if TYPE_CHECKING:
     from theater_py.manifest import EnvironmentHandler, TimingHandler
@@ -48,8 +48,6 @@ class EnvironmentAccess:
             CapabilityDenied: the handler's rules do not allow this variable.
         """
         if not self._rule.permits(name):
-            from theater_py.errors import CapabilityDenied
-
             self._chain.record(
                 "permission-denied",
                 {"capability": "environment", "var": name},

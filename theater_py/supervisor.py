@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 import pykka
 
-from theater_py._cell import ActorCell, ExitReason
+from theater_py._cell import ExitReason
 from theater_py.errors import (
     ActorFailed,
     ActorNotFound,
@@ -968,8 +968,3 @@ class _SupervisorProcess(pykka.ThreadingActor):
             # A bug in the supervisor itself must not pass silently nor stop Pykka.
             logger.exception("supervisor %s failed handling %r", supervisor.name, message)
         return None
-
-
-def is_cell(target: object) -> bool:
-    """Say whether a child target is a worker's cell (not a nested supervisor)."""
-    return isinstance(target, ActorCell)

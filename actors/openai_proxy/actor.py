@@ -11,7 +11,6 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from actors.genai_types import (
     Completion,
@@ -36,22 +35,13 @@ from actors.openai_proxy.convert import (
 )
 from actors.openai_proxy.errors import ProviderError
 from theater_py import Actor, ActorContext, MessageDecodeError
+from theater_py._http import url_without_secrets
 
 if TYPE_CHECKING:
     from actors.genai_types import ModelInfo
     from actors.openai_proxy.config import ProxyConfig
 
 __all__ = ["OpenAIProxyActor"]
-
-
-def _without_userinfo(url: str) -> str:
-    # A base URL may carry credentials (https://user:token@host/v1): never log them.
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def error_reply(error: ProviderError) -> ErrorResponse:
@@ -116,7 +106,7 @@ class OpenAIProxyActor(Actor):
         self._sampling_noted: set[str] = set()
         ctx.log.info(
             "serving %s (default model %s)",
-            _without_userinfo(config.base_url),
+            url_without_secrets(config.base_url),
             config.default_model,
         )
 
