@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random as _random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -214,18 +215,13 @@ class ChatClient:
             except requests.RequestException as exc:
                 error = self._transport_error(exc, timeout)
             else:
-                if 200 <= response.status_code < 300:
-                    return self._result(response, attempt)
                 headers = response.headers
-                error = classify_response(
-                    response.status_code,
-                    response.headers,
-                    response.content,
-                    secret=self._api_key,
-                    now=self._wall_clock(),
-                )
+                outcome = self._result(response, attempt)
+                if isinstance(outcome, ChatResult):
+                    return outcome
+                error = outcome
             if attempt > self._retry.max_retries or not should_retry(
-                error.kind, error.status, headers
+                error.kind, error.status, headers, attempt=attempt
             ):
                 raise attrs.evolve(error, attempts=attempt)
             delay = retry_delay(
@@ -245,7 +241,16 @@ class ChatClient:
             )
             self._sleep(delay)
 
-    def _result(self, response: requests.Response, attempt: int) -> ChatResult:
+    def _result(self, response: requests.Response, attempt: int) -> ChatResult | ProviderError:
+        """Read a response: a result, or the error it reports (to retry or raise)."""
+        if not 200 <= response.status_code < 300:
+            return classify_response(
+                response.status_code,
+                response.headers,
+                response.content,
+                secret=self._api_key,
+                now=self._wall_clock(),
+            )
         request_id = response.headers.get("x-request-id")
         try:
             document = json.loads(response.content)
@@ -253,13 +258,16 @@ class ChatClient:
             document = None
         if isinstance(document, dict) and isinstance(document.get("choices"), list):
             return ChatResult(document, attempt, request_id, response.status_code)
-        if isinstance(document, dict) and "error" in document:
-            # Some gateways report failures with a 200.
-            error = classify_response(
-                response.status_code, response.headers, response.content, secret=self._api_key
+        if isinstance(document, dict) and document.get("error"):
+            # Some gateways report failures with a 200: classified like the error it is.
+            return classify_response(
+                response.status_code,
+                response.headers,
+                response.content,
+                secret=self._api_key,
+                now=self._wall_clock(),
             )
-            message = f"error in a {response.status_code} response: {error.message}"
-        elif document is None:
+        if document is None:
             message = f"response body is not JSON (HTTP {response.status_code})"
         else:
             message = f"response has no 'choices' list (HTTP {response.status_code})"
@@ -280,5 +288,13 @@ class ChatClient:
         if _is_timeout(exc):
             return ProviderError("timeout", f"no response within {timeout:.3g} s")
         cause = _root_cause(exc)
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            # Not transient: a wrong CA bundle or an impostor; a retry would only repeat it.
+            return ProviderError(
+                "configuration",
+                redact(
+                    f"the provider's TLS certificate failed verification: {cause}", self._api_key
+                ),
+            )
         detail = redact(f"{type(cause).__name__}: {cause}", self._api_key)
         return ProviderError("connection", f"could not reach the provider: {detail}")
