@@ -372,7 +372,7 @@ def test_an_unknown_error_kind_still_reads() -> None:
         (
             Usage,
             {"input_tokens": 1, "output_tokens": 2},
-            ["cached_input_tokens", "reasoning_tokens", "cost_usd"],
+            ["cached_input_tokens", "reasoning_tokens", "cost_usd", "cached"],
         ),
         (
             ModelPricing,

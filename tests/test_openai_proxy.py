@@ -289,9 +289,9 @@ def test_upstream_calls_overlap(runtime: Runtime, monkeypatch: pytest.MonkeyPatc
 
 def test_deterministic_requests_are_cached(start_proxy, sim: OpenAISimulator):
     proxy = start_proxy()
-    first = generate(proxy, temperature=0)
-    second = generate(proxy, temperature=0)
-    assert first == second
+    first = generate(proxy, temperature=0)["Completion"]["completion"]
+    second = generate(proxy, temperature=0)["Completion"]["completion"]
+    assert second["content"] == first["content"] and second["usage"]["cached"] is True
     assert sim.requests_seen == 1
     generate(proxy, temperature=0.5)
     generate(proxy, temperature=0.5)
@@ -302,10 +302,11 @@ def test_the_cache_survives_a_restart_through_the_store(
     start_proxy, sim: OpenAISimulator, runtime: Runtime
 ):
     proxy = start_proxy(store_id="proxy-cache")
-    first = generate(proxy, temperature=0)
+    first = generate(proxy, temperature=0)["Completion"]["completion"]
     proxy.stop()
     again = start_proxy(store_id="proxy-cache")
-    assert generate(again, temperature=0) == first
+    hit = generate(again, temperature=0)["Completion"]["completion"]
+    assert hit["content"] == first["content"] and hit["usage"]["cached"] is True
     assert sim.requests_seen == 1
 
 

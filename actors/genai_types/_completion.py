@@ -101,7 +101,10 @@ class Usage:
         cached_input_tokens: the prompt tokens served from the provider's cache (an
             extension).
         reasoning_tokens: the generated tokens spent on hidden reasoning (an extension).
-        cost_usd: the price of the call at list prices, where known (an extension).
+        cost_usd: the price of the call at list prices, where known (an extension); 0 for
+            an answer served from the proxy's cache.
+        cached: ``True`` when the proxy answered from its own cache without calling the
+            provider (an extension; the token counts are the first call's).
     """
 
     input_tokens: int
@@ -109,6 +112,7 @@ class Usage:
     cached_input_tokens: int | None = attrs.field(default=None, metadata=serde.extension())
     reasoning_tokens: int | None = attrs.field(default=None, metadata=serde.extension())
     cost_usd: float | None = attrs.field(default=None, metadata=serde.extension())
+    cached: bool | None = attrs.field(default=None, metadata=serde.extension())
 
 
 @attrs.frozen(kw_only=True)

@@ -142,7 +142,7 @@ class OpenAIProxyActor(Actor):
             ctx.log.info(
                 "model %s is a reasoning model: leaving out %s", model, ", ".join(chat.dropped)
             )
-        key = CompletionCache.key_for(chat.body, request.temperature)
+        key = CompletionCache.key_for(chat.body, config.base_url)
         if key is not None:
             cached = self.cache.get(key)
             if cached is not None:
