@@ -26,13 +26,7 @@ from actors.openai_proxy.cache import CompletionCache
 from actors.openai_proxy.catalog import load_catalog
 from actors.openai_proxy.client import ChatClient
 from actors.openai_proxy.config import ConfigError, parse_init
-from actors.openai_proxy.convert import (
-    ResponseFormatError,
-    from_chat_response,
-    is_reasoning_model,
-    to_chat_request,
-    token_limit_param_for,
-)
+from actors.openai_proxy.convert import ResponseFormatError, from_chat_response, to_chat_request
 from actors.openai_proxy.errors import ProviderError
 from theater_py import Actor, ActorContext, MessageDecodeError
 from theater_py._http import url_without_secrets
@@ -103,7 +97,7 @@ class OpenAIProxyActor(Actor):
         self.cache = CompletionCache(config.max_cache_size, store, settings.store_id)
         self.catalog = load_catalog()
         self.models: list[ModelInfo] = self.catalog.for_base_url(config.base_url, config.models)
-        self._sampling_noted: set[str] = set()
+        self._adaptations_noted: set[tuple[str, str]] = set()
         ctx.log.info(
             "serving %s (default model %s)",
             url_without_secrets(config.base_url),
@@ -127,21 +121,22 @@ class OpenAIProxyActor(Actor):
             )
         config = self.config
         model = request.model or config.default_model
-        reasoning = is_reasoning_model(model)
         chat = to_chat_request(
             request,
             default_model=config.default_model,
             content_format=config.content_format,
-            token_limit_param=token_limit_param_for(
-                config.base_url, model, config.token_limit_param
-            ),
-            drop_sampling=reasoning,
+            rules=self.catalog.rules_for(config.base_url, model, config.token_limit_param),
         )
-        if chat.dropped and model not in self._sampling_noted:
-            self._sampling_noted.add(model)
-            ctx.log.info(
-                "model %s is a reasoning model: leaving out %s", model, ", ".join(chat.dropped)
+        if chat.lossy and config.strict_params:
+            return ErrorResponse(
+                error=f"invalid request: model {model} does not accept it as is "
+                f"(strict_params): {'; '.join(map(str, chat.lossy))}",
+                kind="invalid_request",
             )
+        new = [a for a in chat.adaptations if (model, a.param) not in self._adaptations_noted]
+        if new:  # one line per model, and again only for a parameter not reported yet
+            self._adaptations_noted.update((model, a.param) for a in new)
+            ctx.log.info("adapted the request to model %s: %s", model, "; ".join(map(str, new)))
         key = CompletionCache.key_for(chat.body, config.base_url)
         if key is not None:
             cached = self.cache.get(key)

@@ -2,6 +2,8 @@
 
 The facts are data, in ``models-2026-11.json`` beside this module, with the date they
 were checked: prices change, so keeping them current means editing that file, not code.
+The same file holds each provider's and model family's request rules (see
+:mod:`.rules`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from actors.genai_types import ModelInfo, ModelPricing
+from actors.openai_proxy.rules import ModelRules, ProviderRules, RuleBook, TokenLimitParam
 from theater_py import serde
 
 __all__ = ["Capability", "Catalog", "CatalogModel", "ProviderCatalog", "load_catalog"]
@@ -69,6 +72,8 @@ class _CatalogFile:
     updated: str
     sources: str = ""
     providers: dict[str, ProviderCatalog]
+    rules_sources: str = ""
+    rules: dict[str, ProviderRules] = attrs.field(factory=dict)
 
 
 class Catalog:
@@ -78,9 +83,15 @@ class Catalog:
         updated: the date the catalog's facts were checked (``2026-11-23``).
     """
 
-    def __init__(self, updated: str, providers: dict[str, ProviderCatalog]) -> None:
-        """Index the catalog's providers."""
+    def __init__(
+        self,
+        updated: str,
+        providers: dict[str, ProviderCatalog],
+        rules: dict[str, ProviderRules] | None = None,
+    ) -> None:
+        """Index the catalog's providers and their rules."""
         self.updated = updated
+        self._rules = RuleBook(rules or {})
         self._providers = {
             name: [_model_info(name, model) for model in provider.models]
             for name, provider in providers.items()
@@ -103,7 +114,7 @@ class Catalog:
                 error names the path of the bad key.
         """
         file = serde.structure_config(json.loads(data), _CatalogFile)
-        return cls(file.updated, file.providers)
+        return cls(file.updated, file.providers, file.rules)
 
     def provider_for(self, base_url: str) -> str | None:
         """Return the name of the catalog's provider at ``base_url`` (``"openai"``), if any."""
@@ -158,6 +169,22 @@ class Catalog:
                 return extra.pricing
         model = self.model(model_id)
         return None if model is None else model.pricing
+
+    def rules_for(
+        self, base_url: str, model_id: str, token_limit_param: TokenLimitParam | None = None
+    ) -> ModelRules:
+        """Return what ``model_id`` accepts at the provider at ``base_url``.
+
+        Args:
+            base_url: the proxy's configured API root; its host names the provider.
+            model_id: the model the request goes to.
+            token_limit_param: the configured key for the token limit, which wins over
+                the rules when given.
+        """
+        rules = self._rules.rules_for(self.provider_for(base_url), model_id)
+        if token_limit_param is not None:
+            rules = attrs.evolve(rules, token_limit_param=token_limit_param)
+        return rules
 
     def capabilities_for(self, model_id: str) -> frozenset[Capability]:
         """Return what ``model_id`` can do; empty for a model the catalog does not know."""

@@ -123,6 +123,11 @@ def _http_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     )
 
 
+def _bool(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(attribute.name, f"expected true or false, got {_describe(value)}")
+
+
 def _multiplier(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not _is_number(value) or value < 1:
         raise ConfigError(attribute.name, f"expected a number >= 1, got {_describe(value)}")
@@ -259,6 +264,8 @@ class ProxyConfig:
             to ``None``).
         token_limit_param: the key that carries the output token limit, or ``None`` to
             decide by provider and model.
+        strict_params: refuse (``invalid_request``) a request the model's rules would
+            change by dropping or clamping a parameter, instead of adapting it.
     """
 
     default_model: str = attrs.field(default="gpt-4o", validator=_non_empty_str)
@@ -279,6 +286,7 @@ class ProxyConfig:
     token_limit_param: TokenLimitParam | None = attrs.field(
         default=None, validator=attrs.validators.optional(_one_of(TokenLimitParam))
     )
+    strict_params: bool = attrs.field(default=False, validator=_bool)
 
 
 @attrs.frozen
@@ -304,7 +312,7 @@ def _passthrough(value: _T, _: object) -> _T:
 
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
-    for primitive in (int, float, str):
+    for primitive in (int, float, str, bool):
         converter.register_structure_hook(primitive, _passthrough)
     # The validators judge the literals, and the models field's converter its entries.
     passed_through = (ContentFormat, TokenLimitParam | None, tuple[ModelInfo, ...])
