@@ -149,7 +149,7 @@ def test_adapt_reports_what_it_changed_and_what_was_lost():
     rules = ModelRules(
         token_limit_param="max_completion_tokens",
         system_role="developer",
-        unsupported=frozenset({"stop"}),
+        unsupported=("stop",),
         ranges={"temperature": (0.0, 2.0)},
     )
     changes = adapt(body, rules)

@@ -26,6 +26,7 @@ __all__ = ["Capability", "Catalog", "CatalogModel", "ProviderCatalog", "load_cat
 
 CATALOG_FILE: Final = "models-2026-11.json"
 _FALLBACK_PROVIDER: Final = "openai"
+_MAX_RESOLVED: Final = 1024
 
 Capability = Literal["tools", "vision", "audio", "json_mode", "reasoning"]
 """What a model can do beyond text in, text out."""
@@ -92,6 +93,8 @@ class Catalog:
         """Index the catalog's providers and their rules."""
         self.updated = updated
         self._rules = RuleBook(rules or {})
+        # Resolved per request on the actor's thread; resolving once per model keeps that cheap.
+        self._resolved: dict[tuple[str, str, TokenLimitParam | None], ModelRules] = {}
         self._providers = {
             name: [_model_info(name, model) for model in provider.models]
             for name, provider in providers.items()
@@ -181,9 +184,15 @@ class Catalog:
             token_limit_param: the configured key for the token limit, which wins over
                 the rules when given.
         """
-        rules = self._rules.rules_for(self.provider_for(base_url), model_id)
-        if token_limit_param is not None:
-            rules = attrs.evolve(rules, token_limit_param=token_limit_param)
+        key = (base_url, model_id, token_limit_param)
+        rules = self._resolved.get(key)
+        if rules is None:
+            rules = self._rules.rules_for(self.provider_for(base_url), model_id)
+            if token_limit_param is not None:
+                rules = attrs.evolve(rules, token_limit_param=token_limit_param)
+            if len(self._resolved) >= _MAX_RESOLVED:
+                self._resolved.clear()  # model ids come from requests: stay bounded
+            self._resolved[key] = rules
         return rules
 
     def capabilities_for(self, model_id: str) -> frozenset[Capability]:

@@ -107,7 +107,7 @@ class ModelRules:
 
     token_limit_param: TokenLimitParam = "max_tokens"  # noqa: S105 -- a key name
     system_role: SystemRole = "system"
-    unsupported: frozenset[str] = frozenset()
+    unsupported: tuple[str, ...] = ()
     unsupported_values: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
     fixed: Mapping[str, float] = attrs.field(factory=dict)
     ranges: Mapping[str, tuple[float, float]] = attrs.field(factory=dict)
@@ -126,7 +126,7 @@ def _apply(rules: ModelRules, layer: RuleLayer) -> ModelRules:
     if layer.reasoning_content is not None:
         changes["reasoning_content"] = layer.reasoning_content
     if layer.unsupported is not None:
-        changes["unsupported"] = frozenset(layer.unsupported)
+        changes["unsupported"] = tuple(layer.unsupported)
     if layer.unsupported_values is not None:
         changes["unsupported_values"] = {
             name: frozenset(values) for name, values in layer.unsupported_values.items()
@@ -201,22 +201,24 @@ def _adapt_params(body: dict[str, Any], rules: ModelRules) -> list[Adaptation]:
         if key in body and key != rules.token_limit_param:
             body[rules.token_limit_param] = body.pop(key)
             changes.append(Adaptation(key, f"sent as {rules.token_limit_param}", lossy=False))
-    for param in sorted(rules.unsupported & body.keys()):
-        del body[param]
-        changes.append(Adaptation(param, "dropped (unsupported)"))
-    for param, values in sorted(rules.unsupported_values.items()):
+    # In the table's order: this runs for every request, so nothing is sorted here.
+    for param in rules.unsupported:
+        if param in body:
+            del body[param]
+            changes.append(Adaptation(param, "dropped (unsupported)"))
+    for param, values in rules.unsupported_values.items():
         value = body.get(param)
         if isinstance(value, str) and value in values:
             del body[param]
             changes.append(Adaptation(param, f"{value!r} dropped (unsupported value)"))
-    for param, only in sorted(rules.fixed.items()):
-        value = body.get(param)
-        if param in body and value != only:
+    for param, only in rules.fixed.items():
+        value = body.get(param, only)
+        if value != only:
             del body[param]
             changes.append(Adaptation(param, f"{value} dropped (only {only:g} is accepted)"))
-    for param, (low, high) in sorted(rules.ranges.items()):
+    for param, (low, high) in rules.ranges.items():
         value = body.get(param)
-        if _number(value) and not low <= value <= high:
+        if value is not None and _number(value) and not low <= value <= high:
             clamped = min(max(value, low), high)
             body[param] = clamped
             changes.append(Adaptation(param, f"clamped from {value} to {clamped:g}"))
