@@ -199,7 +199,13 @@ def system(tmp_path_factory: pytest.TempPathFactory, sim: OpenAISimulator) -> It
     system_file.write_text(
         '[supervisor]\nname = "cli-test"\nstrategy = "one_for_one"\nintensity = 10\n' + tables
     )
-    config = {"config": {"base_url": sim.base_url, "api_key_env": "SIM_KEY"}}
+    # The simulator is no provider the catalog knows: ListModels lists the config's models.
+    gpt_4o = {
+        "id": "gpt-4o",
+        "max_tokens": 128000,
+        "pricing": {"input_cost_per_million_tokens": 2.5, "output_cost_per_million_tokens": 10},
+    }
+    config = {"config": {"base_url": sim.base_url, "api_key_env": "SIM_KEY", "models": [gpt_4o]}}
     init = f"openai-proxy={json.dumps(config)}"
     with serving(folder / "home", "run", str(system_file), "--init", init) as server:
         yield server

@@ -377,7 +377,7 @@ def test_an_unknown_error_kind_still_reads() -> None:
         (
             ModelPricing,
             {"input_cost_per_million_tokens": 1, "output_cost_per_million_tokens": 2},
-            ["cached_input_cost_per_million_tokens"],
+            ["cached_input_cost_per_million_tokens", "source", "as_of"],
         ),
         (
             ErrorResponse,

@@ -270,7 +270,7 @@ def test_a_bad_request_is_an_invalid_request_without_a_call(
     assert error["kind"] == "invalid_request"
     assert field in error["error"]
     assert sim.requests_seen == 0
-    assert proxy.request_json("ListModels")["ListModels"]["models"]  # still running
+    assert "ListModels" in proxy.request_json("ListModels")  # still running
 
 
 def test_upstream_calls_overlap(runtime: Runtime, monkeypatch: pytest.MonkeyPatch):

@@ -25,7 +25,6 @@ from theater_py import serde
 __all__ = ["Capability", "Catalog", "CatalogModel", "ProviderCatalog", "load_catalog"]
 
 CATALOG_FILE: Final = "models-2026-11.json"
-_FALLBACK_PROVIDER: Final = "openai"
 _MAX_RESOLVED: Final = 1024
 
 Capability = Literal["tools", "vision", "audio", "json_mode", "reasoning"]
@@ -45,6 +44,8 @@ class CatalogModel:
         max_tokens: its context window in tokens.
         pricing: its list prices, or ``None`` where unknown.
         capabilities: what it can do.
+        retired: the date (``YYYY-MM-DD``) the provider shut the model down, if it did;
+            a retired model is still priced (for old records) but no longer listed.
     """
 
     id: str
@@ -52,6 +53,7 @@ class CatalogModel:
     max_tokens: int
     pricing: ModelPricing | None = None
     capabilities: list[Capability] = attrs.field(factory=list)
+    retired: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -96,7 +98,7 @@ class Catalog:
         # Resolved per request on the actor's thread; resolving once per model keeps that cheap.
         self._resolved: dict[tuple[str, str, TokenLimitParam | None], ModelRules] = {}
         self._providers = {
-            name: [_model_info(name, model) for model in provider.models]
+            name: [_model_info(name, model) for model in provider.models if not model.retired]
             for name, provider in providers.items()
         }
         self._by_host = {
@@ -134,15 +136,14 @@ class Catalog:
                 catalog model replaces it.
 
         Returns:
-            The models of the catalog's provider at ``base_url``'s host, then the extra
-            models. At any other host: the extra models, or the OpenAI catalog when
-            there are none (as the original proxy did).
+            The models of the catalog's provider at ``base_url``'s host that are not
+            retired, then the extra models. At any other host, only the extra models
+            (possibly none): another provider's catalog would promise models it may not
+            serve.
         """
         provider = self.provider_for(base_url)
         if provider is None:
-            if extra_models:
-                return list(extra_models)
-            provider = _FALLBACK_PROVIDER
+            return list(extra_models)
         return _merge(self._providers.get(provider, ()), extra_models)
 
     def model(self, model_id: str) -> CatalogModel | None:

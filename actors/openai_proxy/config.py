@@ -161,7 +161,7 @@ def _model_pricing(path: str, pricing: Any) -> ModelPricing:
     unknown = sorted(set(pricing) - {*_PRICE_KEYS, *_OPTIONAL_PRICE_KEYS}, key=str)
     if unknown:
         raise ConfigError(f"{path}.{unknown[0]}", "unknown key")
-    prices = {key: _price(f"{path}.{key}", pricing.get(key)) for key in _PRICE_KEYS}
+    prices: dict[str, Any] = {key: _price(f"{path}.{key}", pricing.get(key)) for key in _PRICE_KEYS}
     for key in _OPTIONAL_PRICE_KEYS:
         if pricing.get(key) is not None:
             prices[key] = _price(f"{path}.{key}", pricing[key])
