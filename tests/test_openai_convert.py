@@ -534,3 +534,33 @@ def test_thinking_goes_back_only_on_tool_call_turns_where_the_provider_wants_it(
     assert wanted[2]["content"] == [{"type": "text", "text": "Hello"}]
     unwanted = body_of(Message.user("x"), turn, rules=ModelRules())["messages"]
     assert "reasoning_content" not in unwanted[1]
+
+
+# -- fields the official SDK sends --------------------------------------------------------
+
+
+def test_the_sdk_fields_pass_through_under_their_own_names() -> None:
+    fields: dict[str, Any] = {
+        "seed": 7,
+        "user": "user-1",
+        "metadata": {"team": "a"},
+        "store": True,
+        "logprobs": True,
+        "top_logprobs": 3,
+        "presence_penalty": 0.5,
+        "frequency_penalty": -0.5,
+        "logit_bias": {"50256": -100},
+        "service_tier": "flex",
+        "verbosity": "low",
+        "prompt_cache_key": "prefix-1",
+    }
+    body = body_of(Message.user("x"), rules=ModelRules(), **fields)
+    assert {key: body[key] for key in fields} == fields
+    validate_chat_request(body)
+
+
+def test_a_strict_tool_says_so() -> None:
+    strict = Tool(name="now", input_schema={"type": "object", "properties": {}}, strict=True)
+    body = body_of(Message.user("x"), tools=[strict, WEATHER])
+    assert body["tools"][0]["function"]["strict"] is True
+    assert "strict" not in body["tools"][1]["function"]

@@ -87,6 +87,22 @@ EXAMPLES = {
     "json_object": CompletionRequest(
         messages=[Message.user("JSON please")], response_format={"type": "json_object"}
     ),
+    "sdk_fields": CompletionRequest(
+        messages=[Message.user("Hi")],
+        tools=[Tool(name="now", input_schema={"type": "object", "properties": {}}, strict=True)],
+        seed=7,
+        user="user-1",
+        metadata={"team": "a"},
+        store=True,
+        logprobs=True,
+        top_logprobs=3,
+        presence_penalty=0.5,
+        frequency_penalty=-0.5,
+        logit_bias={"50256": -100},
+        service_tier="flex",
+        verbosity="low",
+        prompt_cache_key="prefix-1",
+    ),
     **{
         f"choice_{type(choice).__name__}": CompletionRequest(
             messages=[Message.user("x")], tools=[WEATHER], tool_choice=choice

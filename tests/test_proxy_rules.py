@@ -82,6 +82,14 @@ def test_gpt_4o_gets_no_reasoning_effort():
     assert body["temperature"] == 0.7
 
 
+def test_sdk_fields_a_model_rejects_are_dropped():
+    chat = send(OPENAI, "gpt-4o", verbosity="low", seed=3, logprobs=True)
+    assert "verbosity" not in chat and (chat["seed"], chat["logprobs"]) == (3, True)
+    reasoning = send(OPENAI, "o3", logprobs=True, presence_penalty=1.0, seed=3)
+    assert not {"logprobs", "presence_penalty"} & set(reasoning) and reasoning["seed"] == 3
+    assert send(OPENAI, "gpt-5", verbosity="high")["verbosity"] == "high"
+
+
 def test_gpt_5_chat_latest_keeps_its_sampling_parameters():
     body = send(OPENAI, "gpt-5-chat-latest", temperature=0.3, top_p=0.9, stop_sequences=["x"])
     assert (body["temperature"], body["top_p"], body["stop"]) == (0.3, 0.9, ["x"])
@@ -249,3 +257,15 @@ def test_strict_params_must_be_a_boolean():
     with pytest.raises(ConfigError, match=r"config\.strict_params: expected true or false"):
         parse_init({"config": {"strict_params": "yes"}})
     assert parse_init({"config": {"strict_params": True}}).config.strict_params is True
+
+
+def test_an_unknown_field_is_refused_naming_the_closest_one(start_proxy, sim: OpenAISimulator):
+    proxy = start_proxy()
+    request = {"messages": [user("hi")], "max_token": 5}
+    error = proxy.request_json({"GenerateCompletion": {"request": request}})["Error"]
+    assert error["kind"] == "invalid_request"
+    assert "unknown field 'max_token'; did you mean 'max_tokens'?" in error["error"]
+    assert sim.requests_seen == 0
+    request["allow_unknown"] = True
+    assert "Completion" in proxy.request_json({"GenerateCompletion": {"request": request}})
+    assert "max_token" not in sent_bodies(sim)[0]

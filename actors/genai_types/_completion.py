@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import difflib
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -44,6 +46,24 @@ class CompletionRequest:
             ``"high"`` (an extension).
         stop_sequences: strings that end generation (an extension).
         top_p: nucleus sampling's probability mass (an extension).
+        seed: ask for deterministic sampling, where the provider supports it.
+        user: a stable id of the end user, for the provider's abuse monitoring.
+        metadata: string tags stored with the completion (with ``store``).
+        store: let the provider store the completion (OpenAI's evals and distillation).
+        logprobs: return the log probabilities of the output tokens.
+        top_logprobs: how many most likely tokens to return at each position (0-20).
+        presence_penalty: -2..2; positive values favour new topics.
+        frequency_penalty: -2..2; positive values discourage repetition.
+        logit_bias: token id (as a string) to a bias from -100 to 100.
+        service_tier: the provider's processing tier (``"auto"``, ``"default"``,
+            ``"flex"``, ``"priority"``).
+        verbosity: how long a gpt-5 answer is: ``"low"``, ``"medium"``, ``"high"``.
+        prompt_cache_key: groups requests that share a long prefix, for the provider's
+            prompt cache.
+        allow_unknown: accept (and ignore) keys this reader does not know, instead of
+            refusing the request naming them.
+
+    Every attribute from ``seed`` on is an extension, as in the official OpenAI SDK.
     """
 
     model: str = ""
@@ -58,6 +78,19 @@ class CompletionRequest:
     reasoning_effort: str | None = attrs.field(default=None, metadata=serde.extension())
     stop_sequences: list[str] | None = attrs.field(default=None, metadata=serde.extension())
     top_p: float | None = attrs.field(default=None, metadata=serde.extension())
+    seed: int | None = attrs.field(default=None, metadata=serde.extension())
+    user: str | None = attrs.field(default=None, metadata=serde.extension())
+    metadata: dict[str, str] | None = attrs.field(default=None, metadata=serde.extension())
+    store: bool | None = attrs.field(default=None, metadata=serde.extension())
+    logprobs: bool | None = attrs.field(default=None, metadata=serde.extension())
+    top_logprobs: int | None = attrs.field(default=None, metadata=serde.extension())
+    presence_penalty: float | None = attrs.field(default=None, metadata=serde.extension())
+    frequency_penalty: float | None = attrs.field(default=None, metadata=serde.extension())
+    logit_bias: dict[str, int] | None = attrs.field(default=None, metadata=serde.extension())
+    service_tier: str | None = attrs.field(default=None, metadata=serde.extension())
+    verbosity: str | None = attrs.field(default=None, metadata=serde.extension())
+    prompt_cache_key: str | None = attrs.field(default=None, metadata=serde.extension())
+    allow_unknown: bool | None = attrs.field(default=None, metadata=serde.extension())
 
 
 @attrs.frozen
@@ -151,3 +184,44 @@ serde.register_externally_tagged(
     },
     newtypes=(OtherStop,),
 )
+
+
+class UnknownFieldError(ValueError):
+    """A request carries a key no field reads (and does not say ``allow_unknown``)."""
+
+
+# OpenAI's names for fields genai-types names otherwise, for callers used to the SDK.
+_OPENAI_NAMES = {
+    "stop": "stop_sequences",
+    "max_completion_tokens": "max_tokens",
+    "parallel_tool_calls": "disable_parallel_tool_use",
+}
+
+
+def _request_hook() -> Any:
+    """Wrap the request's hook: serde ignores unknown keys, a request names them instead.
+
+    A misspelt optional field (``max_token``) would otherwise be dropped without a word.
+    """
+    structure = serde.converter.get_structure_hook(CompletionRequest)
+    known = frozenset(field.name for field in attrs.fields(CompletionRequest))  # none renamed
+
+    def structure_request(value: Any, cls: Any) -> CompletionRequest:
+        if isinstance(value, Mapping) and value.get("allow_unknown") is not True:
+            unknown = sorted(str(name) for name in value if name not in known)
+            if unknown:
+                guess = _OPENAI_NAMES.get(unknown[0])
+                if guess is None:
+                    guess = next(iter(difflib.get_close_matches(unknown[0], known, n=1)), None)
+                hint = f"; did you mean {guess!r}?" if guess else ""
+                raise UnknownFieldError(
+                    f"unknown field {unknown[0]!r}{hint} "
+                    '(send "allow_unknown": true to ignore unknown fields)'
+                )
+        request: CompletionRequest = structure(value, cls)
+        return request
+
+    return structure_request
+
+
+serde.converter.register_structure_hook(CompletionRequest, _request_hook())

@@ -27,6 +27,8 @@ class Tool:
         description: what the tool does, for the model.
         input_schema: the JSON Schema of the tool's arguments.
         annotations: hints about the tool's behaviour (MCP tool annotations).
+        strict: make the model's arguments follow ``input_schema`` exactly (OpenAI's
+            structured outputs for function calling; an extension).
     """
 
     name: str
@@ -34,6 +36,7 @@ class Tool:
     description: str | None = attrs.field(default=None, metadata=serde.extension())
     input_schema: serde.JsonObject
     annotations: serde.JsonObject | None = attrs.field(default=None, metadata=serde.extension())
+    strict: bool | None = attrs.field(default=None, metadata=serde.extension())
 
 
 @attrs.frozen

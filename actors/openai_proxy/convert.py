@@ -15,7 +15,10 @@ Requests (:func:`to_chat_request`):
 - an assistant's ``thinking`` parts go out as its ``reasoning_content`` (Moonshot wants it
   back on turns with tool calls; the rules drop it everywhere else);
 - ``tool_choice`` and ``parallel_tool_calls`` go out only with tools, which OpenAI requires;
-- ``max_tokens`` goes out when the request sets it;
+- ``max_tokens`` goes out when the request sets it; ``seed``, ``user``, ``metadata``,
+  ``store``, ``logprobs``, ``top_logprobs``, the penalties, ``logit_bias``,
+  ``service_tier``, ``verbosity`` and ``prompt_cache_key`` under their own names, and a
+  tool's ``strict`` in its function;
 - then the body is adapted to the model's rules (:func:`.rules.adapt`): the token limit
   key, dropped and clamped parameters, the system role, content shape.
 
@@ -85,6 +88,21 @@ ContentFormat = Literal["Array", "String"]
 """How message content goes out: a list of parts, or one string where it is only text."""
 
 _JSON_SEPARATORS: Final = (",", ":")
+# Request fields sent under their own name when set, as the official SDK sends them.
+_PASSED_THROUGH: Final = (
+    "seed",
+    "user",
+    "metadata",
+    "store",
+    "logprobs",
+    "top_logprobs",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "service_tier",
+    "verbosity",
+    "prompt_cache_key",
+)
 _NO_RULES: Final = ModelRules()
 
 
@@ -153,6 +171,10 @@ def to_chat_request(
         body["reasoning_effort"] = request.reasoning_effort
     if request.stop_sequences:
         body["stop"] = list(request.stop_sequences)
+    for name in _PASSED_THROUGH:
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
     return ChatRequest(body, adapt(body, rules))
 
 
@@ -169,6 +191,8 @@ def _tool(tool: Tool) -> dict[str, Any]:
     if tool.description is not None:
         function["description"] = tool.description
     function["parameters"] = tool.input_schema
+    if tool.strict is not None:
+        function["strict"] = tool.strict
     return {"type": "function", "function": function}
 
 
