@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -213,3 +214,11 @@ def test_tool_calls_through_the_actor_are_not_cached(start_proxy, sim: OpenAISim
     assert first["stop_reason"] == "tool_use"
     generate(proxy, **request)
     assert sim.requests_seen == 2
+
+
+def test_concurrent_puts_never_leave_more_than_max_size_in_the_store(store: ContentStore):
+    cache = cache_on(store, 2)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda n: cache.put(f"k{n}", reply(str(n))), range(64)))
+    assert len(stored_keys(store)) == 2
+    assert len(cache) == 2

@@ -69,6 +69,7 @@ class CompletionCache:
             collections.OrderedDict()
         )
         self._lock = threading.Lock()
+        self._store_lock = threading.Lock()
         self.hits = 0
         self.misses = 0
         self._adopt_stored()
@@ -122,16 +123,19 @@ class CompletionCache:
         """Cache a completion (and save it in the store); one that calls tools is skipped."""
         if self.max_size == 0 or any(isinstance(part, ToolUse) for part in completion.content):
             return
-        with self._lock:
-            evicted = self._remember(key, completion)
-        if self._store is not None and self._store_id is not None:
-            try:
-                self._store.store_at_label(
-                    self._store_id, LABEL_PREFIX + key, serde.dumps(completion)
-                )
-            except StoreError:
-                logger.warning("could not save a cached completion in store %s", self._store_id)
-        self._unlabel(evicted)
+        # One put at a time touches the store: another put could otherwise evict this
+        # key, and remove its label, before this one has written it.
+        with self._store_lock:
+            with self._lock:
+                evicted = self._remember(key, completion)
+            if self._store is not None and self._store_id is not None:
+                try:
+                    self._store.store_at_label(
+                        self._store_id, LABEL_PREFIX + key, serde.dumps(completion)
+                    )
+                except StoreError:
+                    logger.warning("could not save a cached completion in store %s", self._store_id)
+            self._unlabel(evicted)
 
     def __len__(self) -> int:
         with self._lock:
