@@ -412,7 +412,7 @@ def test_an_unknown_error_kind_still_reads() -> None:
                 "stop_reason": "end_turn",
                 "usage": {"input_tokens": 0, "output_tokens": 0},
             },
-            ["stop_sequence"],
+            ["stop_sequence", "system_fingerprint", "request_id"],
         ),
     ],
 )

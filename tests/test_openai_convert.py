@@ -17,6 +17,7 @@ from actors.genai_types import (
     Message,
     ModelPricing,
     OtherStop,
+    RefusalStop,
     Role,
     StopReason,
     Text,
@@ -45,6 +46,7 @@ from actors.openai_proxy.convert import (
 )
 from actors.openai_proxy.rules import ModelRules
 from tests.openapi_contract import validate_chat_request
+from theater_py import serde
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 WEATHER = Tool(name="get_weather", description="Get the weather", input_schema=SCHEMA)
@@ -347,6 +349,8 @@ def test_refusal_comes_back_as_text() -> None:
     message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
     response = from_chat_response(chat_body(message), pricing=None)
     assert response.content == [Text("I can't help with that.")]
+    assert response.stop_reason == RefusalStop()
+    assert serde.unstructure(response)["stop_reason"] == "refusal"
 
 
 def test_content_parts_and_legacy_function_call() -> None:
@@ -436,9 +440,9 @@ def test_deepseek_cache_hits_count_as_cached() -> None:
     assert from_chat_response(body, pricing=None).usage.cached_input_tokens == 60
 
 
-def test_cost_without_usage_is_zero() -> None:
+def test_cost_without_usage_is_unknown_not_zero() -> None:
     body = chat_body({"role": "assistant", "content": "x"}, usage=None)
-    assert from_chat_response(body, pricing=ModelPricing(1, 1)).usage.cost_usd == 0
+    assert from_chat_response(body, pricing=ModelPricing(1, 1)).usage.cost_usd is None
 
 
 @pytest.mark.parametrize(
@@ -564,3 +568,12 @@ def test_a_strict_tool_says_so() -> None:
     body = body_of(Message.user("x"), tools=[strict, WEATHER])
     assert body["tools"][0]["function"]["strict"] is True
     assert "strict" not in body["tools"][1]["function"]
+
+
+def test_system_fingerprint_and_request_id_are_kept() -> None:
+    body = chat_body({"role": "assistant", "content": "x"}, system_fingerprint="fp_44709d6fcb")
+    response = from_chat_response(body, pricing=None, request_id="req_123")
+    assert (response.system_fingerprint, response.request_id) == ("fp_44709d6fcb", "req_123")
+    bare = from_chat_response(chat_body({"role": "assistant", "content": "x"}), pricing=None)
+    assert "system_fingerprint" not in serde.unstructure(bare)
+    assert "request_id" not in serde.unstructure(bare)

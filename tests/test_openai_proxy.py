@@ -402,3 +402,8 @@ def test_credentials_in_the_base_url_are_never_logged(
     assert proxy.request_json("ListModels")
     assert "serving http://127.0.0.1:9/v1" in caplog.text
     assert "hunter2" not in caplog.text
+
+
+def test_a_completion_keeps_the_provider_s_request_id(start_proxy, sim: OpenAISimulator):
+    completion = generate(start_proxy())["Completion"]["completion"]
+    assert completion["request_id"] == "req_sim1"

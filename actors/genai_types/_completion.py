@@ -18,6 +18,7 @@ __all__ = [
     "EndTurn",
     "MaxTokens",
     "OtherStop",
+    "RefusalStop",
     "StopReason",
     "StopSequence",
     "ToolUseStop",
@@ -114,13 +115,18 @@ class ToolUseStop:
 
 
 @attrs.frozen
+class RefusalStop:
+    """The model refused to answer; its refusal is the text (``"refusal"``; an extension)."""
+
+
+@attrs.frozen
 class OtherStop:
     """Any other reason, as the provider gave it (``{"other": "content_filter"}``)."""
 
     reason: str
 
 
-StopReason: TypeAlias = EndTurn | MaxTokens | StopSequence | ToolUseStop | OtherStop
+StopReason: TypeAlias = EndTurn | MaxTokens | StopSequence | ToolUseStop | RefusalStop | OtherStop
 """Why generation stopped: a snake_case name, or ``{"other": <provider's reason>}``."""
 
 
@@ -161,6 +167,10 @@ class CompletionResponse:
         stop_sequence: the stop sequence that ended it, if the provider says.
         message_type: always ``"message"``; written as ``type``.
         usage: the tokens used.
+        system_fingerprint: the provider's backend configuration that answered, for
+            reproducibility with ``seed`` (an extension).
+        request_id: the provider's ``x-request-id`` of the call, to quote to its support
+            (an extension).
     """
 
     content: list[MessageContent]
@@ -171,6 +181,8 @@ class CompletionResponse:
     stop_sequence: str | None = None
     message_type: str = attrs.field(default="message", metadata=serde.key("type"))
     usage: Usage
+    system_fingerprint: str | None = attrs.field(default=None, metadata=serde.extension())
+    request_id: str | None = attrs.field(default=None, metadata=serde.extension())
 
 
 serde.register_externally_tagged(
@@ -180,6 +192,7 @@ serde.register_externally_tagged(
         MaxTokens: "max_tokens",
         StopSequence: "stop_sequence",
         ToolUseStop: "tool_use",
+        RefusalStop: "refusal",
         OtherStop: "other",
     },
     newtypes=(OtherStop,),

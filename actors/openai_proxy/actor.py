@@ -153,7 +153,9 @@ class OpenAIProxyActor(Actor):
         model = result.body.get("model") if isinstance(result.body, dict) else None
         pricing = self.catalog.pricing_for(model or body["model"], self.config.models)
         try:
-            completion = from_chat_response(result.body, pricing=pricing)
+            completion = from_chat_response(
+                result.body, pricing=pricing, request_id=result.request_id
+            )
         except ResponseFormatError as error:
             return ErrorResponse(
                 error=f"invalid_response: {error}",

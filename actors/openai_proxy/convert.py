@@ -53,6 +53,7 @@ from actors.genai_types import (
     MessageContent,
     ModelPricing,
     OtherStop,
+    RefusalStop,
     Role,
     StopReason,
     Text,
@@ -297,16 +298,22 @@ _STOP_REASONS: Final[Mapping[str, StopReason]] = {
 }
 
 
-def from_chat_response(body: Any, *, pricing: ModelPricing | None) -> CompletionResponse:
+def from_chat_response(
+    body: Any, *, pricing: ModelPricing | None, request_id: str | None = None
+) -> CompletionResponse:
     """Turn an OpenAI Chat Completions response body into a genai completion response.
 
     Args:
         body: the parsed JSON body.
-        pricing: the model's prices, to fill in ``usage.cost_usd``; ``None`` leaves it out.
+        pricing: the model's prices, to fill in ``usage.cost_usd``; ``None`` leaves it
+            out, and so does a response without ``usage`` (its cost is unknown, not 0).
+        request_id: the response's ``x-request-id``, kept on the completion.
 
     Returns:
         The first choice as a completion. Tool-call arguments that are not valid JSON
-        stay the raw string in ``input``; empty arguments read as ``{}``.
+        stay the raw string in ``input``; empty arguments read as ``{}``. A refusal
+        stops with ``refusal`` (its text is the content); ``system_fingerprint`` is
+        kept.
 
     Raises:
         ResponseFormatError: ``body`` is not a chat completion (not an object, no
@@ -329,13 +336,20 @@ def from_chat_response(body: Any, *, pricing: ModelPricing | None) -> Completion
         stop_reason = _STOP_REASONS.get(reason) or OtherStop(reason)
     else:
         stop_reason = OtherStop(_compact_json(reason))
+    content = _response_content(message)
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal and not isinstance(stop_reason, ToolUseStop):
+        stop_reason = RefusalStop()
+    fingerprint = body.get("system_fingerprint")
     return CompletionResponse(
-        content=_response_content(message),
+        content=content,
         id=_text(body.get("id")),
         model=_text(body.get("model")),
         role=Role.ASSISTANT,
         stop_reason=stop_reason,
         usage=_usage(body.get("usage"), pricing),
+        system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+        request_id=request_id,
     )
 
 
@@ -409,7 +423,7 @@ def _count(value: Any) -> int:
 
 def _usage(usage: Any, pricing: ModelPricing | None) -> Usage:
     if not isinstance(usage, dict):
-        usage = {}
+        usage, pricing = {}, None  # no counts: the cost is unknown, not 0
     prompt_details = usage.get("prompt_tokens_details")
     completion_details = usage.get("completion_tokens_details")
     input_tokens = _count(usage.get("prompt_tokens"))
