@@ -675,7 +675,7 @@ def test_extensions_appear_only_when_set(request: CompletionRequest) -> None:
         ("temprature", "did you mean 'temperature'?"),
         ("stop", "did you mean 'stop_sequences'?"),
         ("max_completion_tokens", "did you mean 'max_tokens'?"),
-        ("frobnicate", "(send"),
+        ("frobnicate", "(expected one of model, messages,"),
     ],
 )
 def test_an_unknown_request_field_is_named_with_the_closest_known_one(key: str, hint: str):
@@ -684,6 +684,7 @@ def test_an_unknown_request_field_is_named_with_the_closest_known_one(key: str, 
         serde.structure(message, ProxyRequest)
     assert str(info.value).startswith(f"GenerateCompletion.request: unknown field '{key}'")
     assert hint in str(info.value)
+    assert '"allow_unknown": true' in str(info.value)
 
 
 def test_allow_unknown_ignores_unknown_fields():
@@ -710,3 +711,11 @@ def test_the_openai_sdk_fields_round_trip():
         prompt_cache_key="k",
     )
     assert serde.loads(serde.dumps(request), CompletionRequest) == request
+
+
+def test_an_openai_shaped_tool_keeps_strict():
+    openai_tool = {
+        "type": "function",
+        "function": {"name": "now", "parameters": {"type": "object"}, "strict": True},
+    }
+    assert serde.structure(openai_tool, Tool).strict is True

@@ -264,7 +264,7 @@ def test_an_unknown_field_is_refused_naming_the_closest_one(start_proxy, sim: Op
     request = {"messages": [user("hi")], "max_token": 5}
     error = proxy.request_json({"GenerateCompletion": {"request": request}})["Error"]
     assert error["kind"] == "invalid_request"
-    assert "unknown field 'max_token'; did you mean 'max_tokens'?" in error["error"]
+    assert "unknown field 'max_token' (did you mean 'max_tokens'?" in error["error"]
     assert sim.requests_seen == 0
     request["allow_unknown"] = True
     assert "Completion" in proxy.request_json({"GenerateCompletion": {"request": request}})

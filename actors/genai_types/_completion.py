@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
@@ -11,6 +10,7 @@ import attrs
 from actors.genai_types._messages import Message, MessageContent, Role
 from actors.genai_types._tools import Tool, ToolChoice
 from theater_py import serde
+from theater_py._suggest import expected_keys
 
 __all__ = [
     "CompletionRequest",
@@ -217,19 +217,17 @@ def _request_hook() -> Any:
     A misspelt optional field (``max_token``) would otherwise be dropped without a word.
     """
     structure = serde.converter.get_structure_hook(CompletionRequest)
-    known = frozenset(field.name for field in attrs.fields(CompletionRequest))  # none renamed
+    known = [field.name for field in attrs.fields(CompletionRequest)]  # none is renamed
 
     def structure_request(value: Any, cls: Any) -> CompletionRequest:
         if isinstance(value, Mapping) and value.get("allow_unknown") is not True:
-            unknown = sorted(str(name) for name in value if name not in known)
+            unknown = [str(name) for name in value if name not in known]
             if unknown:
-                guess = _OPENAI_NAMES.get(unknown[0])
-                if guess is None:
-                    guess = next(iter(difflib.get_close_matches(unknown[0], known, n=1)), None)
-                hint = f"; did you mean {guess!r}?" if guess else ""
+                # An OpenAI name is matched through its genai name: "stop" is no typo.
+                suggestion = expected_keys(_OPENAI_NAMES.get(unknown[0], unknown[0]), known)
                 raise UnknownFieldError(
-                    f"unknown field {unknown[0]!r}{hint} "
-                    '(send "allow_unknown": true to ignore unknown fields)'
+                    f"unknown field {unknown[0]!r} ({suggestion}; "
+                    'or send "allow_unknown": true to ignore unknown fields)'
                 )
         request: CompletionRequest = structure(value, cls)
         return request
