@@ -577,6 +577,26 @@ def test_one_shot_chat_needs_no_server(tmp_path: Path, sim: OpenAISimulator) -> 
     assert not (tmp_path / "home" / "control.sock").exists()
 
 
+def test_one_shot_chat_shows_each_retry_as_it_happens(tmp_path: Path, sim: OpenAISimulator) -> None:
+    sim.fail_next(429, retry_after="0.1", times=2)
+    config = {"config": {"base_url": sim.base_url, "api_key_env": "SIM_KEY"}}
+    result = cli(
+        tmp_path / "home",
+        "chat",
+        "--manifest",
+        "manifests/openai-proxy.toml",
+        "--init",
+        json.dumps(config),
+        "Patience",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "You said: Patience\n"
+    assert result.stderr.splitlines()[:2] == [
+        "retrying in 0.1 s: 429 rate limit (attempt 2 of 5)",
+        "retrying in 0.1 s: 429 rate limit (attempt 3 of 5)",
+    ]
+
+
 def test_one_shot_request_and_tool_calls(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

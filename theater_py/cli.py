@@ -199,11 +199,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging(debug: bool, *, server: bool) -> None:
-    # A command that is not a server reports its failure in one line of its own; the
-    # runtime's log of the same failure would only repeat it.
-    level = logging.DEBUG if debug else logging.INFO if server else logging.CRITICAL
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT) if debug else _BriefFormatter(_LOG_FORMAT))
+    if debug:
+        level = logging.DEBUG
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    elif server:
+        level = logging.INFO
+        handler.setFormatter(_BriefFormatter(_LOG_FORMAT))
+    else:
+        # Warnings as they happen (a proxy's `retrying in 1.7 s: 429 rate limit (attempt 2
+        # of 5)`), bare; not errors: the command reports its failure in one line of its
+        # own, which the runtime's log of the same failure would only repeat.
+        level = logging.WARNING
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(lambda record: record.levelno < logging.ERROR)
     # A no-op when the root logger already has handlers (the CLI run inside a program).
     logging.basicConfig(level=level, handlers=[handler])
 
