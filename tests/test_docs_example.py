@@ -92,3 +92,11 @@ def test_the_quick_start_shows_a_retry_without_any_logging_set_up(tmp_path: Path
     assert done.returncode == 0, done.stderr
     assert done.stdout == "You said: Hello!\n"
     assert done.stderr == "retrying in 0.1 s: 429 rate limit (attempt 2 of 5)\n"
+
+
+def test_the_readme_links_the_guides_and_every_link_resolves():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for guide in ("getting-started", "troubleshooting", "architecture"):
+        assert f"](docs/{guide}.md)" in readme
+    for target in re.findall(r"\]\((docs/[^)#]+)(?:#[^)]*)?\)", readme):
+        assert (ROOT / target).is_file(), target

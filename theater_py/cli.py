@@ -1,8 +1,9 @@
 """The ``theater-py`` command.
 
 ``start`` and ``run`` run actors in the foreground and serve them on the control socket
-(see :mod:`theater_py.control`) until SIGINT or SIGTERM; ``list``, ``request``, ``send``,
-``stop``, ``events``, ``chat`` and ``models`` talk to that process from another shell.
+(see :mod:`theater_py.control`) until SIGINT or SIGTERM (``start`` into a server that
+already runs starts the actor there); ``list``, ``request``, ``send``, ``stop``,
+``restart``, ``events``, ``chat`` and ``models`` talk to that process from another shell.
 ``request``, ``chat`` and ``models`` also run one actor in process with ``--manifest``.
 
 Exit statuses: 0 success; 1 an error in the runtime or an actor (a start failed, an actor
@@ -74,6 +75,19 @@ environment:
 # A start that failed on the user's input, not on the runtime: the manifest names no actor
 # class, or the actor's init refused its init data (an error named *ConfigError* or a
 # ManifestError). The runtime passes an init error's type only in its message.
+_STATUS_BY_ERROR: Final = (
+    ("NoServerRunning", EXIT_NOT_FOUND),
+    ("ActorNotFound", EXIT_NOT_FOUND),
+    ("ServerAlreadyRunning", EXIT_ALREADY_RUNNING),
+    ("BadRequest", EXIT_USAGE),
+    ("ManifestError", EXIT_USAGE),
+    ("MessageDecodeError", EXIT_USAGE),
+)
+"""The exit status of an error, by the name of its type (or of a base class)."""
+
+_START_WAIT: Final = 90.0
+"""Seconds to wait for a server to start an actor (its own limit is 60)."""
+
 _BAD_INPUT: Final = re.compile(
     r"^component '[^']*': |failed to start: (?:\w*ConfigError|ManifestError|MessageDecodeError): "
 )
@@ -229,31 +243,18 @@ def _describe(exc: BaseException) -> str:
 
 
 def _exit_status(exc: BaseException) -> int:
-    from theater_py._protocol import NoServerRunning, RemoteError, ServerAlreadyRunning
-    from theater_py.errors import (
-        ActorNotFound,
-        ActorStartError,
-        ManifestError,
-        MessageDecodeError,
-    )
+    from theater_py._protocol import RemoteError
 
     if isinstance(exc, CommandError):
         return exc.status
-    if isinstance(exc, NoServerRunning | ActorNotFound):
-        return EXIT_NOT_FOUND
-    if isinstance(exc, ServerAlreadyRunning):
-        return EXIT_ALREADY_RUNNING
-    bad_start = isinstance(exc, ActorStartError) and _BAD_INPUT.search(str(exc)) is not None
-    if bad_start or isinstance(exc, ManifestError | MessageDecodeError):
-        return EXIT_USAGE
+    # An error from the server is known by its type's name; one raised here by its classes'.
     if isinstance(exc, RemoteError):
-        remote = {
-            "ActorNotFound": EXIT_NOT_FOUND,
-            "BadRequest": EXIT_USAGE,
-            "MessageDecodeError": EXIT_USAGE,
-        }
-        return remote.get(exc.type, EXIT_ERROR)
-    return EXIT_ERROR
+        kinds, message = {exc.type}, exc.message
+    else:
+        kinds, message = {cls.__name__ for cls in type(exc).__mro__}, str(exc)
+    if "ActorStartError" in kinds and _BAD_INPUT.search(message):
+        return EXIT_USAGE
+    return next((status for kind, status in _STATUS_BY_ERROR if kind in kinds), EXIT_ERROR)
 
 
 # -- the parser -----------------------------------------------------------------------
@@ -290,7 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    sub = command("start", _cmd_start, "Start an actor and serve it until SIGINT or SIGTERM.")
+    sub = command(
+        "start",
+        _cmd_start,
+        "Start an actor and serve it until SIGINT or SIGTERM; or, when a server already "
+        "runs on this home, start it in that server.",
+    )
     sub.add_argument("manifest", metavar="MANIFEST", help="the actor's manifest.toml")
     _add_init(sub)
     sub.add_argument("--name", help="the name to register (default: the manifest's name)")
@@ -322,6 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("stop", _cmd_stop, "Stop an actor for good (it is not restarted).")
     sub.add_argument("name", metavar="NAME", help="the actor")
+    _add_timeout(sub, 10.0)
+
+    sub = command(
+        "restart",
+        _cmd_restart,
+        "Stop an actor (if it runs) and start it again from its manifest, with its init.",
+    )
+    sub.add_argument("name", metavar="NAME", help="the actor (running, or stopped by `stop`)")
     _add_timeout(sub, 10.0)
 
     sub = command("events", _cmd_events, "Print an actor's event chain.")
@@ -453,7 +467,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
+    from theater_py._protocol import NoServerRunning
+
     init = _init_argument(args.init)
+    client = _client(args)
+    try:
+        server = client.ping()
+    except NoServerRunning:
+        pass  # serve it here, in the foreground
+    else:
+        # Into the running server: it reads the manifest, so it gets an absolute path.
+        result = client.call(
+            "start",
+            manifest=os.fspath(Path(args.manifest).absolute()),
+            init=init,
+            name=args.name,
+            read_timeout=_START_WAIT,
+        )
+        print(f"started {result['name']} ({result['id']}) in the server (pid {server['pid']})")
+        return EXIT_OK
 
     def start(runtime: Runtime) -> None:
         handle = runtime.start_actor(args.manifest, init, name=args.name)
@@ -607,6 +639,14 @@ def _cmd_request(args: argparse.Namespace) -> int:
 
 def _cmd_send(args: argparse.Namespace) -> int:
     _client(args).send(args.name, _json_argument(args.message, "MESSAGE"))
+    return EXIT_OK
+
+
+def _cmd_restart(args: argparse.Namespace) -> int:
+    result = _client(args).call(
+        "restart", actor=args.name, timeout=args.timeout, read_timeout=args.timeout + _START_WAIT
+    )
+    print(f"restarted {result['name']} ({result['id']})")
     return EXIT_OK
 
 
