@@ -8,8 +8,9 @@ already runs starts the actor there); ``list``, ``request``, ``send``, ``stop``,
 
 Exit statuses: 0 success; 1 an error in the runtime or an actor (a start failed, an actor
 crashed, a timeout, an error reply, a broken chain); 2 bad usage or input (arguments, JSON,
-a missing or invalid file, a message the actor cannot decode); 3 no server running or no
-such actor; 4 a server already runs on this home; 130 interrupted.
+a missing or invalid file, a component class that does not exist, init data an actor's
+config refuses, a message the actor cannot decode); 3 no server running or no such actor;
+4 a server already runs on this home; 130 interrupted.
 
 The runtime, the control socket and the proxy's types are imported inside the commands
 that use them, so ``--help`` stays fast.
@@ -61,7 +62,8 @@ _EXIT_CODES_HELP: Final = """\
 exit status:
   0    success
   1    runtime or actor error (failed start, crash, timeout, error reply, broken chain)
-  2    bad usage or input (arguments, JSON, missing or invalid file, undecodable message)
+  2    bad usage or input (arguments, JSON, missing or invalid file or init data,
+       undecodable message)
   3    no server running, or no such actor
   4    a server already runs on this home
   130  interrupted
@@ -72,9 +74,6 @@ environment:
 """
 
 
-# A start that failed on the user's input, not on the runtime: the manifest names no actor
-# class, or the actor's init refused its init data (an error named *ConfigError* or a
-# ManifestError). The runtime passes an init error's type only in its message.
 _STATUS_BY_ERROR: Final = (
     ("NoServerRunning", EXIT_NOT_FOUND),
     ("ActorNotFound", EXIT_NOT_FOUND),
@@ -88,6 +87,9 @@ _STATUS_BY_ERROR: Final = (
 _START_WAIT: Final = 90.0
 """Seconds to wait for a server to start an actor (its own limit is 60)."""
 
+# A start that failed on the user's input, not on the runtime: the manifest names no actor
+# class, or the actor's init refused its init data (an error named *ConfigError* or a
+# ManifestError). The runtime passes an init error's type only in its message.
 _BAD_INPUT: Final = re.compile(
     r"^component '[^']*': |failed to start: (?:\w*ConfigError|ManifestError|MessageDecodeError): "
 )
