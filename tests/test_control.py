@@ -381,3 +381,40 @@ def test_stop_lets_a_request_in_flight_get_its_reply(
         release.set()
         assert reply.result(10)["message"] == {"gate": "in-flight"}
     assert srv.close(timeout=10)
+
+
+def test_list_and_status_show_a_saved_chain_that_cannot_write(
+    home: Path, make_manifest: ManifestFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_chain_writes import FULL, disk_full
+    from theater_py.cli import main
+
+    with Runtime(home=home) as runtime, ControlServer(runtime, home):
+        client = ControlClient(home, timeout=10)
+        handle = runtime.start_actor(make_manifest("Echo", save_chain=True))
+        assert client.list_actors()[0]["chain"] == {"saved": True, "lost": 0, "error": None}
+        disk_full(runtime.event_database, True)
+        for _ in range(30):
+            client.request("echo", {"pad": "x" * 500})
+        handle.events()  # waits for the writer
+        [info] = client.list_actors()
+        assert info["chain"]["error"] == FULL
+        assert info["chain"]["lost"] > 0
+        writing = client.ping()["event_database"]
+        assert writing == {"lost": info["chain"]["lost"], "error": FULL}
+        assert main(["--home", str(home), "status"]) == 0
+        assert main(["--home", str(home), "list"]) == 0
+        out = capsys.readouterr().out
+        assert f"event database: cannot write ({FULL}); {info['chain']['lost']} events lost" in out
+        assert out.splitlines()[-1].split()[-1] == "failing"
+
+        disk_full(runtime.event_database, False)
+        client.request("echo", "again")
+        handle.events()
+        chain = client.list_actors()[0]["chain"]
+        assert (chain["error"], chain["lost"]) == (None, info["chain"]["lost"])
+        assert main(["--home", str(home), "list"]) == 0
+        assert capsys.readouterr().out.splitlines()[-1].split()[-2:] == [
+            "lost",
+            str(chain["lost"]),
+        ]

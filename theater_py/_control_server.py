@@ -19,6 +19,8 @@ import stat
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
+
 from theater_py import _protocol
 from theater_py._protocol import (
     ControlError,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from theater_py._cell import ActorCell
+    from theater_py.chain import ChainStatus
     from theater_py.runtime import Runtime
 
 __all__ = ["ControlServer"]
@@ -300,20 +303,32 @@ class ControlServer:
     def _ping(self, _request: dict[str, Any]) -> Any:
         from theater_py import __version__
 
-        return {"pid": os.getpid(), "home": os.fspath(self.home), "version": __version__}
+        # Only a database the runtime opened (reading the property would create one).
+        database = self.runtime.__dict__.get("event_database")
+        return {
+            "pid": os.getpid(),
+            "home": os.fspath(self.home),
+            "version": __version__,
+            "event_database": None if database is None else _writing(database.status()),
+        }
 
     def _list(self, _request: dict[str, Any]) -> Any:
-        return [
-            {
-                "name": info.name,
-                "id": info.id,
-                "status": info.status,
-                "restarts": info.restarts,
-                "uptime_s": info.uptime_s,
-                "queued": info.queued,
-            }
-            for info in self.runtime.actors()
-        ]
+        listed = []
+        for info in self.runtime.actors():
+            cell = self.runtime.find_cell(info.name)
+            chain = None if cell is None else attrs.asdict(cell.chain.status())
+            listed.append(
+                {
+                    "name": info.name,
+                    "id": info.id,
+                    "status": info.status,
+                    "restarts": info.restarts,
+                    "uptime_s": info.uptime_s,
+                    "queued": info.queued,
+                    "chain": chain,
+                }
+            )
+        return listed
 
     def _request(self, request: dict[str, Any]) -> Any:
         name = _protocol.required_actor(request)
@@ -372,6 +387,10 @@ class ControlServer:
         sent = _send_new_events(conn, cell, sent)
         _write(conn, ok_response({"count": sent, "ended": ended}, request_id))
         return True
+
+
+def _writing(status: ChainStatus) -> dict[str, Any]:
+    return {"lost": status.lost, "error": status.error}
 
 
 def _send_new_events(conn: socket.socket, cell: ActorCell, sent: int) -> int:

@@ -289,7 +289,8 @@ class EventDatabase:
         self._lost: collections.Counter[str] = collections.Counter()
         self._gaps: dict[str, list[_Gap]] = {}
         self._reported = 0
-        self._error: str | None = None
+        self._error: str | None = None  # why writing fails now
+        self._last_error = ""  # why it failed last, for flush's report
         if connect:
             with self._lock:
                 self._connect()
@@ -433,7 +434,7 @@ class EventDatabase:
         with self._losses_lock:
             total = sum(self._lost.values())
             lost, self._reported = total - self._reported, total
-            error = self._error
+            error = self._last_error
         if lost:
             why = f" ({error})" if error else ""
             raise StoreError(
@@ -612,7 +613,7 @@ class EventDatabase:
                     declared = _Gap.read(_decode(data_json))
                     if declared is not None:
                         self._add_gap(actor_id, declared)
-            first, self._error = self._error is None, error
+            first, self._error, self._last_error = self._error is None, error, error
         if first:
             logger.error(
                 "event database %s: cannot write events (%s); they are lost until writing"
