@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ManifestFactory
+from theater_py import Runtime
 from theater_py.chain import ChainEvent, EventDatabase
 from theater_py.errors import StoreError
 
@@ -180,3 +182,28 @@ def test_flipped_bytes_of_a_saved_chain_are_detected_or_reported_thousands(
     tmp_path: Path,
 ) -> None:
     _fuzz(tmp_path, trials=3000, seed=2)
+
+
+# -- a saved chain across runs -------------------------------------------------------------
+
+
+def test_an_actor_started_again_under_its_name_continues_its_saved_chain(
+    tmp_path: Path, make_manifest: ManifestFactory
+) -> None:
+    manifest = make_manifest("Echo", save_chain=True)
+    home = tmp_path / "home"
+    with Runtime(home=home) as runtime:
+        first = runtime.start_actor(manifest)
+        first.request("first run")
+        actor_id = first.id
+    with Runtime(home=home) as runtime:
+        again = runtime.start_actor(manifest)
+        other = runtime.start_actor(manifest, name="another")
+        assert again.id == actor_id
+        assert other.id != actor_id
+        again.request("second run")
+        events = again.events()
+        assert again.verify().ok
+    requests = [e.data for e in events if e.event_type == "request"]
+    assert requests == ["first run", "second run"]
+    assert [e.event_type for e in events].count("actor-start") == 2

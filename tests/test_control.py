@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -418,3 +419,49 @@ def test_list_and_status_show_a_saved_chain_that_cannot_write(
             "lost",
             str(chain["lost"]),
         ]
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout(runtime: Runtime, home: Path) -> None:
+    with ControlServer(runtime, home, idle_timeout=0.2) as server:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(os.fspath(server.path))
+            assert sock.recv(1) == b""  # closed by the server, long before our 10 s
+        # A client that talks is served as before.
+        assert ControlClient(home, timeout=10).ping()["pid"] == os.getpid()
+
+
+def test_connections_beyond_the_limit_are_refused_with_busy(runtime: Runtime, home: Path) -> None:
+    client = ControlClient(home, timeout=10)
+    with ControlServer(runtime, home, max_connections=2) as server:
+        held = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
+        try:
+            for sock in held:
+                sock.settimeout(10)
+                sock.connect(os.fspath(server.path))
+            # Both are served: each answers a ping on its own connection.
+            for sock in held:
+                sock.sendall(b'{"op": "ping"}\n')
+                assert json.loads(sock.makefile("rb").readline())["ok"] is True
+            with pytest.raises(RemoteError, match="serves 2 connections at once") as refused:
+                client.ping()
+            assert refused.value.type == "Busy"
+        finally:
+            for sock in held:
+                sock.close()
+        # Once a connection ends, a new one is served (its thread may take a moment).
+        for _ in range(200):
+            try:
+                assert client.ping()["pid"] == os.getpid()
+                break
+            except RemoteError:
+                threading.Event().wait(0.05)
+        else:
+            raise AssertionError("the server never served again")
+
+
+def test_the_limits_must_be_positive(runtime: Runtime, home: Path) -> None:
+    with pytest.raises(ValueError, match="max_connections"):
+        ControlServer(runtime, home, max_connections=0)
+    with pytest.raises(ValueError, match="idle_timeout"):
+        ControlServer(runtime, home, idle_timeout=0)
