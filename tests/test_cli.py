@@ -233,7 +233,9 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["request", '"hi"'], "give the actor's NAME, or --manifest"),
+        (["request", '"hi"'], "give the actor's NAME and the MESSAGE"),
+        (["chat", "openai-proxy"], "give the actor's NAME and the PROMPT"),
+        (["models"], "give the actor's NAME, or --manifest"),
         (["request", "--manifest", "m.toml", "echo", '"hi"'], "NAME or --manifest, not both"),
         (["request", "--init", "{}", "echo", '"hi"'], "--init goes with --manifest"),
         (["run", "system.toml", "--init", '{"config": {"key": "sk-x"}}'], "CHILD=FILE|JSON"),
@@ -255,6 +257,50 @@ def test_usage_errors_exit_2_with_one_line(
     assert len(err.splitlines()) == 1
     assert message in err
     assert "sk-x" not in err  # an init value is never quoted back
+
+
+@pytest.mark.parametrize(
+    ("command", "manifest", "message"),
+    [
+        ("start", "system.toml", "this is a system manifest ([supervisor] and [[child]] tables)"),
+        ("run", "openai-proxy.toml", "this is an actor's manifest (it names a component)"),
+    ],
+)
+def test_the_other_kind_of_manifest_names_the_command_that_takes_it(
+    tmp_path: Path, command: str, manifest: str, message: str
+) -> None:
+    result = cli(tmp_path / "home", command, f"manifests/{manifest}")
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert message in line
+    assert f"`theater-py {'run' if command == 'start' else 'start'} FILE`" in line
+
+
+def test_a_missing_actor_class_is_named_with_the_modules_actor_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_manifest(tmp_path, "typo", "tests.test_cli:FakeProxi")
+    status, _, err = run_main(
+        capsys, "--home", str(tmp_path / "home"), "request", "--manifest", str(manifest), "1"
+    )
+    assert status == 2
+    line = one_error_line(err)
+    assert "tests.test_cli.FakeProxi does not exist (its Actor subclasses: FakeProxy)" in line
+
+
+@pytest.mark.parametrize("command", ["start", "run"])
+def test_a_config_error_at_start_is_bad_input_said_once(tmp_path: Path, command: str) -> None:
+    """One line (not the actor's and the supervisor's log lines too), exit 2, the fix named."""
+    init = json.dumps({"config": {"defualt_model": "gpt-4o"}})
+    if command == "start":
+        args = ("start", "manifests/openai-proxy.toml", "--init", init)
+    else:
+        args = ("run", "manifests/system.toml", "--init", f"openai-proxy={init}")
+    result = cli(tmp_path / "home", *args)
+    assert result.returncode == 2, result.stderr
+    line = one_error_line(result.stderr)
+    assert "config.defualt_model: unknown key (did you mean 'default_model'?" in line
+    assert not (tmp_path / "home" / "control.sock").exists()
 
 
 # -- serving in the foreground -------------------------------------------------------------
@@ -482,6 +528,21 @@ def test_chat_prints_the_answer_and_the_usage(
     )
     assert status == 0
     assert sim.last_body["model"] == "gpt-4o-mini"
+
+
+def test_chat_takes_its_options_anywhere(
+    home: str, sim: OpenAISimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run_main(
+        capsys, "--home", home, "chat", "openai-proxy", "--model", "gpt-4o-mini", "Hello"
+    )
+    assert (status, out) == (0, "You said: Hello\n")
+    assert sim.last_body["model"] == "gpt-4o-mini"
+    status, out, _ = run_main(
+        capsys, "chat", "--max-tokens", "50", "openai-proxy", "--home", home, "Hi", "--debug"
+    )
+    assert (status, out) == (0, "You said: Hi\n")
+    assert 50 in (sim.last_body.get("max_tokens"), sim.last_body.get("max_completion_tokens"))
 
 
 def test_chat_reports_an_error_reply_in_one_line_without_the_key(

@@ -1,12 +1,17 @@
-"""The Python example in docs/ runs end to end against the loopback simulator."""
+"""The Python examples of the docs run end to end against the loopback simulator."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "openai_proxy_example.py"
+from actors.openai_proxy.simulator import OpenAISimulator
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "docs" / "examples" / "openai_proxy_example.py"
 
 
 def test_the_proxy_example_runs():
@@ -19,3 +24,61 @@ def test_the_proxy_example_runs():
     assert "answer: You said: Say hello to the actor world." in lines
     assert any(line.startswith("tool call: get_weather {") for line in lines)
     assert lines[-1].endswith("chain verifies: True")
+
+
+# -- the README's Quick start ----------------------------------------------------------
+
+
+def quick_start() -> tuple[str, list[str]]:
+    """Return the README's Quick start snippet, and its offline commands without comments."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert snippet is not None, "the Quick start has a ```python block"
+    after = section[snippet.end() :]
+    commands = re.findall(r"^    (\S.*?)\s*(?:#.*)?$", after, re.MULTILINE)
+    return snippet.group(1), commands[:3]
+
+
+def run_snippet(tmp_path: Path, base_url: str, api_key: str) -> subprocess.CompletedProcess[str]:
+    """Run the snippet as the third offline command does, from the repository's root."""
+    snippet, _ = quick_start()
+    script = tmp_path / "quickstart.py"
+    script.write_text(snippet, encoding="utf-8")
+    env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": api_key}
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_quick_start_offline_commands_fit_together():
+    _, (serve, point, run) = quick_start()
+    port = re.fullmatch(r"theater-py mock-openai --port (\d+) &", serve)
+    assert port is not None, serve
+    assert point == (
+        f"export OPENAI_BASE_URL=http://127.0.0.1:{port.group(1)}/v1 OPENAI_API_KEY=offline"
+    )
+    assert run == "python quickstart.py"
+
+
+def test_the_quick_start_snippet_runs_against_the_simulator(tmp_path: Path):
+    with OpenAISimulator() as sim:
+        done = run_snippet(tmp_path, sim.base_url, "offline")
+        assert sim.requests_seen == 1
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "You said: Hello!\n"
+
+
+def test_the_quick_start_snippet_prints_an_error_reply(tmp_path: Path):
+    """A provider that refuses the key: the snippet says why instead of a KeyError."""
+    with OpenAISimulator(api_key="the-right-key") as sim:
+        done = run_snippet(tmp_path, sim.base_url, "sk-quickstart-wrong-key")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("error: authentication: "), done.stdout
+    assert "sk-quickstart-wrong-key" not in done.stdout + done.stderr

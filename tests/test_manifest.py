@@ -83,6 +83,38 @@ def test_unknown_top_level_key_is_named() -> None:
     assert "'colour'" in str(error)
 
 
+def test_a_misspelt_key_suggests_the_closest_valid_key_first() -> None:
+    error = error_of(HEAD + "save_chian = true\n")
+
+    assert error.field == "save_chian"
+    assert "did you mean 'save_chain'? expected one of save_chain, name, version" in str(error)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_system_manifest_given_as_an_actors_says_which_command_takes_it() -> None:
+    with pytest.raises(ManifestError) as info:
+        load_manifest(REPO / "manifests" / "system.toml")
+
+    message = str(info.value)
+    assert "this is a system manifest" in message
+    assert "theater-py run FILE" in message
+    assert "unknown key" not in message
+
+
+def test_an_actors_manifest_given_as_a_system_says_which_command_takes_it() -> None:
+    from theater_py.system import load_system
+
+    with pytest.raises(ManifestError) as info:
+        load_system(REPO / "manifests" / "openai-proxy.toml")
+
+    message = str(info.value)
+    assert "this is an actor's manifest" in message
+    assert "theater-py start FILE" in message
+    assert "unknown key" not in message
+
+
 @pytest.mark.parametrize(
     ("line", "field", "expected"),
     [

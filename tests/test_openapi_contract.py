@@ -30,9 +30,8 @@ from actors.genai_types import (
     UrlSource,
 )
 from actors.openai_proxy.convert import to_chat_request
-from tests.openapi_contract import requires_spec, validate_chat_request
-
-pytestmark = requires_spec
+from tests.contract import derive_schema
+from tests.openapi_contract import chat_request_validator, validate_chat_request
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 WEATHER = Tool(name="get_weather", description="Get the weather", input_schema=SCHEMA)
@@ -140,6 +139,63 @@ def test_the_validator_catches_bad_bodies(body: dict[str, Any], where: str) -> N
     with pytest.raises(jsonschema.ValidationError) as info:
         validate_chat_request(body)
     assert where in info.value.json_path or where in info.value.message
+
+
+# -- the committed schema ----------------------------------------------------------------
+
+
+def test_the_committed_schema_is_self_contained_and_says_where_it_came_from() -> None:
+    schema = chat_request_validator().schema
+    source = schema["x-source"]
+    assert source["repository"] == "https://github.com/openai/openai-openapi"
+    assert source["commit"] == derive_schema.SOURCE_COMMIT
+    assert source["license"] == "MIT"
+    assert len(source["sha256"]) == 64
+    refs = {
+        match
+        for match in _refs(schema)
+        if not match.startswith("#/$defs/") or match.removeprefix("#/$defs/") not in schema["$defs"]
+    }
+    assert refs == set(), "every $ref resolves inside the file"
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, list):
+        return [ref for item in node for ref in _refs(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+    return own + [ref for value in node.values() for ref in _refs(value)]
+
+
+@pytest.mark.skipif(
+    not derive_schema.DEFAULT_SPEC.is_file(),
+    reason=f"the OpenAI OpenAPI spec is not at {derive_schema.DEFAULT_SPEC}",
+)
+def test_the_committed_schema_is_derived_from_the_spec() -> None:
+    """Regenerating from the spec beside the repository gives the committed file, byte for byte."""
+    derived = derive_schema.render(derive_schema.derive(derive_schema.DEFAULT_SPEC.read_bytes()))
+    committed = derive_schema.SCHEMA_PATH.read_text(encoding="utf-8")
+    assert derived == committed, "run: python -m tests.contract.derive_schema"
+
+
+def test_nullable_and_discriminators_are_adapted() -> None:
+    spec_node = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "string", "nullable": True, "enum": ["x"]},
+            "b": {"$ref": "#/components/schemas/B", "nullable": True},
+            "c": {"oneOf": [{"type": "string"}], "discriminator": {"propertyName": "kind"}},
+        },
+    }
+    assert derive_schema.adapt(spec_node) == {
+        "type": "object",
+        "properties": {
+            "a": {"type": ["string", "null"], "enum": ["x", None]},
+            "b": {"anyOf": [{"$ref": "#/$defs/B"}, {"type": "null"}]},
+            "c": {"oneOf": [{"type": "string"}]},
+        },
+    }
 
 
 # -- properties -------------------------------------------------------------------------

@@ -17,15 +17,17 @@ that use them, so ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from theater_py.control import ControlClient
     from theater_py.runtime import Runtime
@@ -69,6 +71,14 @@ environment:
 """
 
 
+# A start that failed on the user's input, not on the runtime: the manifest names no actor
+# class, or the actor's init refused its init data (an error named *ConfigError* or a
+# ManifestError). The runtime passes an init error's type only in its message.
+_BAD_INPUT: Final = re.compile(
+    r"^component '[^']*': |failed to start: (?:\w*ConfigError|ManifestError|MessageDecodeError): "
+)
+
+
 class CommandError(Exception):
     """A failure a command reports in one line, with its exit status.
 
@@ -86,6 +96,45 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class _IntermixedParser(_Parser):
+    """A command's parser: its positionals may come before, among or after its options.
+
+    ``chat NAME --model M "Hello"`` reads as ``chat --model M NAME "Hello"``; plain
+    argparse would take ``NAME`` as the ``PROMPT`` and refuse ``"Hello"``.
+    """
+
+    _inner = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._inner:  # parse_known_intermixed_args parses twice through this method
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
+
+class _HeldErrors(logging.Filter):
+    """Holds back ERROR lines while actors start, to let them pass only if the start works.
+
+    A start that fails ends in one line of its own, which names the actor and the cause;
+    the runtime's log lines of the same failure would only say it twice more.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        self.held.append(record)
+        return False
 
 
 class _BriefFormatter(logging.Formatter):
@@ -172,7 +221,12 @@ def _describe(exc: BaseException) -> str:
 
 def _exit_status(exc: BaseException) -> int:
     from theater_py._protocol import NoServerRunning, RemoteError, ServerAlreadyRunning
-    from theater_py.errors import ActorNotFound, ManifestError, MessageDecodeError
+    from theater_py.errors import (
+        ActorNotFound,
+        ActorStartError,
+        ManifestError,
+        MessageDecodeError,
+    )
 
     if isinstance(exc, CommandError):
         return exc.status
@@ -180,7 +234,8 @@ def _exit_status(exc: BaseException) -> int:
         return EXIT_NOT_FOUND
     if isinstance(exc, ServerAlreadyRunning):
         return EXIT_ALREADY_RUNNING
-    if isinstance(exc, ManifestError | MessageDecodeError):
+    bad_start = isinstance(exc, ActorStartError) and _BAD_INPUT.search(str(exc)) is not None
+    if bad_start or isinstance(exc, ManifestError | MessageDecodeError):
         return EXIT_USAGE
     if isinstance(exc, RemoteError):
         remote = {
@@ -207,10 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_common(parser, None)
-    common = _Parser(add_help=False)
+    common = _IntermixedParser(add_help=False)
     # SUPPRESS: an option given before the command is not reset by the command's default.
     _add_common(common, argparse.SUPPRESS)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_IntermixedParser
+    )
 
     def command(name: str, run: Callable[[argparse.Namespace], int], summary: str) -> Any:
         sub = commands.add_parser(
@@ -434,7 +491,8 @@ def _serve(home: Path | None, start: Callable[[Runtime], None]) -> int:
     server = ControlServer(runtime)
     try:
         server.claim()  # before any actor starts: a second server must do nothing
-        start(runtime)
+        with _errors_held_while_starting():
+            start(runtime)
         server.start()  # after: a client that finds the socket finds the actors
         logger.info("running (pid %d); stop with Ctrl-C or SIGTERM", os.getpid())
         stop.wait()
@@ -448,6 +506,26 @@ def _serve(home: Path | None, start: Callable[[Runtime], None]) -> int:
         server.close()
     logger.info("stopped")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _errors_held_while_starting() -> Iterator[None]:
+    """Drop the log's ERROR lines if the block fails (its error says it), else write them."""
+    root = logging.getLogger()
+    if root.isEnabledFor(logging.DEBUG):
+        yield  # --debug: every line, as it happens
+        return
+    holds = {handler: _HeldErrors() for handler in root.handlers}
+    for handler, hold in holds.items():
+        handler.addFilter(hold)
+    try:
+        yield
+    finally:
+        for handler, hold in holds.items():
+            handler.removeFilter(hold)
+    for handler, hold in holds.items():
+        for record in hold.held:
+            handler.handle(record)
 
 
 # -- talking to a server ------------------------------------------------------------------
@@ -472,6 +550,13 @@ def _ask(args: argparse.Namespace, message: Any, timeout: float) -> Any:
     if args.init is not None:
         raise CommandError("--init goes with --manifest", EXIT_USAGE)
     if args.name is None:
+        what = {"chat": "PROMPT", "request": "MESSAGE"}.get(args.command)
+        if what is not None:  # one word was given: it was read as the PROMPT or MESSAGE
+            raise CommandError(
+                f"{args.command}: give the actor's NAME and the {what}, as in "
+                f"`theater-py {args.command} NAME {what}` (or --manifest M and the {what})",
+                EXIT_USAGE,
+            )
         raise CommandError(
             f"{args.command}: give the actor's NAME, or --manifest to start one here", EXIT_USAGE
         )

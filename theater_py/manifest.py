@@ -30,6 +30,7 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
+from theater_py._suggest import expected_keys
 from theater_py._template import NEUTRAL_MARK, compile_template
 from theater_py.errors import ManifestError
 
@@ -340,11 +341,18 @@ def _structure(data: dict[str, Any], cls: type[_T], source: str, where: str) -> 
         for error in plain:
             if isinstance(error, ForbiddenExtraKeysError):
                 extra = sorted(error.extra_fields)
+                if not where and {"supervisor", "child"} & set(extra):
+                    raise ManifestError(
+                        "this is a system manifest ([supervisor] and [[child]] tables), not "
+                        "an actor's: run it with `theater-py run FILE` (in Python, "
+                        "Runtime.start_system)",
+                        file=source,
+                    ) from None
                 known = list(attrs.fields_dict(cls))  # type: ignore[arg-type]
-                expected = f"expected one of {', '.join(known)}" if known else "it takes no keys"
                 keys = ", ".join(repr(key) for key in extra)
                 raise ManifestError(
-                    f"unknown key{'s' if len(extra) > 1 else ''} {keys} ({expected})",
+                    f"unknown key{'s' if len(extra) > 1 else ''} {keys} "
+                    f"({expected_keys(extra[0], known)})",
                     file=source,
                     field=_join(where, extra[0]),
                 ) from None

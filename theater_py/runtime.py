@@ -68,11 +68,16 @@ def load_component(component: str) -> type[Actor]:
             f"component {component!r}: cannot import {module_name!r}: {exc}"
         ) from exc
     cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Actor)):
-        raise ActorStartError(
-            f"component {component!r}: {class_name!r} is not a theater_py.Actor subclass"
-        )
-    return cls
+    if isinstance(cls, type) and issubclass(cls, Actor):
+        return cls
+    found = sorted(
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, Actor) and value is not Actor
+    )
+    what = "does not exist" if cls is None else "is not a theater_py.Actor subclass"
+    has = f"its Actor subclasses: {', '.join(found)}" if found else "it has no Actor subclass"
+    raise ActorStartError(f"component {component!r}: {module_name}.{class_name} {what} ({has})")
 
 
 class Runtime:

@@ -29,6 +29,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from theater_py._suggest import expected_keys
 from theater_py.errors import ManifestError, SupervisorError
 from theater_py.manifest import merge_init_state
 from theater_py.supervisor import Backoff, ChildSpec, SupervisorFlags, SupervisorSpec
@@ -83,10 +84,18 @@ def _load(path: Path, _seen: tuple[Path, ...], overrides: dict[str, Any]) -> Sup
     if file in _seen:
         raise ManifestError("a system manifest includes itself", file=str(file))
     document = _read_toml(file)
-    unknown = set(document) - {"supervisor", "child"}
+    unknown = sorted(set(document) - {"supervisor", "child"})
+    if "component" in unknown:
+        raise ManifestError(
+            "this is an actor's manifest (it names a component), not a system manifest: "
+            "start it with `theater-py start FILE` (in Python, start_actor)",
+            file=str(file),
+        )
     if unknown:
         raise ManifestError(
-            f"unknown key {sorted(unknown)[0]!r}", file=str(file), field=sorted(unknown)[0]
+            f"unknown key ({expected_keys(unknown[0], ['supervisor', 'child'])})",
+            file=str(file),
+            field=unknown[0],
         )
     table = document.get("supervisor")
     if not isinstance(table, dict):
@@ -124,7 +133,7 @@ def _check_keys(table: dict[str, Any], allowed: set[str], file: Path, where: str
     for key in table:
         if key not in allowed:
             raise ManifestError(
-                f"unknown key (expected one of {', '.join(sorted(allowed))})",
+                f"unknown key ({expected_keys(key, sorted(allowed))})",
                 file=str(file),
                 field=f"{where}.{key}",
             )

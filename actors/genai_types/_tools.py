@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import attrs
 
 from theater_py import serde
+from theater_py.errors import MessageDecodeError
 
 __all__ = [
     "Tool",
@@ -34,6 +35,38 @@ class Tool:
     description: str | None = attrs.field(default=None, metadata=serde.extension())
     input_schema: serde.JsonObject
     annotations: serde.JsonObject | None = attrs.field(default=None, metadata=serde.extension())
+
+
+def from_openai_tool(value: Any) -> Any:
+    """Rewrite OpenAI's tool shape into the wire format's; return anything else unchanged.
+
+    ``{"type": "function", "function": {"name", "description", "parameters"}}`` becomes
+    ``{"name", "description", "input_schema"}``; absent ``parameters`` mean no arguments,
+    as they do for OpenAI. The wire format's :class:`Tool` stays the canonical shape: this
+    only lets a caller paste a tool written for OpenAI.
+
+    Raises:
+        MessageDecodeError: an OpenAI-style tool without ``function.name``.
+    """
+    if not (isinstance(value, dict) and value.get("type") == "function" and "name" not in value):
+        return value
+    function = value.get("function")
+    if not isinstance(function, dict) or "name" not in function:
+        raise MessageDecodeError(
+            "function.name",
+            "required field missing (a tool is {name, description, input_schema}, or "
+            'OpenAI\'s {"type": "function", "function": {name, description, parameters}})',
+        )
+    tool = {key: function[key] for key in ("name", "description") if function.get(key) is not None}
+    tool["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
+    return tool
+
+
+def _structure_hook(structure: Any) -> Any:
+    def structure_tool(value: Any, cls: Any) -> Any:
+        return structure(from_openai_tool(value), cls)
+
+    return structure_tool
 
 
 @attrs.frozen
@@ -65,4 +98,8 @@ ToolChoice: TypeAlias = ToolChoiceAuto | ToolChoiceAny | ToolChoiceNone | ToolCh
 serde.register_internally_tagged(
     ToolChoice,
     {ToolChoiceAuto: "auto", ToolChoiceAny: "any", ToolChoiceNone: "none", ToolChoiceTool: "tool"},
+)
+
+serde.converter.register_structure_hook(
+    Tool, _structure_hook(serde.converter.get_structure_hook(Tool))
 )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypeGuard, TypeVar, get_args
 from urllib.parse import urlsplit
 
@@ -35,6 +35,7 @@ from cattrs.errors import (
 )
 
 from actors.genai_types import ModelInfo, ModelPricing
+from theater_py._suggest import expected_keys
 from theater_py.errors import TheaterError
 
 __all__ = [
@@ -139,9 +140,14 @@ def _one_of(literal: Any) -> _Validator:
     return check
 
 
-_MODEL_KEYS = frozenset({"id", "display_name", "max_tokens", "provider", "pricing"})
+_MODEL_KEYS = ("id", "display_name", "max_tokens", "provider", "pricing")
 _PRICE_KEYS = ("input_cost_per_million_tokens", "output_cost_per_million_tokens")
 _OPTIONAL_PRICE_KEYS = ("cached_input_cost_per_million_tokens",)
+
+
+def _unknown_key(path: str, key: str, valid: Iterable[str]) -> ConfigError:
+    """The error of an unknown key: the valid keys there, the closest match first."""
+    return ConfigError(_join(path, key), f"unknown key ({expected_keys(key, valid)})")
 
 
 def _price(path: str, value: Any) -> float:
@@ -155,7 +161,7 @@ def _model_pricing(path: str, pricing: Any) -> ModelPricing:
         raise ConfigError(path, f"expected an object, got {_describe(pricing)}")
     unknown = sorted(set(pricing) - {*_PRICE_KEYS, *_OPTIONAL_PRICE_KEYS}, key=str)
     if unknown:
-        raise ConfigError(f"{path}.{unknown[0]}", "unknown key")
+        raise _unknown_key(path, unknown[0], (*_PRICE_KEYS, *_OPTIONAL_PRICE_KEYS))
     prices = {key: _price(f"{path}.{key}", pricing.get(key)) for key in _PRICE_KEYS}
     for key in _OPTIONAL_PRICE_KEYS:
         if pricing.get(key) is not None:
@@ -173,9 +179,9 @@ def _model_info(path: str, entry: Any) -> ModelInfo:
         return entry
     if not isinstance(entry, Mapping):
         raise ConfigError(path, f"expected an object, got {_describe(entry)}")
-    unknown = sorted(set(entry) - _MODEL_KEYS, key=str)
+    unknown = sorted(set(entry).difference(_MODEL_KEYS), key=str)
     if unknown:
-        raise ConfigError(f"{path}.{unknown[0]}", "unknown key")
+        raise _unknown_key(path, unknown[0], _MODEL_KEYS)
     model_id = entry.get("id")
     if not isinstance(model_id, str) or not model_id.strip():
         raise ConfigError(f"{path}.id", f"expected a non-empty string, got {_describe(model_id)}")
@@ -347,7 +353,8 @@ def _first_error(exc: BaseException, path: str) -> ConfigError:
         for inner in without_notes:
             return _first_error(inner, path)
     if isinstance(exc, ForbiddenExtraKeysError):
-        return ConfigError(_join(path, sorted(exc.extra_fields, key=str)[0]), "unknown key")
+        key = sorted(exc.extra_fields, key=str)[0]
+        return _unknown_key(path, key, attrs.fields_dict(exc.cl))
     if isinstance(exc, ConfigError):
         return ConfigError(_join(path, exc.path), exc.reason)
     return ConfigError(path, str(exc))
