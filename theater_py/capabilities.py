@@ -99,7 +99,7 @@ class StoreAccess:
         ref = self._store.store(store_id, content)
         self._chain.record(
             "store-write",
-            {"store_id": store_id, "hash": ref.hash, "size": len(content)},
+            {"store_id": store_id, "hash": ref.hash, "size": memoryview(content).nbytes},
             "store content",
         )
         return ref
@@ -109,7 +109,12 @@ class StoreAccess:
         ref = self._store.store_at_label(store_id, label, content)
         self._chain.record(
             "store-write",
-            {"store_id": store_id, "label": label, "hash": ref.hash, "size": len(content)},
+            {
+                "store_id": store_id,
+                "label": label,
+                "hash": ref.hash,
+                "size": memoryview(content).nbytes,
+            },
             f"store content at label {label}",
         )
         return ref
