@@ -127,3 +127,57 @@ def test_a_saved_actor_whose_database_cannot_open_fails_to_start(
             runtime.start_actor(make_manifest("Echo", save_chain=True))
         # The runtime goes on: an actor whose chain stays in memory starts.
         assert runtime.start_actor(make_manifest("Echo", name="other")).request(1) == {"echo": 1}
+
+
+class FailingInserts:
+    """A connection whose inserts fail while ``full`` is set, as on a full disk."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.full = False
+
+    def _check(self, sql: str) -> None:
+        if self.full and sql.startswith("INSERT"):
+            raise sqlite3.OperationalError(FULL)
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        self._check(sql)
+        return self.conn.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: object) -> sqlite3.Cursor:
+        self._check(sql)
+        return self.conn.executemany(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+def test_a_loss_record_lost_in_its_turn_is_recorded_again_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    with EventDatabase(path) as db:
+        failing = FailingInserts(db._conn)  # type: ignore[arg-type]
+        db._conn = failing  # type: ignore[assignment]
+        chain = db.chain("a", persist=True)
+        chain.record("before")
+        db.flush()
+        failing.full = True
+        for _ in range(3):
+            chain.record("during")  # events 1-3: lost
+        chain.events()  # the writer tried them
+        with pytest.raises(StoreError, match="4 lost"):
+            db.flush()  # their events-lost record (event 4) is lost too
+        with pytest.raises(StoreError, match="1 lost"):
+            db.flush()  # and so is the next one (event 5)
+        failing.full = False
+        chain.record("after")
+        db.flush()
+        result = chain.verify()
+        events = chain.events()
+        db._conn = failing.conn
+
+    assert saved_numbers(path, "a") == [0, 6, 7]
+    assert [e.event_type for e in events] == ["before", "after", LOST_EVENT]
+    assert events[2].data["first"] == 1
+    assert events[2].data["last"] == 5
+    assert result.missing == ((1, 5),)
+    assert result.reason == f"events 1-5 were not saved ({FULL}); event 7 records their loss"
