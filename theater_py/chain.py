@@ -288,7 +288,7 @@ def verify_events(
 class ChainStorage(Protocol):
     """Where an :class:`EventChain` keeps its events.
 
-    The chain calls :meth:`tail` and :meth:`append` while holding its lock, one at a time.
+    The chain calls every method but :meth:`status` while holding its lock, one at a time.
     """
 
     def tail(self) -> tuple[int, str | None]:
