@@ -25,6 +25,37 @@ def disk_full(db: EventDatabase, full: bool) -> None:
         conn.execute(f"PRAGMA max_page_count = {pages}")
 
 
+class FailingInserts:
+    """A connection whose inserts fail while ``full`` is set, as on a full disk."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.full = False
+
+    def _check(self, sql: str) -> None:
+        if self.full and sql.startswith("INSERT"):
+            raise sqlite3.OperationalError(FULL)
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        self._check(sql)
+        return self.conn.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: object) -> sqlite3.Cursor:
+        self._check(sql)
+        return self.conn.executemany(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+def failing_disk(db: EventDatabase) -> FailingInserts:
+    """Put a connection whose inserts can be made to fail under the database's writer."""
+    with db._conn_lock:
+        failing = FailingInserts(db._conn)  # type: ignore[arg-type]
+        db._conn = failing  # type: ignore[assignment]
+    return failing
+
+
 def fill(db: EventDatabase, chain: EventChain) -> int:
     """Record events on a full disk until one is lost; return its number."""
     for _ in range(1000):
@@ -98,14 +129,15 @@ def test_an_actor_keeps_its_chain_going_through_a_full_disk(
     with Runtime(home=tmp_path / "home") as runtime:
         actor = runtime.start_actor(make_manifest("Echo", save_chain=True))
         db = runtime.event_database
-        disk_full(db, True)
+        disk = failing_disk(db)
+        disk.full = True
         for i in range(50):
-            assert actor.request({"n": i, "pad": "x" * 500}) == {"echo": {"n": i, "pad": "x" * 500}}
+            assert actor.request({"n": i}) == {"echo": {"n": i}}
         actor.events()
         cell = runtime.find_cell("echo")
         assert cell is not None
         assert cell.chain.status().error == FULL
-        disk_full(db, False)
+        disk.full = False
         assert actor.request("again") == {"echo": "again"}
         with pytest.raises(StoreError, match=r"\d+ lost"):
             db.flush()
@@ -129,34 +161,10 @@ def test_a_saved_actor_whose_database_cannot_open_fails_to_start(
         assert runtime.start_actor(make_manifest("Echo", name="other")).request(1) == {"echo": 1}
 
 
-class FailingInserts:
-    """A connection whose inserts fail while ``full`` is set, as on a full disk."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.full = False
-
-    def _check(self, sql: str) -> None:
-        if self.full and sql.startswith("INSERT"):
-            raise sqlite3.OperationalError(FULL)
-
-    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
-        self._check(sql)
-        return self.conn.execute(sql, *args)
-
-    def executemany(self, sql: str, *args: object) -> sqlite3.Cursor:
-        self._check(sql)
-        return self.conn.executemany(sql, *args)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.conn, name)
-
-
 def test_a_loss_record_lost_in_its_turn_is_recorded_again_with_it(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite3"
     with EventDatabase(path) as db:
-        failing = FailingInserts(db._conn)  # type: ignore[arg-type]
-        db._conn = failing  # type: ignore[assignment]
+        failing = failing_disk(db)
         chain = db.chain("a", persist=True)
         chain.record("before")
         db.flush()

@@ -387,16 +387,17 @@ def test_stop_lets_a_request_in_flight_get_its_reply(
 def test_list_and_status_show_a_saved_chain_that_cannot_write(
     home: Path, make_manifest: ManifestFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.test_chain_writes import FULL, disk_full
+    from tests.test_chain_writes import FULL, failing_disk
     from theater_py.cli import main
 
     with Runtime(home=home) as runtime, ControlServer(runtime, home):
         client = ControlClient(home, timeout=10)
         handle = runtime.start_actor(make_manifest("Echo", save_chain=True))
         assert client.list_actors()[0]["chain"] == {"saved": True, "lost": 0, "error": None}
-        disk_full(runtime.event_database, True)
-        for _ in range(30):
-            client.request("echo", {"pad": "x" * 500})
+        disk = failing_disk(runtime.event_database)
+        disk.full = True
+        for n in range(30):
+            client.request("echo", n)
         handle.events()  # waits for the writer
         [info] = client.list_actors()
         assert info["chain"]["error"] == FULL
@@ -409,7 +410,7 @@ def test_list_and_status_show_a_saved_chain_that_cannot_write(
         assert f"event database: cannot write ({FULL}); {info['chain']['lost']} events lost" in out
         assert out.splitlines()[-1].split()[-1] == "failing"
 
-        disk_full(runtime.event_database, False)
+        disk.full = False
         client.request("echo", "again")
         handle.events()
         chain = client.list_actors()[0]["chain"]
