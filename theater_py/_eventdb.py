@@ -382,10 +382,14 @@ class EventDatabase:
         with self._conn_lock:
             conn = self._open_connection()
             try:
-                conn.execute(
-                    "INSERT OR IGNORE INTO actors VALUES (?, ?)", (name, str(uuid.uuid4()))
-                )
                 row = conn.execute("SELECT actor_id FROM actors WHERE name = ?", (name,)).fetchone()
+                if row is None:  # a write only for a new name: restarts work on a full disk
+                    conn.execute(
+                        "INSERT OR IGNORE INTO actors VALUES (?, ?)", (name, str(uuid.uuid4()))
+                    )
+                    row = conn.execute(
+                        "SELECT actor_id FROM actors WHERE name = ?", (name,)
+                    ).fetchone()
             except _UNREADABLE as exc:
                 raise StoreError(f"event database {self._database}: {exc}") from exc
         if row is None or not isinstance(row[0], str):
