@@ -440,13 +440,22 @@ def test_list_shows_every_actor(home: str, capsys: pytest.CaptureFixture[str]) -
     status, out, _ = run_main(capsys, "--home", home, "list")
     assert status == 0
     header, *rows = out.splitlines()
-    assert header.split() == ["NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED"]
+    assert header.split() == ["NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED", "CHAIN"]
     names = {row.split()[0] for row in rows}
     assert {"echo", "worker", "shop", "openai-proxy"} <= names
     status, out, _ = run_main(capsys, "list", "--json", "--home", home)
     actors = {a["name"]: a for a in json.loads(out)}
     assert actors["echo"]["status"] == "running"
-    assert set(actors["echo"]) == {"name", "id", "status", "restarts", "uptime_s", "queued"}
+    assert set(actors["echo"]) == {
+        "name",
+        "id",
+        "status",
+        "restarts",
+        "uptime_s",
+        "queued",
+        "chain",
+    }
+    assert actors["echo"]["chain"] == {"saved": False, "lost": 0, "error": None}
 
 
 def test_request_reads_json_inline_from_a_file_and_from_stdin(
