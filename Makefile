@@ -6,12 +6,16 @@ PY := $(VENV)/bin/python
 .PHONY: run test lint typecheck bench clean
 
 $(VENV)/.installed: pyproject.toml
+	@echo "make: creating the virtual environment $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "make: installing theater-py with its test and dev tools into $(VENV) (first run only; about a minute)"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,dev]'
+	@echo "make: $(VENV) is ready"
 	touch $@
 
 run: $(VENV)/.installed
+	@echo "make: running the offline demo (theater-py demo)"
 	$(PY) -m theater_py demo
 
 test: $(VENV)/.installed

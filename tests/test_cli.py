@@ -13,6 +13,7 @@ import io
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import stat
@@ -40,6 +41,7 @@ COMMANDS = (
     "request",
     "send",
     "stop",
+    "restart",
     "events",
     "chat",
     "models",
@@ -364,12 +366,67 @@ def test_a_stale_socket_is_replaced_and_sigint_stops_the_server(
     assert not server.socket.exists()
 
 
-def test_a_second_server_on_the_same_home_is_refused(system: Server, tmp_path: Path) -> None:
-    manifest = write_manifest(tmp_path, "echo", "tests.sample_actors:Echo")
-    result = cli(system.home, "start", str(manifest))
+def test_a_second_server_on_the_same_home_is_refused(system: Server) -> None:
+    result = cli(system.home, "run", "manifests/system.toml")
     assert result.returncode == 4
     assert f"already runs in {system.home} (pid {system.proc.pid})" in one_error_line(result.stderr)
     assert cli(system.home, "list").returncode == 0  # the first server is untouched
+
+
+def test_start_into_a_running_server_stop_and_restart_each_logged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    echo = write_manifest(tmp_path, "echo", "tests.sample_actors:Echo")
+    system_file = tmp_path / "system.toml"
+    system_file.write_text(
+        '[supervisor]\nname = "tree"\nstrategy = "one_for_one"\n\n'
+        f'[[child]]\nname = "first"\nmanifest = "{echo}"\ninit = {{ n = 1 }}\n'
+    )
+    home = tmp_path / "home"
+    server = Server(home, "run", str(system_file))
+
+    def ask(*args: str) -> tuple[int, str, str]:
+        return run_main(capsys, "--home", str(home), *args)
+
+    def ids() -> dict[str, str]:
+        _, out, _ = ask("list", "--json")
+        return {actor["name"]: actor["id"] for actor in json.loads(out)}
+
+    try:
+        server.wait_ready()
+        status, out, _ = ask("start", str(echo), "--name", "late", "--init", '{"n": 2}')
+        assert status == 0
+        assert out.startswith("started late (")
+        assert out.endswith(f" in the server (pid {server.proc.pid})\n")
+        assert set(ids()) == {"first", "late"}
+        assert ask("stop", "late")[0] == 0
+        assert "late" not in ids()
+        status, out, err = ask("events", "late", "--verify")  # a stopped actor's chain reads
+        assert status == 0, err
+        assert "actor-stop" in out.splitlines()[-1]
+        assert err.startswith("chain verified: ")
+        status, out, _ = ask("restart", "late")
+        assert (status, out) == (0, f"restarted late ({ids()['late']})\n")
+        assert json.loads(ask("request", "late", '"state"')[1]) == {"n": 2}  # its init kept
+        before = ids()["first"]
+        assert ask("restart", "first")[0] == 0  # running: stopped, then started again
+        assert ids()["first"] != before
+        assert json.loads(ask("request", "first", '"state"')[1]) == {"n": 1}
+        assert ask("request", "first", '{"Probe": {"text": "private words"}}')[0] == 0
+        status, _, err = ask("restart", "nobody")
+        assert status == 3
+        assert "no actor named 'nobody' runs or was stopped on this server" in err
+    finally:
+        assert server.stop() == 0
+    log = server.log
+    assert "started actor late (" in log
+    assert "stopped actor late\n" in log
+    assert "restarted actor late (" in log and "under supervisor root" in log
+    assert "restarted actor first (" in log and "under supervisor tree" in log
+    # One line per request: op, actor, the message's tag, the outcome and the duration.
+    assert re.search(r"request first Probe: ok in \d+\.\d{3} s", log)
+    assert re.search(r"restart nobody: ActorNotFound in \d+\.\d{3} s", log)
+    assert "private words" not in log
 
 
 def test_a_failed_start_exits_1_and_leaves_no_socket(tmp_path: Path) -> None:
@@ -389,13 +446,22 @@ def test_list_shows_every_actor(home: str, capsys: pytest.CaptureFixture[str]) -
     status, out, _ = run_main(capsys, "--home", home, "list")
     assert status == 0
     header, *rows = out.splitlines()
-    assert header.split() == ["NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED"]
+    assert header.split() == ["NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED", "CHAIN"]
     names = {row.split()[0] for row in rows}
     assert {"echo", "worker", "shop", "openai-proxy"} <= names
     status, out, _ = run_main(capsys, "list", "--json", "--home", home)
     actors = {a["name"]: a for a in json.loads(out)}
     assert actors["echo"]["status"] == "running"
-    assert set(actors["echo"]) == {"name", "id", "status", "restarts", "uptime_s", "queued"}
+    assert set(actors["echo"]) == {
+        "name",
+        "id",
+        "status",
+        "restarts",
+        "uptime_s",
+        "queued",
+        "chain",
+    }
+    assert actors["echo"]["chain"] == {"saved": False, "lost": 0, "error": None}
 
 
 def test_request_reads_json_inline_from_a_file_and_from_stdin(
@@ -581,6 +647,26 @@ def test_one_shot_chat_needs_no_server(tmp_path: Path, sim: OpenAISimulator) -> 
     assert result.stdout == "You said: One shot\n"
     assert SIM_KEY not in result.stdout + result.stderr
     assert not (tmp_path / "home" / "control.sock").exists()
+
+
+def test_one_shot_chat_shows_each_retry_as_it_happens(tmp_path: Path, sim: OpenAISimulator) -> None:
+    sim.fail_next(429, retry_after="0.1", times=2)
+    config = {"config": {"base_url": sim.base_url, "api_key_env": "SIM_KEY"}}
+    result = cli(
+        tmp_path / "home",
+        "chat",
+        "--manifest",
+        "manifests/openai-proxy.toml",
+        "--init",
+        json.dumps(config),
+        "Patience",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "You said: Patience\n"
+    assert result.stderr.splitlines()[:2] == [
+        "retrying in 0.1 s: 429 rate limit (attempt 2 of 5)",
+        "retrying in 0.1 s: 429 rate limit (attempt 3 of 5)",
+    ]
 
 
 def test_one_shot_request_and_tool_calls(

@@ -82,3 +82,21 @@ def test_the_quick_start_snippet_prints_an_error_reply(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("error: authentication: "), done.stdout
     assert "sk-quickstart-wrong-key" not in done.stdout + done.stderr
+
+
+def test_the_quick_start_shows_a_retry_without_any_logging_set_up(tmp_path: Path):
+    """A wait is never silent: the retry's WARNING reaches stderr through Python's last resort."""
+    with OpenAISimulator() as sim:
+        sim.fail_next(429, retry_after="0.1")
+        done = run_snippet(tmp_path, sim.base_url, "offline")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "You said: Hello!\n"
+    assert done.stderr == "retrying in 0.1 s: 429 rate limit (attempt 2 of 5)\n"
+
+
+def test_the_readme_links_the_guides_and_every_link_resolves():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for guide in ("getting-started", "troubleshooting", "architecture"):
+        assert f"](docs/{guide}.md)" in readme
+    for target in re.findall(r"\]\((docs/[^)#]+)(?:#[^)]*)?\)", readme):
+        assert (ROOT / target).is_file(), target

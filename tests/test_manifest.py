@@ -103,6 +103,15 @@ def test_a_system_manifest_given_as_an_actors_says_which_command_takes_it() -> N
     assert "unknown key" not in message
 
 
+def test_the_shipped_proxy_manifest_keeps_its_chain_on_disk() -> None:
+    """So that `theater-py events openai-proxy` still reads after a stop (docs/openai-proxy.md)."""
+    loaded = load_manifest(REPO / "manifests" / "openai-proxy.toml")
+
+    assert loaded.manifest.save_chain is True
+    guide = (REPO / "docs" / "openai-proxy.md").read_text(encoding="utf-8")
+    assert "save_chain = true" in guide and "events.sqlite3" in guide
+
+
 def test_an_actors_manifest_given_as_a_system_says_which_command_takes_it() -> None:
     from theater_py.system import load_system
 

@@ -13,11 +13,15 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import selectors
 import socket
 import stat
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Final
+
+import attrs
 
 from theater_py import _protocol
 from theater_py._protocol import (
@@ -34,7 +38,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from theater_py._cell import ActorCell
+    from theater_py.chain import ChainStatus
     from theater_py.runtime import Runtime
+    from theater_py.supervisor import ChildSpec, Supervisor
 
 __all__ = ["ControlServer"]
 
@@ -44,6 +50,10 @@ FOLLOW_POLL: Final = 0.05
 """Seconds between two looks at a followed actor's chain (it has no change signal)."""
 
 _STOP_TIMEOUT: Final = 10.0
+MAX_CONNECTIONS: Final = 64
+"""How many connections a server serves at once by default; more are refused."""
+IDLE_TIMEOUT: Final = 300.0
+"""Seconds a connection may stay silent between requests before the server closes it."""
 
 
 class ControlServer:
@@ -57,7 +67,13 @@ class ControlServer:
     """
 
     def __init__(
-        self, runtime: Runtime, home: Path | None = None, *, max_line: int = _protocol.MAX_LINE
+        self,
+        runtime: Runtime,
+        home: Path | None = None,
+        *,
+        max_line: int = _protocol.MAX_LINE,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         """Prepare a server; nothing is created until :meth:`claim` or :meth:`start`.
 
@@ -66,12 +82,23 @@ class ControlServer:
             home: the home folder of the socket and the lock file; the runtime's home
                 by default.
             max_line: the longest request line read, in bytes.
+            max_connections: how many connections are served at once (a thread each);
+                one more is answered with a ``Busy`` error and closed.
+            idle_timeout: seconds a connection may send nothing while the server waits
+                for its next request (or the server's reply waits for the client to
+                read) before it is closed. A followed event stream is not idle.
         """
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
+        if not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
         self.runtime = runtime
         self.home = runtime.home if home is None else home
         self.path = _protocol.socket_path(self.home)
         """The control socket."""
         self.max_line = max_line
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
         self._accepter: threading.Thread | None = None
@@ -85,7 +112,12 @@ class ControlServer:
             "request": self._request,
             "send": self._send,
             "stop": self._stop_actor,
+            "start": self._start_actor,
+            "restart": self._restart_actor,
         }
+        self._stopped: dict[str, tuple[Supervisor, ChildSpec, ActorCell]] = {}
+        """Each actor stopped through this server, by name: its supervisor and spec, to
+        start it again, and its cell, whose chain ``events`` still reads."""
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -245,7 +277,14 @@ class ControlServer:
             if self._stopping.is_set():
                 conn.close()
                 return
-            self._connections[conn] = thread
+            busy = len(self._connections) >= self.max_connections
+            if not busy:
+                self._connections[conn] = thread
+        if busy:
+            _refuse(conn, self.max_connections)
+            return
+        # Every blocking read and write of the connection is bounded by the idle timeout.
+        conn.settimeout(self.idle_timeout)
         thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -268,19 +307,24 @@ class ControlServer:
                 self._connections.pop(conn, None)
 
     def _handle_line(self, conn: socket.socket, line: bytes) -> bool:
-        """Answer one request line; return whether the connection is still usable."""
+        """Answer one request line and log it; return whether the connection is usable."""
+        began = time.monotonic()
+        request: dict[str, Any] = {}
         request_id = None
+        usable = True
+        response: dict[str, Any] | None = None
         try:
             request = _protocol.decode(line)
             request_id = request.get("id")
             op = request.get("op")
             if op == "events":
-                return self._events(conn, request, request_id)
-            handler = self._ops.get(op) if isinstance(op, str) else None
-            if handler is None:
-                known = ", ".join(sorted(_protocol.OPS))
-                raise ProtocolError(f"field 'op': expected one of {known}, got {op!r}")
-            response = ok_response(handler(request), request_id)
+                usable = self._events(conn, request, request_id)
+            else:
+                handler = self._ops.get(op) if isinstance(op, str) else None
+                if handler is None:
+                    known = ", ".join(sorted(_protocol.OPS))
+                    raise ProtocolError(f"field 'op': expected one of {known}, got {op!r}")
+                response = ok_response(handler(request), request_id)
         except ProtocolError as exc:
             response = error_response("BadRequest", str(exc), request_id)
         except MessageDecodeError as exc:
@@ -292,28 +336,46 @@ class ControlServer:
         except Exception as exc:
             logger.exception("control request failed")
             response = error_response("InternalError", f"{type(exc).__name__}: {exc}", request_id)
-        _write(conn, response)
-        return True
+        if response is not None:
+            _write(conn, response)
+        outcome = "ok" if response is None or response["ok"] else response["error"]["type"]
+        # Who, what and how it went: never a message, a reply or init data (secrets).
+        logger.info(
+            "%s: %s in %.3f s", _describe_request(request), outcome, time.monotonic() - began
+        )
+        return usable
 
     # -- operations ---------------------------------------------------------------------
 
     def _ping(self, _request: dict[str, Any]) -> Any:
         from theater_py import __version__
 
-        return {"pid": os.getpid(), "home": os.fspath(self.home), "version": __version__}
+        # Only a database the runtime opened (reading the property would create one).
+        database = self.runtime.__dict__.get("event_database")
+        return {
+            "pid": os.getpid(),
+            "home": os.fspath(self.home),
+            "version": __version__,
+            "event_database": None if database is None else _writing(database.status()),
+        }
 
     def _list(self, _request: dict[str, Any]) -> Any:
-        return [
-            {
-                "name": info.name,
-                "id": info.id,
-                "status": info.status,
-                "restarts": info.restarts,
-                "uptime_s": info.uptime_s,
-                "queued": info.queued,
-            }
-            for info in self.runtime.actors()
-        ]
+        listed = []
+        for info in self.runtime.actors():
+            cell = self.runtime.find_cell(info.name)
+            chain = None if cell is None else attrs.asdict(cell.chain.status())
+            listed.append(
+                {
+                    "name": info.name,
+                    "id": info.id,
+                    "status": info.status,
+                    "restarts": info.restarts,
+                    "uptime_s": info.uptime_s,
+                    "queued": info.queued,
+                    "chain": chain,
+                }
+            )
+        return listed
 
     def _request(self, request: dict[str, Any]) -> Any:
         name = _protocol.required_actor(request)
@@ -330,7 +392,56 @@ class ControlServer:
     def _stop_actor(self, request: dict[str, Any]) -> Any:
         name = _protocol.required_actor(request)
         timeout = _protocol.optional_timeout(request, _STOP_TIMEOUT)
-        return {"finished": self.runtime.stop_actor(name, timeout)}
+        return {"finished": self._stop(name, timeout)}
+
+    def _stop(self, name: str, timeout: float | None) -> bool:
+        """Stop a running actor for good; remember how to start it again, and its chain."""
+        cell = self.runtime.find_cell(name)
+        if cell is None:
+            from theater_py.errors import ActorNotFound
+
+            raise ActorNotFound(f"no actor named {name!r} is running")
+        owner = cell.owner or self.runtime.root
+        spec = owner.child_spec(name)
+        finished = self.runtime.stop_actor(name, timeout)
+        with self._guard:
+            self._stopped[name] = (owner, spec, cell)
+        logger.info("stopped actor %s%s", name, "" if finished else " (it did not finish in time)")
+        return finished
+
+    def _start_actor(self, request: dict[str, Any]) -> Any:
+        manifest = request.get("manifest")
+        if not isinstance(manifest, str) or not manifest:
+            raise ProtocolError(f"field 'manifest': expected a non-empty string, got {manifest!r}")
+        name = request.get("name")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ProtocolError(f"field 'name': expected a non-empty string, got {name!r}")
+        handle = self.runtime.start_actor(manifest, request.get("init"), name=name)
+        with self._guard:
+            self._stopped.pop(handle.name, None)
+        logger.info("started actor %s (%s) from %s", handle.name, handle.id, manifest)
+        return {"name": handle.name, "id": handle.id}
+
+    def _restart_actor(self, request: dict[str, Any]) -> Any:
+        name = _protocol.required_actor(request)
+        timeout = _protocol.optional_timeout(request, _STOP_TIMEOUT)
+        if self.runtime.find_cell(name) is not None:
+            self._stop(name, timeout)
+        with self._guard:
+            origin = self._stopped.pop(name, None)
+        if origin is None:
+            from theater_py.errors import ActorNotFound
+
+            raise ActorNotFound(f"no actor named {name!r} runs or was stopped on this server")
+        owner, spec, _cell = origin
+        try:
+            target = owner.start_child(spec)
+        except TheaterError:
+            with self._guard:
+                self._stopped.setdefault(name, origin)  # it may be mended and retried
+            raise
+        logger.info("restarted actor %s (%s) under supervisor %s", name, target.id, owner.name)
+        return {"name": name, "id": target.id}
 
     def _events(self, conn: socket.socket, request: dict[str, Any], request_id: Any) -> bool:
         """Stream an actor's events; with ``follow``, until it stops or the client leaves.
@@ -344,9 +455,13 @@ class ControlServer:
             raise ProtocolError(f"field 'follow': expected true or false, got {follow!r}")
         cell = self.runtime.find_cell(name)
         if cell is None:
-            from theater_py.errors import ActorNotFound
+            with self._guard:
+                stopped = self._stopped.get(name)
+            if stopped is None:
+                from theater_py.errors import ActorNotFound
 
-            raise ActorNotFound(f"no actor named {name!r} is running")
+                raise ActorNotFound(f"no actor named {name!r} is running")
+            cell = stopped[2]  # its chain outlives it: a stopped actor's events still read
         sent = _send_new_events(conn, cell, 0)
         ended = "complete"
         if follow:
@@ -374,6 +489,32 @@ class ControlServer:
         return True
 
 
+_TAG: Final = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
+
+
+def _describe_request(request: dict[str, Any]) -> str:
+    """Name a request for the log: its op, its actor, its message's variant if it has one.
+
+    ``request openai-proxy GenerateCompletion``; a message is named only by a serde tag
+    (``"ListModels"``, ``{"GenerateCompletion": ...}``), never by its content.
+    """
+    op = request.get("op")
+    words = [op if isinstance(op, str) and op in _protocol.OPS else "?"]
+    actor = request.get("actor")
+    if isinstance(actor, str) and actor:
+        words.append(actor[:100])
+    message = request.get("message")
+    if isinstance(message, dict) and len(message) == 1:
+        message = next(iter(message))
+    if isinstance(message, str) and _TAG.fullmatch(message):
+        words.append(message)
+    return " ".join(words)
+
+
+def _writing(status: ChainStatus) -> dict[str, Any]:
+    return {"lost": status.lost, "error": status.error}
+
+
 def _send_new_events(conn: socket.socket, cell: ActorCell, sent: int) -> int:
     chain = cell.chain
     if len(chain) <= sent:
@@ -382,6 +523,15 @@ def _send_new_events(conn: socket.socket, cell: ActorCell, sent: int) -> int:
     lines = [_protocol.encode({"event": event.to_json()}) for event in events[sent:]]
     conn.sendall(b"".join(lines))
     return len(events)
+
+
+def _refuse(conn: socket.socket, limit: int) -> None:
+    """Tell a connection past the limit why it is closed, without waiting on it."""
+    message = f"the server serves {limit} connections at once; try again later"
+    with contextlib.suppress(OSError), conn:
+        conn.setblocking(False)
+        conn.send(_protocol.encode(error_response("Busy", message)))
+    logger.warning("control socket: refused a connection (%d already served)", limit)
 
 
 def _write(conn: socket.socket, response: dict[str, Any]) -> None:

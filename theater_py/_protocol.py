@@ -53,7 +53,7 @@ MAX_LINE: Final = 32 * 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT: Final = 60.0
 """Seconds a ``request`` op waits for the actor's reply when it names no ``timeout``."""
 
-OPS: Final = frozenset({"ping", "list", "request", "send", "stop", "events"})
+OPS: Final = frozenset({"ping", "list", "request", "send", "stop", "start", "restart", "events"})
 """The operations a server knows."""
 
 

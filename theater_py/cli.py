@@ -1,14 +1,16 @@
 """The ``theater-py`` command.
 
 ``start`` and ``run`` run actors in the foreground and serve them on the control socket
-(see :mod:`theater_py.control`) until SIGINT or SIGTERM; ``list``, ``request``, ``send``,
-``stop``, ``events``, ``chat`` and ``models`` talk to that process from another shell.
+(see :mod:`theater_py.control`) until SIGINT or SIGTERM (``start`` into a server that
+already runs starts the actor there); ``list``, ``request``, ``send``, ``stop``,
+``restart``, ``events``, ``chat`` and ``models`` talk to that process from another shell.
 ``request``, ``chat`` and ``models`` also run one actor in process with ``--manifest``.
 
 Exit statuses: 0 success; 1 an error in the runtime or an actor (a start failed, an actor
 crashed, a timeout, an error reply, a broken chain); 2 bad usage or input (arguments, JSON,
-a missing or invalid file, a message the actor cannot decode); 3 no server running or no
-such actor; 4 a server already runs on this home; 130 interrupted.
+a missing or invalid file, a component class that does not exist, init data an actor's
+config refuses, a message the actor cannot decode); 3 no server running or no such actor;
+4 a server already runs on this home; 130 interrupted.
 
 The runtime, the control socket and the proxy's types are imported inside the commands
 that use them, so ``--help`` stays fast.
@@ -60,7 +62,8 @@ _EXIT_CODES_HELP: Final = """\
 exit status:
   0    success
   1    runtime or actor error (failed start, crash, timeout, error reply, broken chain)
-  2    bad usage or input (arguments, JSON, missing or invalid file, undecodable message)
+  2    bad usage or input (arguments, JSON, missing or invalid file or init data,
+       undecodable message)
   3    no server running, or no such actor
   4    a server already runs on this home
   130  interrupted
@@ -70,6 +73,19 @@ environment:
                    (default ~/.theater-py)
 """
 
+
+_STATUS_BY_ERROR: Final = (
+    ("NoServerRunning", EXIT_NOT_FOUND),
+    ("ActorNotFound", EXIT_NOT_FOUND),
+    ("ServerAlreadyRunning", EXIT_ALREADY_RUNNING),
+    ("BadRequest", EXIT_USAGE),
+    ("ManifestError", EXIT_USAGE),
+    ("MessageDecodeError", EXIT_USAGE),
+)
+"""The exit status of an error, by the name of its type (or of a base class)."""
+
+_START_WAIT: Final = 90.0
+"""Seconds to wait for a server to start an actor (its own limit is 60)."""
 
 # A start that failed on the user's input, not on the runtime: the manifest names no actor
 # class, or the actor's init refused its init data (an error named *ConfigError* or a
@@ -199,11 +215,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging(debug: bool, *, server: bool) -> None:
-    # A command that is not a server reports its failure in one line of its own; the
-    # runtime's log of the same failure would only repeat it.
-    level = logging.DEBUG if debug else logging.INFO if server else logging.CRITICAL
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT) if debug else _BriefFormatter(_LOG_FORMAT))
+    if debug:
+        level = logging.DEBUG
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    elif server:
+        level = logging.INFO
+        handler.setFormatter(_BriefFormatter(_LOG_FORMAT))
+    else:
+        # Warnings as they happen (a proxy's `retrying in 1.7 s: 429 rate limit (attempt 2
+        # of 5)`), bare; not errors: the command reports its failure in one line of its
+        # own, which the runtime's log of the same failure would only repeat.
+        level = logging.WARNING
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(lambda record: record.levelno < logging.ERROR)
     # A no-op when the root logger already has handlers (the CLI run inside a program).
     logging.basicConfig(level=level, handlers=[handler])
 
@@ -220,31 +245,18 @@ def _describe(exc: BaseException) -> str:
 
 
 def _exit_status(exc: BaseException) -> int:
-    from theater_py._protocol import NoServerRunning, RemoteError, ServerAlreadyRunning
-    from theater_py.errors import (
-        ActorNotFound,
-        ActorStartError,
-        ManifestError,
-        MessageDecodeError,
-    )
+    from theater_py._protocol import RemoteError
 
     if isinstance(exc, CommandError):
         return exc.status
-    if isinstance(exc, NoServerRunning | ActorNotFound):
-        return EXIT_NOT_FOUND
-    if isinstance(exc, ServerAlreadyRunning):
-        return EXIT_ALREADY_RUNNING
-    bad_start = isinstance(exc, ActorStartError) and _BAD_INPUT.search(str(exc)) is not None
-    if bad_start or isinstance(exc, ManifestError | MessageDecodeError):
-        return EXIT_USAGE
+    # An error from the server is known by its type's name; one raised here by its classes'.
     if isinstance(exc, RemoteError):
-        remote = {
-            "ActorNotFound": EXIT_NOT_FOUND,
-            "BadRequest": EXIT_USAGE,
-            "MessageDecodeError": EXIT_USAGE,
-        }
-        return remote.get(exc.type, EXIT_ERROR)
-    return EXIT_ERROR
+        kinds, message = {exc.type}, exc.message
+    else:
+        kinds, message = {cls.__name__ for cls in type(exc).__mro__}, str(exc)
+    if "ActorStartError" in kinds and _BAD_INPUT.search(message):
+        return EXIT_USAGE
+    return next((status for kind, status in _STATUS_BY_ERROR if kind in kinds), EXIT_ERROR)
 
 
 # -- the parser -----------------------------------------------------------------------
@@ -281,7 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    sub = command("start", _cmd_start, "Start an actor and serve it until SIGINT or SIGTERM.")
+    sub = command(
+        "start",
+        _cmd_start,
+        "Start an actor and serve it until SIGINT or SIGTERM; or, when a server already "
+        "runs on this home, start it in that server.",
+    )
     sub.add_argument("manifest", metavar="MANIFEST", help="the actor's manifest.toml")
     _add_init(sub)
     sub.add_argument("--name", help="the name to register (default: the manifest's name)")
@@ -313,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("stop", _cmd_stop, "Stop an actor for good (it is not restarted).")
     sub.add_argument("name", metavar="NAME", help="the actor")
+    _add_timeout(sub, 10.0)
+
+    sub = command(
+        "restart",
+        _cmd_restart,
+        "Stop an actor (if it runs) and start it again from its manifest, with its init.",
+    )
+    sub.add_argument("name", metavar="NAME", help="the actor (running, or stopped by `stop`)")
     _add_timeout(sub, 10.0)
 
     sub = command("events", _cmd_events, "Print an actor's event chain.")
@@ -444,7 +469,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
+    from theater_py._protocol import NoServerRunning
+
     init = _init_argument(args.init)
+    client = _client(args)
+    try:
+        server = client.ping()
+    except NoServerRunning:
+        pass  # serve it here, in the foreground
+    else:
+        # Into the running server: it reads the manifest, so it gets an absolute path.
+        result = client.call(
+            "start",
+            manifest=os.fspath(Path(args.manifest).absolute()),
+            init=init,
+            name=args.name,
+            read_timeout=_START_WAIT,
+        )
+        print(f"started {result['name']} ({result['id']}) in the server (pid {server['pid']})")
+        return EXIT_OK
 
     def start(runtime: Runtime) -> None:
         handle = runtime.start_actor(args.manifest, init, name=args.name)
@@ -566,7 +609,21 @@ def _ask(args: argparse.Namespace, message: Any, timeout: float) -> Any:
 def _cmd_status(args: argparse.Namespace) -> int:
     info = _client(args).ping()
     print(f"theater-py {info['version']} runs as pid {info['pid']} in {info['home']}")
+    writing = info.get("event_database")
+    if writing and writing["error"]:
+        print(f"event database: cannot write ({writing['error']}); {writing['lost']} events lost")
+    elif writing and writing["lost"]:
+        print(f"event database: writes again; {writing['lost']} events were lost")
     return EXIT_OK
+
+
+def _chain_state(chain: dict[str, Any] | None) -> str:
+    """The CHAIN column: memory, saved, or what the saved chain lost."""
+    if not chain or not chain["saved"]:
+        return "memory"
+    if chain["error"]:
+        return "failing"
+    return f"lost {chain['lost']}" if chain["lost"] else "saved"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -582,10 +639,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
             str(a["restarts"]),
             _duration(a["uptime_s"]),
             str(a["queued"]),
+            _chain_state(a.get("chain")),
         )
         for a in actors
     ]
-    _print_table(("NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED"), rows, "<<<>>>")
+    header = ("NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED", "CHAIN")
+    _print_table(header, rows, "<<<>>><")
     return EXIT_OK
 
 
@@ -598,6 +657,14 @@ def _cmd_request(args: argparse.Namespace) -> int:
 
 def _cmd_send(args: argparse.Namespace) -> int:
     _client(args).send(args.name, _json_argument(args.message, "MESSAGE"))
+    return EXIT_OK
+
+
+def _cmd_restart(args: argparse.Namespace) -> int:
+    result = _client(args).call(
+        "restart", actor=args.name, timeout=args.timeout, read_timeout=args.timeout + _START_WAIT
+    )
+    print(f"restarted {result['name']} ({result['id']})")
     return EXIT_OK
 
 

@@ -233,11 +233,14 @@ class ChatClient:
             if delay >= deadline - self._clock():
                 # Waiting would overrun the deadline: the caller learns now, not later.
                 raise attrs.evolve(error, attempts=attempt)
-            logger.info(
-                "chat completion attempt %d failed (%s); retrying in %.3f s",
-                attempt,
-                error.status if error.status is not None else error.kind,
+            # WARNING, so that it shows where nobody configured logging (Python's last
+            # resort handler prints it to stderr): a wait of seconds should not be silent.
+            logger.warning(
+                "retrying in %.3g s: %s (attempt %d of %d)",
                 delay,
+                _why(error),
+                attempt + 1,
+                self._retry.max_retries + 1,
             )
             self._sleep(delay)
 
@@ -298,3 +301,9 @@ class ChatClient:
             )
         detail = redact(f"{type(cause).__name__}: {cause}", self._api_key)
         return ProviderError("connection", f"could not reach the provider: {detail}")
+
+
+def _why(error: ProviderError) -> str:
+    """Say in a few words why an attempt failed: ``429 rate limit``, ``timeout: ...``."""
+    kind = error.kind.replace("_", " ")
+    return f"{error.status} {kind}" if error.status is not None else f"{kind}: {error.message}"
