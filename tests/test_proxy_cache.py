@@ -142,6 +142,7 @@ def test_an_unreadable_stored_entry_is_a_miss(store: ContentStore):
     cache = cache_on(store, 2)
     assert cache.get("bad") is None
     assert len(cache) == 0
+    assert stored_keys(store) == []  # dropped, so it cannot hold a place in the store
 
 
 # --- through the actor ---------------------------------------------------------------------

@@ -108,11 +108,13 @@ class CompletionCache:
             self._entries.move_to_end(key)
         if found is None:
             found = self._load(key)
-            with self._lock:
-                if found is None:
+            if found is None:
+                with self._lock:
                     self._entries.pop(key, None)
                     self.misses += 1
-                    return None
+                self._unlabel([key])  # unreadable or gone: it must not hold a place
+                return None
+            with self._lock:
                 if key in self._entries:
                     self._entries[key] = found
         with self._lock:
