@@ -125,6 +125,13 @@ def test_kimi_reasoning_gets_temperature_one_and_its_reasoning_back():
     assert body["messages"][1]["reasoning_content"] == "Need weather."
 
 
+def test_groq_gets_no_logprobs_or_logit_bias():
+    groq = "https://api.groq.com/openai/v1"
+    body = send(groq, "llama-3.3-70b-versatile", logprobs=True, logit_bias={"1": 5}, seed=1)
+    assert not {"logprobs", "logit_bias"} & set(body) and body["seed"] == 1
+    assert load_catalog().for_base_url(groq) == []  # known rules, no catalog of models
+
+
 def test_openai_allows_null_content_and_an_unknown_provider_gets_empty():
     turn = Message(Role.ASSISTANT, [ToolUse("call_1", "get_weather", {})])
     messages = [Message.user("hi"), turn]
