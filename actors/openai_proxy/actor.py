@@ -25,7 +25,7 @@ from actors.genai_types import (
 from actors.openai_proxy.cache import CompletionCache
 from actors.openai_proxy.catalog import load_catalog
 from actors.openai_proxy.client import ChatClient
-from actors.openai_proxy.config import ConfigError, parse_init
+from actors.openai_proxy.config import parse_init, read_api_key
 from actors.openai_proxy.convert import (
     ResponseFormatError,
     from_chat_response,
@@ -78,13 +78,9 @@ class OpenAIProxyActor(Actor):
         """
         settings = parse_init(state)
         config = settings.config
-        api_key = ctx.env.get(config.api_key_env)
-        if not api_key:
-            raise ConfigError(
-                "config.api_key_env",
-                f"environment variable {config.api_key_env} is not set or is empty",
-            )
+        api_key = read_api_key(config.api_key_env, ctx.env.get(config.api_key_env))
         self.config: ProxyConfig = config
+        self._log = ctx.log
         self.client = ChatClient(
             ctx.http,
             base_url=config.base_url,
@@ -150,7 +146,20 @@ class OpenAIProxyActor(Actor):
         return self.pool.submit(self._complete, chat.body, key)
 
     def _complete(self, body: dict[str, Any], cache_key: str | None) -> ProxyResponse:
-        # Runs on a pool thread: everything it touches is thread-safe.
+        # Runs on a pool thread: everything it touches is thread-safe. Nothing may escape
+        # it: the runtime would copy the exception's text, which can quote a header or a
+        # body, into the caller's ActorFailed, the chain and the log.
+        try:
+            return self._call_upstream(body, cache_key)
+        except BaseException as exc:  # noqa: BLE001 -- the boundary of the pool thread
+            detail = self.client.redact(f"{type(exc).__name__}: {exc}")
+            self._log.error("chat completion failed unexpectedly: %s", detail)
+            return ErrorResponse(
+                error=f"invalid_response: the proxy could not handle the reply: {detail}",
+                kind="invalid_response",
+            )
+
+    def _call_upstream(self, body: dict[str, Any], cache_key: str | None) -> ProxyResponse:
         try:
             result = self.client.complete(body)
         except ProviderError as error:

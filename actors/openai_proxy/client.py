@@ -21,8 +21,9 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from actors.openai_proxy.errors import ProviderError, classify_response, redact
+from actors.openai_proxy.errors import ProviderError, classify_response, excerpt
 from actors.openai_proxy.retry import retry_delay, should_retry
+from theater_py._http import url_without_secrets
 
 if TYPE_CHECKING:
     from actors.openai_proxy.config import RetryConfig
@@ -151,7 +152,12 @@ class ChatClient:
         session.mount(f"{root}/", self._adapter)
 
     def __repr__(self) -> str:
-        return f"<ChatClient {self._base_url}>"
+        return f"<ChatClient {url_without_secrets(self._base_url)}>"
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` fit for a message, an event or a log: the key, bearer tokens and
+        URL credentials masked, on one line, at most 500 characters."""
+        return excerpt(text, self._api_key)
 
     @property
     def closed(self) -> bool:
@@ -213,6 +219,8 @@ class ChatClient:
                 )
             except requests.RequestException as exc:
                 error = self._transport_error(exc, timeout)
+            except Exception as exc:  # noqa: BLE001 -- see _unsendable
+                error = self._unsendable(exc)
             else:
                 if 200 <= response.status_code < 300:
                     return self._result(response, attempt)
@@ -271,6 +279,16 @@ class ChatClient:
             attempts=attempt,
         )
 
+    def _unsendable(self, exc: Exception) -> ProviderError:
+        # Not every failure is a requests exception: http.client raises a plain ValueError
+        # for a header value it refuses, quoting the header (the key with it).
+        if isinstance(exc, ValueError):
+            return ProviderError(
+                "configuration", f"request could not be sent: {type(exc).__name__}"
+            )
+        detail = excerpt(f"{type(exc).__name__}: {exc}", self._api_key)
+        return ProviderError("connection", f"request failed: {detail}")
+
     def _transport_error(self, exc: requests.RequestException, timeout: float) -> ProviderError:
         if isinstance(exc, _CONFIGURATION_ERRORS):
             # Their messages can quote header values, the key among them: name the type only.
@@ -280,5 +298,5 @@ class ChatClient:
         if _is_timeout(exc):
             return ProviderError("timeout", f"no response within {timeout:.3g} s")
         cause = _root_cause(exc)
-        detail = redact(f"{type(cause).__name__}: {cause}", self._api_key)
+        detail = excerpt(f"{type(cause).__name__}: {cause}", self._api_key)
         return ProviderError("connection", f"could not reach the provider: {detail}")

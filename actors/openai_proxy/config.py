@@ -45,6 +45,7 @@ __all__ = [
     "RetryConfig",
     "TokenLimitParam",
     "parse_init",
+    "read_api_key",
 ]
 
 ContentFormat = Literal["Array", "String"]
@@ -351,6 +352,39 @@ def _first_error(exc: BaseException, path: str) -> ConfigError:
     if isinstance(exc, ConfigError):
         return ConfigError(_join(path, exc.path), exc.reason)
     return ConfigError(path, str(exc))
+
+
+def read_api_key(variable: str, value: str | None) -> str:
+    """Check the API key read from the environment variable ``variable``.
+
+    Surrounding whitespace is stripped: a key read from a file or a Kubernetes secret
+    often ends with a newline, which ``http.client`` would refuse in a header with an
+    error quoting the whole header, key included.
+
+    Args:
+        variable: the variable's name, the only thing an error names.
+        value: the variable's value, or ``None`` when it is unset.
+
+    Returns:
+        The key, stripped.
+
+    Raises:
+        ConfigError: the variable is unset or blank, or the key holds a control character
+            or one outside latin-1 (an HTTP header cannot carry it); the error names the
+            variable, never the value.
+    """
+    key = (value or "").strip()
+    if not key:
+        raise ConfigError(
+            "config.api_key_env", f"environment variable {variable} is not set or is empty"
+        )
+    if any(not " " <= char <= "\xff" or "\x7f" <= char <= "\x9f" for char in key):
+        raise ConfigError(
+            "config.api_key_env",
+            f"environment variable {variable} holds a control character or one outside "
+            "latin-1, which an HTTP header cannot carry: check the key's value",
+        )
+    return key
 
 
 def parse_init(state: Any) -> ProxyInit:
