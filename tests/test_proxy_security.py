@@ -6,6 +6,7 @@ exceptions are the ones requests and http.client really raise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -121,7 +122,7 @@ def test_the_client_turns_a_refused_header_into_a_configuration_error(sim: OpenA
             retry=RetryConfig(),
             max_connections=2,
         )
-        with pytest.raises(ProviderError) as info:
+        with contextlib.closing(client), pytest.raises(ProviderError) as info:
             client.complete(BODY)
     error = info.value
     assert (error.kind, error.attempts) == ("configuration", 1)
@@ -187,7 +188,7 @@ def test_an_error_body_echoing_the_key_through_the_loopback_is_redacted(sim: Ope
             retry=RetryConfig(max_retries=0),
             max_connections=2,
         )
-        with pytest.raises(ProviderError) as info:
+        with contextlib.closing(client), pytest.raises(ProviderError) as info:
             client.complete(BODY)
     assert info.value.kind == "bad_request"
     assert not fragments(str(info.value) + repr(info.value))

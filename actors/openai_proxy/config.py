@@ -254,6 +254,9 @@ class ProxyConfig:
         timeout_ms: the timeout of one HTTP attempt.
         retry_config: the retry policy.
         max_concurrent_requests: how many requests the actor runs upstream at once.
+        max_queued_requests: how many more may wait for one of those; past that, a
+            request is answered ``overloaded`` at once. ``None``: 4 x
+            ``max_concurrent_requests`` (see :attr:`queued_limit`).
         models: extra catalog entries for custom providers, read as genai ``ModelInfo``
             objects (``id`` and ``max_tokens``, the context window, are required;
             ``display_name`` defaults to the id, ``provider`` to ``"custom"``, ``pricing``
@@ -276,10 +279,21 @@ class ProxyConfig:
     max_concurrent_requests: int = attrs.field(
         default=64, validator=_int_at_least(1, "a positive integer")
     )
+    max_queued_requests: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_int_at_least(0, "a non-negative integer")),
+    )
     models: tuple[ModelInfo, ...] = attrs.field(default=(), converter=_to_models)
     token_limit_param: TokenLimitParam | None = attrs.field(
         default=None, validator=attrs.validators.optional(_one_of(TokenLimitParam))
     )
+
+    @property
+    def queued_limit(self) -> int:
+        """``max_queued_requests``, or its default, 4 x ``max_concurrent_requests``."""
+        if self.max_queued_requests is None:
+            return 4 * self.max_concurrent_requests
+        return self.max_queued_requests
 
 
 @attrs.frozen
