@@ -18,7 +18,7 @@ import requests
 
 from actors.openai_proxy import actor as proxy_actor
 from actors.openai_proxy.client import ChatClient
-from actors.openai_proxy.config import RetryConfig, read_api_key
+from actors.openai_proxy.config import ProxyConfig, RetryConfig, parse_init, read_api_key
 from actors.openai_proxy.errors import ProviderError, classify_response, excerpt, redact
 from actors.openai_proxy.simulator import OpenAISimulator
 from theater_py import ActorHandle, ActorStartError, Runtime
@@ -227,3 +227,69 @@ def test_excerpt_redacts_then_cuts():
 
 def test_a_short_key_is_still_redacted_whole():
     assert redact("key abc123 refused", "abc123") == "key [redacted] refused"
+
+
+# --- item 9: URL credentials --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:hunter2@llm.test/v1?api-key=hunter2&api-version=2024",
+        "https://llm.test/v1?key=hunter2",
+        "https://llm.test/v1?token=hunter2",
+        "https://llm.test/v1?x=1&sig=hunter2",
+        "ftp://user:hunter2@llm.test/v1",
+        "https://user:hunter2@llm.test:99999/v1",
+        "https://user:hunter2@[::1/v1",
+    ],
+)
+def test_a_config_error_never_shows_url_credentials(url: str):
+    with pytest.raises(ValueError, match=r"^config\.base_url: ") as info:
+        parse_init({"config": {"base_url": url}})
+    assert "hunter2" not in str(info.value)
+
+
+def test_reprs_never_show_url_credentials():
+    config = ProxyConfig(base_url="http://user:hunter2@127.0.0.1:9/v1")
+    assert "hunter2" not in repr(config)
+    assert "127.0.0.1:9/v1" in repr(config)
+    with requests.Session() as session:
+        client = ChatClient(
+            session,
+            base_url=config.base_url,
+            api_key=KEY,
+            timeout_ms=1000,
+            retry=RetryConfig(),
+            max_connections=1,
+        )
+        with contextlib.closing(client):
+            assert repr(client) == "<ChatClient http://127.0.0.1:9/v1>"
+
+
+def test_a_connection_error_never_shows_url_credentials(
+    start_proxy, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG)
+    # Nothing listens on port 9 of the loopback: the connection is refused.
+    proxy = start_proxy(base_url="http://user:hunter2@127.0.0.1:9/v1")
+    reply = generate(proxy)
+    assert reply["Error"]["kind"] == "connection"
+    text = everything(proxy, caplog, reply)
+    assert "hunter2" not in text
+    assert "127.0.0.1:9/v1" in text  # the events and the log still say where it went
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("GET https://u:p@h/v1?key=abc&b=2 failed", "GET https://h/v1?key=[redacted]&b=2 failed"),
+        ("url: /v1/chat?api-key=abc", "url: /v1/chat?api-key=[redacted]"),
+        ("url: /v1/chat?api_key=abc", "url: /v1/chat?api_key=[redacted]"),
+        ("see ?TOKEN=abc#frag", "see ?TOKEN=[redacted]#frag"),
+        ("mail me at bob@example.com", "mail me at bob@example.com"),
+        ("?monkey=1&keyboard=2", "?monkey=1&keyboard=2"),
+    ],
+)
+def test_redact_masks_url_secrets_only(text: str, expected: str):
+    assert redact(text, None) == expected

@@ -35,6 +35,8 @@ from cattrs.errors import (
 )
 
 from actors.genai_types import ModelInfo, ModelPricing
+from actors.openai_proxy.errors import excerpt
+from theater_py._http import url_without_secrets
 from theater_py.errors import TheaterError
 
 __all__ = [
@@ -75,9 +77,9 @@ class ConfigError(TheaterError, ValueError):
 
 
 def _describe(value: object) -> str:
-    # Cap the echo: a config value can be a large JSON blob.
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    # URL credentials and secret query parameters are masked before anything else (a
+    # cut could keep part of one); then the echo is capped: a value can be a large blob.
+    return excerpt(repr(value), None, limit=80)
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -120,7 +122,9 @@ def _http_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if ok:
             return
     raise ConfigError(
-        attribute.name, f"expected an http(s) URL such as 'https://host/v1', got {_describe(value)}"
+        attribute.name,
+        "expected an http(s) URL such as 'https://host/v1', without a query string, "
+        f"got {_describe(value)}",
     )
 
 
@@ -266,7 +270,11 @@ class ProxyConfig:
     """
 
     default_model: str = attrs.field(default="gpt-4o", validator=_non_empty_str)
-    base_url: str = attrs.field(default="https://api.openai.com/v1", validator=_http_url)
+    base_url: str = attrs.field(
+        default="https://api.openai.com/v1",
+        validator=_http_url,
+        repr=lambda url: repr(url_without_secrets(url)),
+    )
     api_key_env: str = attrs.field(default="OPENAI_API_KEY", validator=_env_var_name)
     content_format: ContentFormat = attrs.field(default="Array", validator=_one_of(ContentFormat))
     max_cache_size: int = attrs.field(
