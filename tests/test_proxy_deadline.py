@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from actors.openai_proxy.client import ChatClient
 from actors.openai_proxy.config import ProxyConfig, RetryConfig, parse_init
 from actors.openai_proxy.errors import ProviderError
 from actors.openai_proxy.simulator import OpenAISimulator
+from actors.openai_proxy.upstream_call import UpstreamCall, Watchdog
 from tests.hostile_upstream import TrickleServer
 from theater_py import ActorHandle, ActorStopped, RequestTimeout, Runtime
 
@@ -223,3 +226,69 @@ def test_max_queued_requests_defaults_to_four_times_the_pool():
 def test_a_bad_max_queued_requests_names_the_field(value: Any):
     with pytest.raises(ValueError, match=r"config\.max_queued_requests"):
         parse_init({"config": {"max_queued_requests": value}})
+
+
+# --- the machinery: who may hang up which connection ------------------------------------
+
+
+class FakeConnection:
+    """Stands in for a urllib3 connection: only its ``sock`` is used."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+
+def test_a_call_never_hangs_up_a_connection_that_serves_another_call():
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        connection: Any = FakeConnection(ours)
+        first, second = UpstreamCall(0.0), UpstreamCall(0.0)
+        first._attach(connection)
+        second._attach(connection)  # back in the pool, then taken by the second call
+        first.abandon("timeout")
+        theirs.sendall(b"x")
+        assert ours.recv(1) == b"x"  # still open
+        second.abandon("cancelled")
+        assert ours.recv(1) == b""  # shut down: a blocked read would end now
+        assert (first.reason, second.reason) == ("timeout", "cancelled")
+
+
+def test_an_ended_call_is_not_abandoned_and_an_abandoned_one_wakes_its_wait():
+    told: list[str | None] = []
+    ended = UpstreamCall(0.0, lambda call: told.append(call.reason))
+    ended.end()
+    ended.abandon("timeout")
+    assert ended.reason is None and told == []
+    waiting = UpstreamCall(0.0, lambda call: told.append(call.reason))
+    waiting.abandon("closed")
+    waiting.abandon("timeout")  # only the first reason counts
+    assert waiting.wait(10) is True
+    assert told == ["closed"]
+
+
+def test_closing_the_watchdog_abandons_its_calls_and_ends_its_thread():
+    watchdog = Watchdog(time.monotonic, "test-watchdog")
+    live, done = UpstreamCall(time.monotonic() + 60), UpstreamCall(time.monotonic() + 60)
+    watchdog.watch(live)
+    watchdog.watch(done)
+    done.end()
+    watchdog.close()
+    assert (live.reason, done.reason) == ("closed", None)
+    assert "test-watchdog" not in [thread.name for thread in threading.enumerate()]
+    late = UpstreamCall(time.monotonic() + 60)
+    watchdog.watch(late)
+    assert late.reason == "closed"
+
+
+def test_the_watchdog_abandons_a_call_at_its_deadline():
+    abandoned = threading.Event()
+    watchdog = Watchdog(time.monotonic, "test-watchdog")
+    try:
+        later = UpstreamCall(time.monotonic() + 60)
+        watchdog.watch(later)
+        soon = UpstreamCall(time.monotonic() + 0.05, lambda _call: abandoned.set())
+        watchdog.watch(soon)  # sooner than the first: the thread wakes for it
+        assert abandoned.wait(10)
+        assert (soon.reason, later.reason) == ("timeout", None)
+    finally:
+        watchdog.close()

@@ -61,7 +61,7 @@ class UpstreamCall:
         self.attempts = 0
         self.ended = False
         self._reason: Reason | None = None
-        self._wake = threading.Event()
+        self._wake: threading.Event | None = None  # made by wait(), rarely needed
         self._connection: HTTPConnection | None = None
         self._on_abandon = on_abandon
 
@@ -80,13 +80,21 @@ class UpstreamCall:
             connection = self._connection
             if connection is not None and getattr(connection, "_upstream_call", None) is self:
                 _hang_up(connection)
-        self._wake.set()
+            wake = self._wake
+        if wake is not None:
+            wake.set()
         if self._on_abandon is not None:
             self._on_abandon(self)
 
     def wait(self, seconds: float) -> bool:
         """Wait up to ``seconds``; return early, with ``True``, if the call is abandoned."""
-        return self._wake.wait(seconds)
+        with _owners_lock:
+            if self._reason is not None:
+                return True
+            if self._wake is None:
+                self._wake = threading.Event()
+            wake = self._wake
+        return wake.wait(seconds)
 
     def end(self) -> None:
         """Mark the call over: abandoning it no longer does anything."""
