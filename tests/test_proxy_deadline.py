@@ -292,3 +292,20 @@ def test_the_watchdog_abandons_a_call_at_its_deadline():
         assert (soon.reason, later.reason) == ("timeout", None)
     finally:
         watchdog.close()
+
+
+def test_a_failing_abandon_callback_does_not_stop_the_watchdog(caplog: pytest.LogCaptureFixture):
+    abandoned = threading.Event()
+
+    def broken(_call: UpstreamCall) -> None:
+        raise RuntimeError(f"Bearer {KEY}")
+
+    watchdog = Watchdog(time.monotonic, "test-watchdog")
+    try:
+        watchdog.watch(UpstreamCall(time.monotonic(), broken))
+        watchdog.watch(UpstreamCall(time.monotonic() + 0.05, lambda _call: abandoned.set()))
+        assert abandoned.wait(10)  # the thread survived the first callback
+    finally:
+        watchdog.close()
+    assert "abandoning an upstream call failed: RuntimeError" in caplog.text
+    assert KEY not in caplog.text

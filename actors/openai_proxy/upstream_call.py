@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import socket
 import threading
 from collections.abc import Callable
@@ -32,6 +33,8 @@ __all__ = ["AbandonableAdapter", "Reason", "UpstreamCall", "Watchdog", "running"
 
 Reason = Literal["timeout", "cancelled", "closed"]
 """Why a call was abandoned: its deadline passed, its caller left, or the client closed."""
+
+logger = logging.getLogger(__name__)
 
 # Guards which call owns which connection, across the calls' and the watchdog's threads.
 _owners_lock = threading.Lock()
@@ -84,7 +87,11 @@ class UpstreamCall:
         if wake is not None:
             wake.set()
         if self._on_abandon is not None:
-            self._on_abandon(self)
+            try:
+                self._on_abandon(self)
+            except Exception as exc:  # noqa: BLE001 -- it runs on the watchdog's thread too
+                # The type only: the text of an unexpected error could quote anything.
+                logger.error("abandoning an upstream call failed: %s", type(exc).__name__)
 
     def wait(self, seconds: float) -> bool:
         """Wait up to ``seconds``; return early, with ``True``, if the call is abandoned."""
