@@ -143,6 +143,10 @@ def test_a_refused_header_in_the_actor_is_an_error_reply_not_a_crash(
     reply = generate(proxy)
     assert reply["Error"]["kind"] == "configuration"
     assert not fragments(everything(proxy, caplog, reply))
+    # The attempt is in the chain, its outcome by type only.
+    http = [(e.event_type, e.data) for e in proxy.events() if e.event_type.startswith("http")]
+    assert [kind for kind, _ in http] == ["http-request", "http-error"]
+    assert http[1][1]["error"] == "ValueError"
     assert "ListModels" in proxy.request_json("ListModels")  # still answering
 
 
