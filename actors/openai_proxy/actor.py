@@ -2,8 +2,15 @@
 
 One actor serves many requests at once: ``handle_request`` turns a request into the
 provider's JSON on the actor's thread (cheap), then hands the HTTP call to a bounded
-pool and returns its future, so the mailbox never waits on the network. Upstream
-failures come back as ``{"Error": {...}}`` replies, never as crashes.
+pool and returns a future of the reply, so the mailbox never waits on the network.
+Upstream failures come back as ``{"Error": {...}}`` replies, never as crashes; so does
+anything a pool thread raises, scrubbed.
+
+Each call is an :class:`~actors.openai_proxy.upstream_call.UpstreamCall` from the moment
+it is accepted: at its deadline the caller is answered ``timeout`` and the call is
+abandoned, as it is when the caller stops waiting (the runtime cancels the reply future)
+or the actor is stopped for good. Past ``max_queued_requests`` waiting for the pool, a
+request is answered ``overloaded`` at once.
 """
 
 from __future__ import annotations
