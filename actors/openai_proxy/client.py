@@ -1,8 +1,10 @@
 """The HTTP client that sends chat completions upstream, retrying as :mod:`.retry` decides.
 
 One :class:`ChatClient` serves every request of a proxy actor, from many threads at once:
-it keeps no per-request state, and the session's connection pool is sized so that each
-thread can hold its own keep-alive connection.
+a request's state is its :class:`~actors.openai_proxy.upstream_call.UpstreamCall` (its
+deadline, its attempts), and the session's connection pool is sized so that each thread
+can hold its own keep-alive connection. Every exception of an exchange becomes a
+:class:`ProviderError` whose text is scrubbed of the key.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ class ChatClient:
         retry: the retry policy.
         max_connections: the connection pool's size (the most requests in flight at once
             that reuse connections; more still work, on throwaway connections).
-        clock: a monotonic clock in seconds, for the deadline.
+        clock: a monotonic clock in seconds, for the deadline (its watchdog too).
         sleep: waits a number of seconds between attempts (for tests); by default the
             wait is on the call, so that abandoning it (or :meth:`close`) cuts it short.
         random: returns a number in ``[0, 1)``, for the backoff's jitter.
