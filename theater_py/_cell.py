@@ -64,7 +64,7 @@ class ActorKilled(Exception):
 class Envelope:
     """One message in a mailbox, with the future its reply goes to."""
 
-    __slots__ = ("encoded", "kind", "message", "reply")
+    __slots__ = ("abandoned", "encoded", "kind", "message", "reply", "work")
 
     def __init__(
         self,
@@ -78,6 +78,27 @@ class Envelope:
         self.encoded = encoded
         """The message is JSON to decode, and the reply must be JSON too."""
         self.reply = reply
+        self.abandoned = False
+        """The caller stopped waiting for the reply."""
+        self.work: concurrent.futures.Future[Any] | None = None
+        """The future a handler returned for a deferred reply."""
+
+    def defer(self, work: concurrent.futures.Future[Any]) -> None:
+        """Note the future the reply waits on; cancel it if the caller already left."""
+        self.work = work
+        if self.abandoned:
+            work.cancel()
+
+    def abandon(self) -> None:
+        """The caller stops waiting: cancel the deferred work its reply waits on, if any.
+
+        An actor that returns a future it can still cancel while it runs learns of it
+        (through the future's done callbacks) and can drop the work.
+        """
+        self.abandoned = True
+        work = self.work
+        if work is not None:
+            work.cancel()
 
     def fail(self, error: BaseException) -> None:
         """Fail the envelope's caller, if it still waits."""
@@ -435,6 +456,7 @@ class _ActorProcess(pykka.ThreadingActor):
         result = self.instance.handle_request(self.context, message)
         if isinstance(result, concurrent.futures.Future):
             self._deferred.add(envelope)
+            envelope.defer(result)
             result.add_done_callback(functools.partial(self._deferred_done, envelope))
             return
         self._answer(envelope, result)
