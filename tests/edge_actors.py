@@ -59,10 +59,12 @@ class Scripted(Actor):
     """An actor whose init, replies and on_stop are scripted.
 
     Init state keys: ``init_gate`` (wait on that gate in init), ``fail_init_after``
-    (init raises from that incarnation on), ``stop_gate`` (on_stop signals
+    (init raises from that incarnation on), ``fail_init_at`` (a list: init raises in
+    those incarnations), ``stop_gate`` (on_stop signals
     ``<name>:on_stop`` and waits on that gate), ``stop_raises_base`` (on_stop raises
     KeyboardInterrupt). Requests are dicts: ``gate`` (wait), ``crash`` (raise),
-    ``exit`` (ctx.stop()), ``defer`` (reply with a future nobody resolves),
+    ``exit`` (ctx.stop(), or ctx.stop(reason) when it is not ``True``), ``unencodable``
+    (reply with a set), ``defer`` (reply with a future nobody resolves),
     ``keep_ctx`` (publish the context in CONTEXTS); anything else is echoed with the
     incarnation that handled it.
     """
@@ -77,6 +79,8 @@ class Scripted(Actor):
         fail_after = self.state.get("fail_init_after")
         if fail_after is not None and self.incarnation > fail_after:
             raise RuntimeError("init refuses")
+        if self.incarnation in self.state.get("fail_init_at", ()):
+            raise RuntimeError(f"init refuses in incarnation {self.incarnation}")
         gate = self.state.get("init_gate")
         if gate:
             _wait_gate(gate)
@@ -88,8 +92,13 @@ class Scripted(Actor):
                 _wait_gate(message["gate"])
             if message.get("crash"):
                 raise RuntimeError(f"asked to crash: {message['crash']}")
-            if message.get("exit"):
+            exit_reason = message.get("exit")
+            if exit_reason is True:
                 ctx.stop()
+            elif exit_reason:
+                ctx.stop(tuple(exit_reason) if isinstance(exit_reason, list) else exit_reason)
+            if message.get("unencodable"):
+                return {"a set": {1, 2}}
             if message.get("keep_ctx"):
                 CONTEXTS[ctx.name] = ctx
             if message.get("defer"):
