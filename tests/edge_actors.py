@@ -12,7 +12,7 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from theater_py import Actor, ActorContext
+from theater_py import IGNORE, Actor, ActorContext
 
 # Shared with the tests; reset by the `edge` fixture of tests/test_runtime_edge_cases.py.
 GATES: dict[str, threading.Event] = {}
@@ -60,7 +60,8 @@ class Scripted(Actor):
 
     Init state keys: ``init_gate`` (wait on that gate in init), ``fail_init_after``
     (init raises from that incarnation on), ``fail_init_at`` (a list: init raises in
-    those incarnations), ``stop_gate`` (on_stop signals
+    those incarnations), ``ignore_at`` (a list: init returns IGNORE in those
+    incarnations), ``stop_gate`` (on_stop signals
     ``<name>:on_stop`` and waits on that gate), ``stop_raises_base`` (on_stop raises
     KeyboardInterrupt). Requests are dicts: ``gate`` (wait), ``crash`` (raise),
     ``exit`` (ctx.stop(), or ctx.stop(reason) when it is not ``True``), ``unencodable``
@@ -69,7 +70,7 @@ class Scripted(Actor):
     incarnation that handled it.
     """
 
-    def init(self, ctx: ActorContext, state: Any) -> None:
+    def init(self, ctx: ActorContext, state: Any) -> Any:
         self.state = state if isinstance(state, dict) else {}
         with _LOCK:
             INCARNATIONS[ctx.name] += 1
@@ -81,9 +82,12 @@ class Scripted(Actor):
             raise RuntimeError("init refuses")
         if self.incarnation in self.state.get("fail_init_at", ()):
             raise RuntimeError(f"init refuses in incarnation {self.incarnation}")
+        if self.incarnation in self.state.get("ignore_at", ()):
+            return IGNORE
         gate = self.state.get("init_gate")
         if gate:
             _wait_gate(gate)
+        return None
 
     def handle_request(self, ctx: ActorContext, message: Any) -> Any:
         if isinstance(message, dict):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from theater_py.actor import Actor
+from theater_py.actor import IGNORE, Actor
 from theater_py.context import ActorContext
 from theater_py.errors import (
     ActorFailed,
@@ -40,10 +40,12 @@ from theater_py.supervisor import (
     Supervisor,
     SupervisorFlags,
     SupervisorSpec,
+    check_childspecs,
 )
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "IGNORE",
     "Actor",
     "ActorContext",
     "ActorFailed",
@@ -69,6 +71,7 @@ __all__ = [
     "SupervisorFlags",
     "SupervisorSpec",
     "TheaterError",
+    "check_childspecs",
     "default_runtime",
     "start_actor",
 ]

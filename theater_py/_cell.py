@@ -38,6 +38,7 @@ import attrs
 import pykka
 
 from theater_py import serde
+from theater_py.actor import IGNORE
 from theater_py.context import ActorContext
 from theater_py.errors import (
     ActorFailed,
@@ -409,6 +410,13 @@ class ActorCell:
         if was_running and listener is not None:
             listener(self, process.incarnation, reason)
 
+    def _ignored(self, process: _ActorProcess) -> None:
+        """End an incarnation whose ``init`` returned IGNORE: no process, none to come."""
+        self._detach(process)
+        process.finish()
+        self._stop_children()
+        self.terminate("its init returned ignore")
+
     def request_exit(self, reason: ExitReason, origin: Any = None) -> None:
         """Make the current incarnation exit with ``reason`` after its current message."""
         with self._lock:
@@ -619,7 +627,12 @@ class _ActorProcess(pykka.ThreadingActor):
     # -- message kinds ---------------------------------------------------------------
 
     def _init(self, envelope: Envelope) -> None:
-        self.instance.init(self.context, envelope.message)
+        result = self.instance.init(self.context, envelope.message)
+        if isinstance(result, str) and result == IGNORE:
+            self.cell.chain.record("init", {"incarnation": self.incarnation}, "init: ignore")
+            self.cell._ignored(self)
+            self._resolve(envelope, IGNORE)
+            return
         self.cell.chain.record("init", {"incarnation": self.incarnation}, "init done")
         self.cell._mark_running(self)
         self._resolve(envelope, None)

@@ -353,7 +353,7 @@ class Runtime:
         try:
             if owner is None:
                 raise ActorNotFound(name)
-            finished = owner.terminate_child(name, timeout)
+            finished = owner.terminate_child(name, timeout, delete=True)
         except ActorNotFound:  # not supervised (or already forgotten): stop the cell itself
             cell.exit_listener = None  # a stop is not a crash: nobody may restart it
             finished = cell.stop(timeout)
