@@ -37,6 +37,7 @@ from theater_py import (
     RequestTimeout,
     Runtime,
 )
+from theater_py import _cell as cell_module
 from theater_py._cell import ActorCell
 
 edge = edge_cases.edge
@@ -96,6 +97,25 @@ def test_brutal_kills_racing_a_busy_mailbox_answer_every_caller(edge: None, mani
                     assert caller.result(WAIT)["message"] in range(20)
     finally:
         runtime.shutdown(timeout=WAIT)
+
+
+def test_a_stop_with_no_limit_still_ends(rt: Runtime, manifest, monkeypatch: pytest.MonkeyPatch):
+    # `infinity` and timeout=None wait LONGEST_WAIT (an hour); a short one stands for it.
+    monkeypatch.setattr(cell_module, "LONGEST_WAIT", 0.2, raising=False)
+    hold = new_gate("hold")
+    sup = rt.start_supervisor(supervisor_spec("sup", worker(manifest, "w", shutdown="infinity")))
+    rt.handle("w").send({"gate": "hold"})
+    assert signal("w:blocked").wait(WAIT)
+    stopper = in_thread(sup.terminate_child, "w")
+    try:
+        assert stopper.result(WAIT) is False
+    finally:
+        hold.set()
+    assert statuses_of(sup) == {"w": "exited"}
+
+
+def statuses_of(sup: Any) -> dict[str, str]:
+    return {row.name: row.status for row in sup.which_children()}
 
 
 # -- defects 2 and 3: an init crash during a restart -------------------------------------------
