@@ -14,6 +14,7 @@ from tests.edge_actors import LOG
 from tests.test_runtime_edge_cases import WAIT, logged, supervisor_spec, wait_until, worker
 from theater_py import (
     ActorFailed,
+    ActorNameInUse,
     ActorNotFound,
     ActorStartError,
     ActorStopped,
@@ -133,6 +134,10 @@ def test_child_admin(rt: Runtime, manifest):
     assert sup.count_children().specs == 2
     with pytest.raises(ActorStopped):
         handle.request("no process", timeout=WAIT)
+    with pytest.raises(SupervisorError, match="has the spec of"):  # OTP: already_present
+        sup.start_child(spec_a)
+    with pytest.raises(ActorNameInUse):  # OTP: already_started
+        sup.start_child(worker(manifest, "b"))
     assert sup.restart_child("a") is not None
     assert handle.request("back", timeout=WAIT)["incarnation"] == 2  # the handle follows
     assert statuses(sup) == {"a": "running", "b": "running"}
@@ -387,3 +392,23 @@ def test_restart_child_of_a_stopped_supervisor_is_an_error(rt: Runtime, manifest
     sup.stop()
     with pytest.raises(SupervisorError, match="stopped"):
         sup.restart_child("a")
+
+
+def test_a_group_whose_restart_always_fails_gives_up_at_its_intensity(rt: Runtime, manifest):
+    """supervisor_SUITE one_for_all_restart_failure: try_again counts toward the intensity."""
+    sup = rt.start_supervisor(
+        supervisor_spec(
+            "sup",
+            worker(manifest, "a"),
+            worker(manifest, "b", init_state={"fail_init_after": 1}),
+            strategy="one_for_all",
+            intensity=3,
+        )
+    )
+    with pytest.raises(ActorFailed):
+        rt.handle("a").request({"crash": "a"}, timeout=WAIT)
+    wait_until(lambda: not sup.is_alive())
+    assert rt.find_cell("a") is None
+    assert rt.find_cell("b") is None
+    assert len(inits("b")) == 4  # the first start, then three failed restarts
+    assert any(e.event_type == "supervisor-gave-up" for e in sup.chain.events())

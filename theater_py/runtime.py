@@ -140,6 +140,7 @@ class Runtime:
                 flags = SupervisorFlags("one_for_one", intensity=ROOT_INTENSITY, period=1.0)
                 self._root = Supervisor(self, SupervisorSpec("root", flags))
                 self._root.incarnation = 1
+                self._root.replaces_exited = True
             return self._root
 
     # -- starting ------------------------------------------------------------------------------

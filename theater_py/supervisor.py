@@ -412,6 +412,9 @@ class Supervisor:
         self.exit_listener: Callable[[Any, int, ExitReason], None] | None = None
         self.owner: Supervisor | None = None
         """The supervisor this supervisor is a child of."""
+        self.replaces_exited = False
+        """Let ``start_child`` replace a child that has no process (the runtime's root,
+        where a name is free again once its actor is gone); OTP refuses (``already_present``)."""
         self.chain: EventChain = runtime.event_database.chain(
             self.id, persist=False, max_memory_events=runtime.max_memory_events
         )
@@ -795,13 +798,14 @@ class Supervisor:
             message.done.set_exception(SupervisorError(f"supervisor {self.name!r} is stopped"))
             return
         existing = self._find(message.spec.name)
-        if existing is not None and existing.status in (ChildStatus.EXITED, ChildStatus.STOPPED):
+        no_process = existing is not None and existing.status is ChildStatus.EXITED
+        if no_process and self.replaces_exited:
+            assert existing is not None
             self._children.remove(existing)
-        if self._find(message.spec.name) is not None:
+        elif existing is not None:
+            what = "has the spec of" if no_process else "already has"  # OTP: already_present
             message.done.set_exception(
-                SupervisorError(
-                    f"supervisor {self.name!r} already has a child {message.spec.name!r}"
-                )
+                SupervisorError(f"supervisor {self.name!r} {what} a child {message.spec.name!r}")
             )
             return
         child = _Child(message.spec, message.target)
