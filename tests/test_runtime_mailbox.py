@@ -38,7 +38,7 @@ from theater_py import (
     Runtime,
 )
 from theater_py import _cell as cell_module
-from theater_py._cell import ActorCell
+from theater_py._cell import ActorCell, _ActorProcess
 
 edge = edge_cases.edge
 rt = edge_cases.rt
@@ -280,6 +280,34 @@ def test_a_brutal_kill_in_a_restart_hands_the_queue_to_the_next_incarnation(rt: 
         (1, {"gate": "hold"}),
     ]
     assert all(row.status == "running" for row in sup.which_children())
+
+
+def test_a_brutal_kill_before_init_ran_fails_that_start_and_never_replays_it(
+    rt: Runtime, manifest, monkeypatch: pytest.MonkeyPatch
+):
+    handle = rt.start_actor(manifest(name="w"))
+    cell = rt.find_cell("w")
+    assert cell is not None
+    held = threading.Event()
+    original = _ActorProcess.on_start
+
+    def on_start(self: _ActorProcess) -> None:
+        original(self)
+        if self.incarnation == 2:  # its thread has not taken the init yet
+            held.wait(WAIT)
+
+    monkeypatch.setattr(_ActorProcess, "on_start", on_start)
+    try:
+        assert cell.stop(WAIT, keep_mailbox=True) is True
+        second = cell.start_incarnation()
+        assert cell.stop(0, keep_mailbox=True) is True
+    finally:
+        held.set()
+    with pytest.raises(ActorStopped, match="before its init ran"):
+        second.result(WAIT)
+    assert cell.start_incarnation().result(WAIT) is None
+    assert handle.request("once", timeout=WAIT)["incarnation"] == 2
+    assert [entry[2] for entry in logged("init", "w")] == [1, 2]
 
 
 # -- smaller: a reply that is not JSON -------------------------------------------------------------

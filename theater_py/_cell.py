@@ -239,6 +239,8 @@ def _keep(envelopes: list[Envelope]) -> list[Envelope]:
             if reply is not None and not reply.done():
                 with contextlib.suppress(concurrent.futures.InvalidStateError):
                     reply.set_result(None)
+        elif kind is Kind.INIT:  # its start is abandoned; the next incarnation has its own
+            envelope.fail(ActorStopped("the incarnation was stopped before its init ran"))
         elif kind not in (Kind.EXIT, Kind.CRASH):
             kept.append(envelope)
     return kept
