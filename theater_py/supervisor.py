@@ -502,17 +502,6 @@ class Supervisor:
         result: ChildCounts = self._ask(self._count_children)
         return result
 
-    def child_spec(self, name: str) -> ChildSpec:
-        """Return the spec a child was started from, to start it again after a stop.
-
-        Raises:
-            ActorNotFound: the supervisor has no child of that name.
-        """
-        child: _Child | None = self._ask(functools.partial(self._find, name))
-        if child is None:
-            raise ActorNotFound(f"supervisor {self.name!r} has no child {name!r}")
-        return child.spec
-
     def start_child(
         self,
         spec: ChildSpec | str,
