@@ -226,8 +226,9 @@ def test_a_reply_that_is_not_json_fails_the_request_not_the_connection(
     runtime.start_actor(manifest)
     with pytest.raises(RemoteError, match="not JSON") as caught:
         client.request("odd", "hi")
-    assert caught.value.type == "ActorFailed"  # the runtime refuses to record it
+    assert caught.value.type == "ReplyEncodeError"  # the runtime refuses to record it
     assert client.ping()["pid"] == os.getpid()
+    assert runtime.handle("odd").is_alive()
 
 
 def test_bad_lines_get_error_responses_and_the_connection_lives_on(server: ControlServer) -> None:

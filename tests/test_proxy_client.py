@@ -339,6 +339,17 @@ def fake() -> FakeTime:
 ClientFactory = Callable[..., ChatClient]
 
 
+_OPENED: list[ChatClient] = []
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    """Close every client a test built, ending its deadline watchdog's thread."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
 @pytest.fixture
 def make_client(session: requests.Session, fake: FakeTime) -> ClientFactory:
     def make(
@@ -360,7 +371,9 @@ def make_client(session: requests.Session, fake: FakeTime) -> ClientFactory:
             "wall_clock": lambda: NOW,
         }
         options.update(overrides)
-        return ChatClient(session, **options)
+        client = ChatClient(session, **options)
+        _OPENED.append(client)
+        return client
 
     return make
 
@@ -739,7 +752,9 @@ def loopback_client(
     if sleeps is not None:
         settings["sleep"] = sleeps.append
     settings.update(options)
-    return ChatClient(session, **settings)
+    client = ChatClient(session, **settings)
+    _OPENED.append(client)
+    return client
 
 
 def test_loopback_success(session: requests.Session, simulator: OpenAISimulator):

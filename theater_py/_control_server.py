@@ -402,7 +402,7 @@ class ControlServer:
 
             raise ActorNotFound(f"no actor named {name!r} is running")
         owner = cell.owner or self.runtime.root
-        spec = owner.child_spec(name)
+        spec = owner.get_childspec(name)
         finished = self.runtime.stop_actor(name, timeout)
         with self._guard:
             self._stopped[name] = (owner, spec, cell)
@@ -440,6 +440,9 @@ class ControlServer:
             with self._guard:
                 self._stopped.setdefault(name, origin)  # it may be mended and retried
             raise
+        if target is None:  # its init returned IGNORE: OTP keeps the spec, with no process
+            logger.info("restarted actor %s: its init chose to be ignored", name)
+            return {"name": name, "id": None}
         logger.info("restarted actor %s (%s) under supervisor %s", name, target.id, owner.name)
         return {"name": name, "id": target.id}
 

@@ -147,6 +147,7 @@ class Runtime:
                 flags = SupervisorFlags("one_for_one", intensity=ROOT_INTENSITY, period=1.0)
                 self._root = Supervisor(self, SupervisorSpec("root", flags))
                 self._root.incarnation = 1
+                self._root.replaces_exited = True
             return self._root
 
     # -- starting ------------------------------------------------------------------------------
@@ -369,7 +370,7 @@ class Runtime:
         try:
             if owner is None:
                 raise ActorNotFound(name)
-            finished = owner.terminate_child(name, timeout)
+            finished = owner.terminate_child(name, timeout, delete=True)
         except ActorNotFound:  # not supervised (or already forgotten): stop the cell itself
             cell.exit_listener = None  # a stop is not a crash: nobody may restart it
             finished = cell.stop(timeout)

@@ -23,10 +23,22 @@ from requests.structures import CaseInsensitiveDict
 from actors.genai_types import ERROR_KINDS, ErrorKind
 from actors.openai_proxy.retry import parse_retry_after
 
-__all__ = ["ERROR_KINDS", "ErrorKind", "ProviderError", "classify_response", "redact"]
+__all__ = [
+    "ERROR_KINDS",
+    "ErrorKind",
+    "ProviderError",
+    "classify_response",
+    "excerpt",
+    "redact",
+]
 
 _REDACTED = "[redacted]"
 _MAX_TEXT = 500
+_FRAGMENT = 8  # a key's first and last this many characters are masked on their own
+# "Bearer <token>" in any spelling: any case, then spaces, "%20", "+", an escaped "\\n" or ":".
+_BEARER = re.compile(r"(?i)\b(bearer)((?:\s|%20|\+|\\[ntr]|[:=])+)[^\s\"'<>,;&\\]+")
+_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s?#@]*@")
+_SECRET_PARAM = re.compile(r"(?i)([?&;](?:api[-_]?key|key|token|sig)=)[^&#\s\"']*")
 
 # Matched against the error's lower-cased ``type`` and ``code``.
 _QUOTA_MARKERS = frozenset({"insufficient_quota", "exceeded_current_quota_error"})
@@ -110,21 +122,35 @@ class ProviderError(Exception):
 
 
 def redact(text: str, secret: str | None) -> str:
-    """Return ``text`` with every occurrence of ``secret`` replaced.
+    """Return ``text`` with the API key, bearer tokens and URL credentials masked.
+
+    It masks, in this order: every occurrence of ``secret``; the token after ``Bearer``
+    however it is written (``Authorization: Bearer ...``, a ``bytes`` repr, URL-encoded);
+    the key's first and last 8 characters on their own (what is left of a key cut in
+    two); URL userinfo (``https://user:pass@host``) and the values of the query
+    parameters ``api-key``, ``key``, ``token`` and ``sig``. Cut a text only after this.
 
     Args:
         text: the text to clean.
-        secret: the value to remove; ``None`` or ``""`` leaves the text as is.
+        secret: the API key; ``None`` or ``""`` masks bearer tokens and URLs only.
     """
-    if not secret or secret not in text:
-        return text
-    return text.replace(secret, _REDACTED)
+    if secret:
+        text = text.replace(secret, _REDACTED)
+    text = _BEARER.sub(rf"\1\2{_REDACTED}", text)
+    if secret and len(secret) > _FRAGMENT:
+        for fragment in (secret[:_FRAGMENT], secret[-_FRAGMENT:]):
+            text = text.replace(fragment, _REDACTED)
+    text = _USERINFO.sub(r"\1", text)
+    return _SECRET_PARAM.sub(rf"\1{_REDACTED}", text)
 
 
-def _excerpt(body: bytes) -> str:
-    text = body[: _MAX_TEXT * 4].decode("utf-8", "replace")
-    text = re.sub(r"\s+", " ", text).strip()
-    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+def excerpt(text: str, secret: str | None, limit: int = _MAX_TEXT) -> str:
+    """Return ``text`` redacted (see :func:`redact`), on one line, cut to ``limit`` characters.
+
+    Redacting comes first: a cut through the key would leave most of it unmasked.
+    """
+    text = " ".join(redact(text, secret).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _as_str(value: Any) -> str | None:
@@ -270,8 +296,9 @@ def classify_response(
     else:
         kind = _kind(status, markers, message)
     if not message:
-        excerpt = _excerpt(body)
-        message = f"HTTP {status} {_phrase(status)}" + (f": {excerpt}" if excerpt else "")
+        # Redact the whole body, then cut: a cut first could keep most of an echoed key.
+        text = excerpt(body.decode("utf-8", "replace"), secret)
+        message = f"HTTP {status} {_phrase(status)}" + (f": {text}" if text else "")
     provider_code = code if code is not None else error_type
     return ProviderError(
         kind=kind,
