@@ -24,7 +24,7 @@ LIVE_CACHE ?= $(HOME)/.cache/theater-py
 LLAMA_CPP_PYTHON ?= 0.3.36
 LIVE_WHEELS := $(LIVE_CACHE)/wheels
 
-$(VENV)/.live-installed: $(VENV)/.installed
+$(VENV)/.live-installed-$(LLAMA_CPP_PYTHON): $(VENV)/.installed
 	mkdir -p $(LIVE_WHEELS)
 	ls $(LIVE_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl >/dev/null 2>&1 || \
 		CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip wheel --no-deps --wheel-dir $(LIVE_WHEELS) \
@@ -33,7 +33,7 @@ $(VENV)/.live-installed: $(VENV)/.installed
 		'llama-cpp-python[server]==$(LLAMA_CPP_PYTHON)'
 	touch $@
 
-test-live: $(VENV)/.live-installed
+test-live: $(VENV)/.live-installed-$(LLAMA_CPP_PYTHON)
 	THEATER_LIVE_CACHE=$(LIVE_CACHE) $(PY) -m pytest -q -m live tests/live
 
 lint: $(VENV)/.installed

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from tests.live.conftest import KEY, RETRIES
 from tests.live.server import LlamaServer
 from theater_py import ActorHandle
 
@@ -210,7 +209,9 @@ def test_a_tool_round_trip(start_proxy):
     assert_text_completion(answer)
 
 
-def test_a_wrong_key_is_an_authentication_error(start_proxy, caplog: pytest.LogCaptureFixture):
+def test_a_wrong_key_is_an_authentication_error(
+    start_proxy, server: LlamaServer, caplog: pytest.LogCaptureFixture
+):
     caplog.set_level(logging.DEBUG)
     wrong = "sk-live-wrong-9876543210"
     proxy = start_proxy(key=wrong)
@@ -221,7 +222,7 @@ def test_a_wrong_key_is_an_authentication_error(start_proxy, caplog: pytest.LogC
     events = json.dumps([event.to_json() for event in proxy.events()])
     everything = json.dumps(failure) + caplog.text + events
     assert wrong not in everything
-    assert KEY not in everything
+    assert server.api_key not in everything
 
 
 def test_a_prompt_beyond_the_context_window(start_proxy, server: LlamaServer):
@@ -239,8 +240,8 @@ def test_the_server_killed_mid_request_then_restarted(start_proxy, server: Llama
         pending = pool.submit(
             generate,
             proxy,
-            messages=[user("Write a long story about a dragon.")],
-            max_tokens=400,
+            messages=[user("Count from 1 to 500, separated by commas.")],
+            max_tokens=400,  # seconds of generation: time to see it busy and kill it
         )
         assert server.wait_busy(timeout=60)
         server.kill()
@@ -258,7 +259,14 @@ def test_the_server_killed_mid_request_then_restarted(start_proxy, server: Llama
 )
 def test_a_rejected_parameter_is_not_retried_like_an_outage(start_proxy):
     proxy = start_proxy(
-        content_format="String", retry_config={**RETRIES, "max_retries": 3, "initial_delay_ms": 10}
+        content_format="String",
+        retry_config={
+            "max_retries": 3,
+            "initial_delay_ms": 10,
+            "max_delay_ms": 50,
+            "backoff_multiplier": 2.0,
+            "max_total_timeout_ms": 60000,
+        },
     )
     schema = {"name": "answer", "schema": {"type": "object"}}
     failure = error(generate(proxy, response_format={"type": "json_schema", "json_schema": schema}))
