@@ -172,11 +172,6 @@ def tool_uses(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [part for part in result["content"] if part["type"] == "tool_use"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 8: llama-cpp-python answers a forced call with both tool_calls and "
-    "the legacy function_call; the proxy makes two tool uses of it, the second with an empty id",
-)
 def test_a_forced_tool_call_is_one_tool_use_with_an_id(start_proxy):
     result = call_weather(start_proxy(content_format="String"))
     calls = tool_uses(result)
@@ -184,12 +179,6 @@ def test_a_forced_tool_call_is_one_tool_use_with_an_id(start_proxy):
     assert calls[0]["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 8: the assistant turn with a tool call and no text goes out with "
-    '"content": null, which llama-cpp-python rejects (HTTP 500 "Input should be a valid '
-    'string"); it takes ""',
-)
 def test_a_tool_round_trip(start_proxy):
     proxy = start_proxy(content_format="String")
     call = tool_uses(call_weather(proxy))[0]  # the one from tool_calls, with its id
@@ -252,11 +241,6 @@ def test_the_server_killed_mid_request_then_restarted(start_proxy, server: Llama
     assert_text_completion(completion(generate(proxy)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 4: llama-cpp-python answers a parameter it rejects with HTTP 500 "
-    '("Input should be ..."); the proxy retries it like an outage instead of at most once',
-)
 def test_a_rejected_parameter_is_not_retried_like_an_outage(start_proxy):
     proxy = start_proxy(
         content_format="String",
