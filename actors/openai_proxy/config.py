@@ -125,8 +125,17 @@ def _http_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     raise ConfigError(
         attribute.name,
         "expected an http(s) URL such as 'https://host/v1', without a query string, "
-        f"got {_describe(value)}",
+        f"got {_describe(_without_userinfo(value) if isinstance(value, str) else value)}",
     )
+
+
+def _without_userinfo(url: str) -> str:
+    # Everything before the last "@" may be credentials, wherever urlsplit ends the
+    # host: an unencoded password can hold "/", "?", "#", "@" or a space.
+    if "@" not in url:
+        return url
+    scheme, separator, _ = url.partition("://")
+    return f"{scheme}{separator}[redacted]@{url.rpartition('@')[2]}"
 
 
 def _multiplier(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
