@@ -215,3 +215,29 @@ def test_abandoning_a_call_blocked_in_connect_ends_it(blackhole: str):
             thread.join(15)
             client.close()
     assert errors[0].kind == "connection"
+
+
+@pytest.mark.parametrize(
+    ("state", "path"),
+    [
+        ({"config": {1: 2}}, "config.1"),
+        ({"config": {None: 1}}, "config.None"),
+        ({"config": {"retry_config": {2.5: 1}}}, "config.retry_config.2.5"),
+    ],
+)
+def test_a_key_that_is_not_a_string_is_a_config_error_naming_it(state: Any, path: str):
+    # From Python a key can be anything; it was an AttributeError or a TypeError.
+    with pytest.raises(ValueError, match=rf"^{path}: unknown key \(expected one of"):
+        parse_init(state)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="retry.py parse_retry_after: math.ceil(1e308 * 1000) raises OverflowError, "
+    "which escapes ChatClient.complete (the actor's pool boundary still catches it)",
+)
+def test_a_retry_after_too_large_for_a_float_is_a_provider_error():
+    reply = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1e308\r\nContent-Length: 2\r\n\r\n{}"
+    with raw_upstream(reply) as base_url:
+        error = complete(base_url)
+    assert error.kind == "rate_limit"

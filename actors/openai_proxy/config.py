@@ -159,9 +159,11 @@ _PRICE_KEYS = ("input_cost_per_million_tokens", "output_cost_per_million_tokens"
 _OPTIONAL_PRICE_KEYS = ("cached_input_cost_per_million_tokens",)
 
 
-def _unknown_key(path: str, key: str, valid: Iterable[str]) -> ConfigError:
+def _unknown_key(path: str, key: object, valid: Iterable[str]) -> ConfigError:
     """The error of an unknown key: the valid keys there, the closest match first."""
-    return ConfigError(_join(path, key), f"unknown key ({expected_keys(key, valid)})")
+    # From Python, a key need not be a string ({1: ...}): name it by its repr.
+    name = key if isinstance(key, str) else repr(key)
+    return ConfigError(_join(path, name), f"unknown key ({expected_keys(name, valid)})")
 
 
 def _price(path: str, value: Any) -> float:
