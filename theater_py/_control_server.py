@@ -380,7 +380,7 @@ class ControlServer:
     def _request(self, request: dict[str, Any]) -> Any:
         name = _protocol.required_actor(request)
         message = _protocol.required_message(request)
-        timeout = _protocol.optional_timeout(request, _protocol.DEFAULT_REQUEST_TIMEOUT)
+        timeout = _timeout(request, _protocol.DEFAULT_REQUEST_TIMEOUT)
         return self.runtime.handle(name).request_json(message, timeout)
 
     def _send(self, request: dict[str, Any]) -> Any:
@@ -391,7 +391,7 @@ class ControlServer:
 
     def _stop_actor(self, request: dict[str, Any]) -> Any:
         name = _protocol.required_actor(request)
-        timeout = _protocol.optional_timeout(request, _STOP_TIMEOUT)
+        timeout = _timeout(request, _STOP_TIMEOUT)
         return {"finished": self._stop(name, timeout)}
 
     def _stop(self, name: str, timeout: float | None) -> bool:
@@ -424,7 +424,7 @@ class ControlServer:
 
     def _restart_actor(self, request: dict[str, Any]) -> Any:
         name = _protocol.required_actor(request)
-        timeout = _protocol.optional_timeout(request, _STOP_TIMEOUT)
+        timeout = _timeout(request, _STOP_TIMEOUT)
         if self.runtime.find_cell(name) is not None:
             self._stop(name, timeout)
         with self._guard:
@@ -509,6 +509,18 @@ def _describe_request(request: dict[str, Any]) -> str:
     if isinstance(message, str) and _TAG.fullmatch(message):
         words.append(message)
     return " ".join(words)
+
+
+def _timeout(request: dict[str, Any], default: float | None) -> float | None:
+    """A request's ``timeout`` field, at most what a thread can wait (about 292 years)."""
+    timeout = _protocol.optional_timeout(request, default)
+    if timeout is not None and timeout > threading.TIMEOUT_MAX:
+        # A longer wait raises OverflowError deep in the op, after it has begun (a stop).
+        raise ProtocolError(
+            f"field 'timeout': expected at most {threading.TIMEOUT_MAX:.0f} seconds,"
+            f" got {timeout!r}"
+        )
+    return timeout
 
 
 def _writing(status: ChainStatus) -> dict[str, Any]:
