@@ -289,6 +289,9 @@ class EventDatabase:
         self._lost: collections.Counter[str] = collections.Counter()
         self._gaps: dict[str, list[_Gap]] = {}
         self._reported = 0
+        # Each saved actor's events owed to its chain (EventChain.owe), kept here so that
+        # they outlive a chain object dropped before recording them (an actor stopped).
+        self._owed: dict[str, collections.deque[tuple[str, Any, str]]] = {}
         self._error: str | None = None  # why writing fails now
         self._last_error = ""  # why it failed last, for flush's report
         if connect:
@@ -357,6 +360,7 @@ class EventDatabase:
                 self._connect()
                 storage = _SqliteChainStorage(self, actor_id, durable=durability == "fsync")
                 chain = EventChain(storage)
+                chain._owed = self._owed.setdefault(actor_id, collections.deque())
                 self._saved[actor_id] = chain
             else:
                 chain = EventChain(MemoryChainStorage(max_memory_events))
@@ -432,6 +436,14 @@ class EventDatabase:
         self._hand_over(None)
         with self._lock:
             chains = list(self._saved.values())
+            orphans = [
+                actor_id
+                for actor_id, owed in self._owed.items()
+                if owed and actor_id not in self._saved
+            ]
+        for actor_id in orphans:  # their chain objects were dropped with events owed
+            with contextlib.suppress(ValueError):  # the id is now used by a chain in memory
+                chains.append(self.chain(actor_id, persist=True))
         for chain in chains:
             chain.settle()
         self._wait()
