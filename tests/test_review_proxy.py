@@ -21,6 +21,7 @@ import requests
 from actors.openai_proxy.client import ChatClient
 from actors.openai_proxy.config import RetryConfig, parse_init
 from actors.openai_proxy.errors import ProviderError, classify_response, redact
+from theater_py._http import url_without_secrets
 
 KEY = "sk-proj-" + "".join(f"{n:02d}" for n in range(50))
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -241,3 +242,16 @@ def test_a_retry_after_too_large_for_a_float_is_a_provider_error():
     with raw_upstream(reply) as base_url:
         error = complete(base_url)
     assert error.kind == "rate_limit"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://u:p@[::1]:8080/v1?key=x", "http://[::1]:8080/v1"),
+        ("https://[fe80::1%25eth0]/v1", "https://[fe80::1%25eth0]/v1"),
+        ("http://u:p@ss@h:1/v1#frag", "http://h:1/v1"),
+    ],
+)
+def test_a_url_in_events_and_reprs_keeps_an_ipv6_host_s_brackets(url: str, shown: str):
+    # "http://::1:8080/v1" named no host one could reach.
+    assert url_without_secrets(url) == shown
