@@ -139,7 +139,9 @@ class _HeaderParsingFilter(logging.Filter):
         return True
 
 
-logging.getLogger("urllib3.connection").addFilter(_HeaderParsingFilter())
+# urllib3 2 logs it from its connection module, urllib3 1.26 from its pool's.
+for _name in ("urllib3.connection", "urllib3.connectionpool"):
+    logging.getLogger(_name).addFilter(_HeaderParsingFilter())
 
 
 class running:  # noqa: N801 -- used as a context manager, like a function
