@@ -37,7 +37,8 @@ _MAX_TEXT = 500
 _FRAGMENT = 8  # a key's first and last this many characters are masked on their own
 # "Bearer <token>" in any spelling: any case, then spaces, "%20", "+", an escaped "\\n" or ":".
 _BEARER = re.compile(r"(?i)\b(bearer)((?:\s|%20|\+|\\[ntr]|[:=])+)[^\s\"'<>,;&\\]+")
-_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s?#@]*@")
+# Up to the last "@" of the token: a password may hold "@", "/", "?" or "#" unencoded.
+_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)\S*@")
 _SECRET_PARAM = re.compile(r"(?i)([?&;](?:api[-_]?key|key|token|sig)=)[^&#\s\"']*")
 
 # Matched against the error's lower-cased ``type`` and ``code``.
@@ -248,6 +249,12 @@ def _kind_in_success(markers: frozenset[str], message: str) -> ErrorKind:
     )
 
 
+def _header(headers: Mapping[str, str], name: str, secret: str | None) -> str | None:
+    # A header is the upstream's text like its body: it may echo the key.
+    value = headers.get(name)
+    return None if value is None else excerpt(value, secret, limit=200)
+
+
 def _phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -305,6 +312,6 @@ def classify_response(
         message=redact(message, secret),
         status=status,
         retry_after_ms=parse_retry_after(headers, now),
-        request_id=headers.get("x-request-id"),
+        request_id=_header(headers, "x-request-id", secret),
         provider_code=None if provider_code is None else redact(provider_code, secret),
     )
