@@ -106,10 +106,6 @@ def test_an_error_reply_s_request_id_header_echoing_the_key_is_redacted():
     assert not fragments(str(error) + repr(error))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client.py _result copies a 2xx reply's x-request-id into the error unredacted",
-)
 def test_a_2xx_reply_s_request_id_header_echoing_the_key_is_redacted():
     reply = (
         f"HTTP/1.1 200 OK\r\nx-request-id: {KEY}\r\nContent-Length: 8\r\n\r\nnot json"
@@ -232,11 +228,6 @@ def test_a_key_that_is_not_a_string_is_a_config_error_naming_it(state: Any, path
         parse_init(state)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="retry.py parse_retry_after: math.ceil(1e308 * 1000) raises OverflowError, "
-    "which escapes ChatClient.complete (the actor's pool boundary still catches it)",
-)
 def test_a_retry_after_too_large_for_a_float_is_a_provider_error():
     reply = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1e308\r\nContent-Length: 2\r\n\r\n{}"
     with raw_upstream(reply) as base_url:

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
@@ -410,9 +411,22 @@ def _add_one_shot(parser: argparse.ArgumentParser) -> None:
     _add_init(parser)
 
 
+def _seconds(text: str) -> float:
+    """Read a wait in seconds that a lock or a queue can use: finite, positive, not huge."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < seconds <= threading.TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds above 0 and at most {threading.TIMEOUT_MAX:.0f}, got {text!r}"
+        )
+    return seconds
+
+
 def _add_timeout(parser: argparse.ArgumentParser, default: float) -> None:
     parser.add_argument(
-        "--timeout", type=float, default=default, help="seconds to wait (default: %(default)s)"
+        "--timeout", type=_seconds, default=default, help="seconds to wait (default: %(default)s)"
     )
 
 

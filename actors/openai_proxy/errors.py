@@ -29,6 +29,7 @@ __all__ = [
     "ProviderError",
     "classify_response",
     "excerpt",
+    "header_excerpt",
     "redact",
 ]
 
@@ -249,8 +250,9 @@ def _kind_in_success(markers: frozenset[str], message: str) -> ErrorKind:
     )
 
 
-def _header(headers: Mapping[str, str], name: str, secret: str | None) -> str | None:
-    # A header is the upstream's text like its body: it may echo the key.
+def header_excerpt(headers: Mapping[str, str], name: str, secret: str | None) -> str | None:
+    """Return a response header redacted and cut: it is the upstream's text, like a body,
+    and may echo the key."""
     value = headers.get(name)
     return None if value is None else excerpt(value, secret, limit=200)
 
@@ -312,6 +314,6 @@ def classify_response(
         message=redact(message, secret),
         status=status,
         retry_after_ms=parse_retry_after(headers, now),
-        request_id=_header(headers, "x-request-id", secret),
+        request_id=header_excerpt(headers, "x-request-id", secret),
         provider_code=None if provider_code is None else redact(provider_code, secret),
     )
