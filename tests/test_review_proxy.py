@@ -8,6 +8,7 @@ http.client really produce.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import socketserver
@@ -246,3 +247,45 @@ def test_a_retry_after_too_large_for_a_float_is_a_provider_error():
 def test_a_url_in_events_and_reprs_keeps_an_ipv6_host_s_brackets(url: str, shown: str):
     # "http://::1:8080/v1" named no host one could reach.
     assert url_without_secrets(url) == shown
+
+
+def test_a_long_multi_line_provider_message_is_one_line_and_cut():
+    message = "first line\n" + "x" * 10_000 + f"\n{KEY}"
+    error = classify_response(
+        400, {}, json.dumps({"error": {"message": message}}).encode(), secret=KEY
+    )
+    assert "\n" not in error.message
+    assert len(error.message) <= 2000
+    assert error.message.startswith("first line x")
+    assert not fragments(str(error))
+
+
+def test_a_successful_reply_echoing_the_key_does_not_carry_it():
+    completion = {
+        "id": f"chatcmpl-{KEY}",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": f"your key is {KEY}"},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    body = json.dumps(completion).encode()
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    with raw_upstream(reply % (len(body), body)) as base_url, requests.Session() as session:
+        client = ChatClient(
+            session,
+            base_url=base_url,
+            api_key=KEY,
+            timeout_ms=5000,
+            retry=RetryConfig(max_retries=0),
+            max_connections=1,
+        )
+        with contextlib.closing(client):
+            result = client.complete(BODY)
+    assert result.body["choices"][0]["message"]["content"] == "your key is [redacted]"
+    assert not fragments(json.dumps(result.body))

@@ -332,8 +332,12 @@ class ChatClient:
                 now=self._wall_clock(),
             )
         request_id = header_excerpt(response.headers, "x-request-id", self._api_key)
+        content = response.content
+        if self._api_key and self._api_key.encode() in content:
+            # A hostile upstream echoing the key in a reply would put it in the chain.
+            content = content.replace(self._api_key.encode(), b"[redacted]")
         try:
-            document = json.loads(response.content)
+            document = json.loads(content)
         except ValueError:
             document = None
         if isinstance(document, dict) and isinstance(document.get("choices"), list):

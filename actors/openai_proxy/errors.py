@@ -35,6 +35,7 @@ __all__ = [
 
 _REDACTED = "[redacted]"
 _MAX_TEXT = 500
+_MAX_MESSAGE = 2000  # a provider's own message: one line, in replies and the chain
 _FRAGMENT = 8  # a key's first and last this many characters are masked on their own
 # "Bearer <token>" in any spelling: any case, then spaces, "%20", "+", an escaped "\\n" or ":".
 _BEARER = re.compile(r"(?i)\b(bearer)((?:\s|%20|\+|\\[ntr]|[:=])+)[^\s\"'<>,;&\\]+")
@@ -311,9 +312,9 @@ def classify_response(
     provider_code = code if code is not None else error_type
     return ProviderError(
         kind=kind,
-        message=redact(message, secret),
+        message=excerpt(message, secret, limit=_MAX_MESSAGE),
         status=status,
         retry_after_ms=parse_retry_after(headers, now),
         request_id=header_excerpt(headers, "x-request-id", secret),
-        provider_code=None if provider_code is None else redact(provider_code, secret),
+        provider_code=None if provider_code is None else excerpt(provider_code, secret, 200),
     )
