@@ -41,14 +41,14 @@ def quick_start() -> tuple[str, list[str]]:
 
 
 def run_snippet(tmp_path: Path, base_url: str, api_key: str) -> subprocess.CompletedProcess[str]:
-    """Run the snippet as the third offline command does, from the repository's root."""
+    """Run the snippet as the third offline command does, from a folder outside the repository."""
     snippet, _ = quick_start()
     script = tmp_path / "quickstart.py"
     script.write_text(snippet, encoding="utf-8")
     env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": api_key}
     return subprocess.run(
         [sys.executable, str(script)],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,

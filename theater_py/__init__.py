@@ -4,7 +4,7 @@ Start an actor from its manifest, talk to it through its handle::
 
     from theater_py import start_actor
 
-    handle = start_actor("manifests/openai-proxy.toml", {"config": {"default_model": "gpt-4o"}})
+    handle = start_actor("openai-proxy", {"config": {"default_model": "gpt-4o"}})  # or a path
     print(handle.request_json("ListModels"))
     handle.stop()
 """

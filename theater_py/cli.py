@@ -299,7 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Start an actor and serve it until SIGINT or SIGTERM; or, when a server already "
         "runs on this home, start it in that server.",
     )
-    sub.add_argument("manifest", metavar="MANIFEST", help="the actor's manifest.toml")
+    sub.add_argument(
+        "manifest",
+        metavar="MANIFEST",
+        help="the actor's manifest.toml, or the name of a shipped one (openai-proxy)",
+    )
     _add_init(sub)
     sub.add_argument("--name", help="the name to register (default: the manifest's name)")
 
@@ -478,10 +482,13 @@ def _cmd_start(args: argparse.Namespace) -> int:
     except NoServerRunning:
         pass  # serve it here, in the foreground
     else:
-        # Into the running server: it reads the manifest, so it gets an absolute path.
+        from theater_py.registry import resolve_manifest
+
+        # Into the running server: it reads the manifest, so it gets an absolute path (a
+        # shipped manifest's name is resolved here, where the command's packages are).
         result = client.call(
             "start",
-            manifest=os.fspath(Path(args.manifest).absolute()),
+            manifest=os.fspath(resolve_manifest(args.manifest)),
             init=init,
             name=args.name,
             read_timeout=_START_WAIT,
