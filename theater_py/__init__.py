@@ -29,7 +29,7 @@ from theater_py.errors import (
     SupervisorError,
     TheaterError,
 )
-from theater_py.handle import DEFAULT_TIMEOUT, ActorHandle
+from theater_py.handle import DEFAULT_TIMEOUT, ActorHandle, TypedHandle
 from theater_py.runtime import ActorInfo, Runtime, default_runtime, start_actor
 from theater_py.supervisor import (
     Backoff,
@@ -67,6 +67,7 @@ __all__ = [
     "SupervisorFlags",
     "SupervisorSpec",
     "TheaterError",
+    "TypedHandle",
     "default_runtime",
     "start_actor",
 ]
