@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import actors.openai_proxy.manifests as shipped
 from actors.openai_proxy.simulator import OpenAISimulator
 from theater_py import ManifestError, Runtime
 from theater_py.manifest import load_manifest
@@ -13,7 +14,7 @@ from theater_py.registry import resolve_manifest, shipped_manifests
 from theater_py.system import load_system
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGE_MANIFESTS = REPO / "actors" / "openai_proxy" / "manifests"
+PACKAGE_MANIFESTS = Path(shipped.__file__).resolve().parent
 
 
 def test_the_proxy_ships_its_manifest_through_an_entry_point() -> None:
