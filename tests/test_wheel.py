@@ -93,7 +93,10 @@ def test_every_shipped_package_is_typed_and_the_manifests_are_in(wheel: Path) ->
 
 
 def test_the_installed_package_is_the_wheel(venv: Path, outside: Path) -> None:
-    code = "import theater_py, actors.openai_proxy as p; print(theater_py.__file__, p.__file__)"
+    code = (
+        "import theater_py, actors.openai_proxy as proxy\n"
+        "print(theater_py.__file__, proxy.__file__)"
+    )
     for path in _run(venv / "python", "-c", code, cwd=outside).split():
         assert Path(path).is_relative_to(venv.parent), path
 
