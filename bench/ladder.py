@@ -96,8 +96,6 @@ def _rungs(base_url: str, stack: contextlib.ExitStack) -> dict[str, Callable[[],
         request.request,
         default_model=MODEL,
         content_format="Array",
-        token_limit_param="max_tokens",
-        drop_sampling=False,
     ).body
 
     def pipeline() -> object:
@@ -106,8 +104,6 @@ def _rungs(base_url: str, stack: contextlib.ExitStack) -> dict[str, Callable[[],
             request.request,
             default_model=MODEL,
             content_format="Array",
-            token_limit_param="max_tokens",
-            drop_sampling=False,
         )
         result = recording.complete(chat.body)
         pricing = catalog.pricing_for(result.body.get("model") or MODEL)
@@ -123,8 +119,6 @@ def _rungs(base_url: str, stack: contextlib.ExitStack) -> dict[str, Callable[[],
                 message.request,
                 default_model=MODEL,
                 content_format="Array",
-                token_limit_param="max_tokens",
-                drop_sampling=False,
             ).body
 
     preparer = Preparer.start()

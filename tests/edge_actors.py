@@ -12,7 +12,7 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from theater_py import Actor, ActorContext
+from theater_py import IGNORE, Actor, ActorContext
 
 # Shared with the tests; reset by the `edge` fixture of tests/test_runtime_edge_cases.py.
 GATES: dict[str, threading.Event] = {}
@@ -59,15 +59,18 @@ class Scripted(Actor):
     """An actor whose init, replies and on_stop are scripted.
 
     Init state keys: ``init_gate`` (wait on that gate in init), ``fail_init_after``
-    (init raises from that incarnation on), ``stop_gate`` (on_stop signals
+    (init raises from that incarnation on), ``fail_init_at`` (a list: init raises in
+    those incarnations), ``ignore_at`` (a list: init returns IGNORE in those
+    incarnations), ``stop_gate`` (on_stop signals
     ``<name>:on_stop`` and waits on that gate), ``stop_raises_base`` (on_stop raises
     KeyboardInterrupt). Requests are dicts: ``gate`` (wait), ``crash`` (raise),
-    ``exit`` (ctx.stop()), ``defer`` (reply with a future nobody resolves),
+    ``exit`` (ctx.stop(), or ctx.stop(reason) when it is not ``True``), ``unencodable``
+    (reply with a set), ``defer`` (reply with a future nobody resolves),
     ``keep_ctx`` (publish the context in CONTEXTS); anything else is echoed with the
     incarnation that handled it.
     """
 
-    def init(self, ctx: ActorContext, state: Any) -> None:
+    def init(self, ctx: ActorContext, state: Any) -> Any:
         self.state = state if isinstance(state, dict) else {}
         with _LOCK:
             INCARNATIONS[ctx.name] += 1
@@ -77,9 +80,14 @@ class Scripted(Actor):
         fail_after = self.state.get("fail_init_after")
         if fail_after is not None and self.incarnation > fail_after:
             raise RuntimeError("init refuses")
+        if self.incarnation in self.state.get("fail_init_at", ()):
+            raise RuntimeError(f"init refuses in incarnation {self.incarnation}")
+        if self.incarnation in self.state.get("ignore_at", ()):
+            return IGNORE
         gate = self.state.get("init_gate")
         if gate:
             _wait_gate(gate)
+        return None
 
     def handle_request(self, ctx: ActorContext, message: Any) -> Any:
         if isinstance(message, dict):
@@ -88,8 +96,13 @@ class Scripted(Actor):
                 _wait_gate(message["gate"])
             if message.get("crash"):
                 raise RuntimeError(f"asked to crash: {message['crash']}")
-            if message.get("exit"):
+            exit_reason = message.get("exit")
+            if exit_reason is True:
                 ctx.stop()
+            elif exit_reason:
+                ctx.stop(tuple(exit_reason) if isinstance(exit_reason, list) else exit_reason)
+            if message.get("unencodable"):
+                return {"a set": {1, 2}}
             if message.get("keep_ctx"):
                 CONTEXTS[ctx.name] = ctx
             if message.get("defer"):

@@ -127,12 +127,27 @@ class Capable(Actor):
             store_id = ctx.store.new_store()
             ref = ctx.store.store_at_label(store_id, "greeting", message["text"].encode())
             return {"store_id": store_id, "hash": ref.hash}
+        if kind == "store-call":
+            return self._store_call(ctx, message)
         if kind == "time":
             return ctx.time.now_ms()
         if kind == "spawn":
             child = ctx.spawn(message["manifest"], name=message["name"])
             return {"spawned": child.name}
         raise ValueError(kind)
+
+    @staticmethod
+    def _store_call(ctx: ActorContext, message: Any) -> Any:
+        # Any attribute of the store capability, by name: what an actor could reach.
+        try:
+            operation = getattr(ctx.store, message["method"])
+        except AttributeError:
+            return {"missing": message["method"]}
+        args = list(message.get("args", []))
+        if "content" in message:
+            args.append(message["content"].encode())
+        result = operation(*args)
+        return result.hash if hasattr(result, "hash") else result
 
 
 class NotAnActor:

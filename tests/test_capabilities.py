@@ -212,3 +212,68 @@ def test_a_chain_in_memory_keeps_its_newest_events_and_still_verifies(
         assert events[-1].data == {"echo": 19}
         assert events[0].parent_hash is not None  # a window, not the chain's start
         assert actor.verify().ok
+
+
+STORE_OPERATIONS = {
+    # writes, each recorded
+    "new_store",
+    "store",
+    "store_at_label",
+    "replace_content_at_label",
+    "label",
+    "replace_at_label",
+    "remove_label",
+    # reads
+    "get",
+    "exists",
+    "get_by_label",
+    "list_labels",
+    "list_all_content",
+    "calculate_total_size",
+}
+
+
+def test_the_store_capability_offers_theaters_operations_only_and_records_every_write():
+    from theater_py.capabilities import StoreAccess
+    from theater_py.chain import EventChain
+    from theater_py.store import ContentStore
+
+    with ContentStore.in_memory() as store:
+        chain = EventChain()
+        access = StoreAccess(store, chain)
+        assert {name for name in dir(access) if not name.startswith("_")} == STORE_OPERATIONS
+        for name in ("close", "open", "path", "in_memory", "_cursor"):
+            with pytest.raises(AttributeError):
+                getattr(access, name)
+        store_id = access.new_store()
+        ref = access.replace_content_at_label(store_id, "a", b"one")
+        access.replace_at_label(store_id, "b", ref)
+        access.store(store_id, b"two")
+        access.label(store_id, "c", ref)
+        access.remove_label(store_id, "c")
+        assert access.get(store_id, ref) == b"one"
+        assert access.list_labels(store_id) == ["a", "b"]
+        assert [(e.event_type, e.data.get("label")) for e in chain.events()] == [
+            ("store-new", None),
+            ("store-write", "a"),
+            ("store-label", "b"),
+            ("store-write", None),
+            ("store-label", "c"),
+            ("store-remove-label", "c"),
+        ]
+
+
+def test_an_actor_cannot_close_the_store_other_actors_share(
+    runtime: Runtime, make_manifest: ManifestFactory
+):
+    handlers = '[[handler]]\ntype = "store"\n'
+    first = runtime.start_actor(make_manifest("Capable", name="first", handlers=handlers))
+    second = runtime.start_actor(make_manifest("Capable", name="second", handlers=handlers))
+
+    assert first.request({"use": "store-call", "method": "close"}) == {"missing": "close"}
+    store_id = first.request({"use": "store-call", "method": "new_store"})
+    replace = {"method": "replace_content_at_label", "args": [store_id, "l"], "content": "x"}
+    digest = first.request({"use": "store-call", **replace})
+    assert second.request({"use": "store", "text": "still open"})["hash"]
+    write = [e for e in first.events() if e.event_type == "store-write"]
+    assert write[0].data == {"store_id": store_id, "label": "l", "hash": digest, "size": 1}

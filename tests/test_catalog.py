@@ -27,7 +27,7 @@ def catalog() -> Catalog:
 
 def test_catalog_is_dated_package_data() -> None:
     raw = json.loads(files("actors.openai_proxy").joinpath(CATALOG_FILE).read_text())
-    assert raw["updated"] == "2026-11-23"
+    assert raw["updated"] == "2026-11-29"
     assert load_catalog().updated == raw["updated"]
     assert load_catalog() is load_catalog()  # read once
 
@@ -35,8 +35,9 @@ def test_catalog_is_dated_package_data() -> None:
 def test_openai_models(catalog: Catalog) -> None:
     models = {model.id: model for model in catalog.for_base_url(OPENAI)}
     expected = {
-        "gpt-4o", "gpt-4o-mini", "gpt-4-turbo", "gpt-4", "o1", "o1-mini", "o3", "o3-mini",
-        "gpt-3.5-turbo", "gpt-4.1", "o4-mini", "gpt-5", "gpt-5-mini",
+        "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5-chat-latest",
+        "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-2024-05-13", "gpt-4o-mini",
+        "o3", "o4-mini", "o3-mini", "o1", "gpt-4-turbo", "gpt-4", "gpt-3.5-turbo",
     }  # fmt: skip
     assert set(models) == expected
     assert models["gpt-4o"] == ModelInfo(
@@ -44,11 +45,44 @@ def test_openai_models(catalog: Catalog) -> None:
         display_name="GPT-4o",
         max_tokens=128000,
         provider="openai",
-        pricing=ModelPricing(2.5, 10.0, cached_input_cost_per_million_tokens=1.25),
+        pricing=ModelPricing(
+            2.5,
+            10.0,
+            cached_input_cost_per_million_tokens=1.25,
+            source="https://openai.com/api/pricing",
+            as_of="2026-11-29",
+        ),
     )
     assert models["gpt-4.1"].max_tokens == 1047576
-    assert models["o3"].pricing == ModelPricing(2.0, 8.0, cached_input_cost_per_million_tokens=0.5)
-    assert models["gpt-5-mini"].pricing == ModelPricing(0.25, 2.0)
+    assert all(models[m].max_tokens == 400000 for m in ("gpt-5", "gpt-5-mini", "gpt-5-nano"))
+    o3 = models["o3"].pricing
+    assert o3 is not None
+    assert (o3.input_cost_per_million_tokens, o3.output_cost_per_million_tokens) == (2.0, 8.0)
+    assert o3.cached_input_cost_per_million_tokens == 0.5
+
+
+def test_every_openai_price_has_a_cached_price_source_and_date(catalog: Catalog) -> None:
+    no_prompt_caching = {"gpt-4o-2024-05-13", "gpt-4-turbo", "gpt-4", "gpt-3.5-turbo"}
+    for model in catalog.for_base_url(OPENAI):
+        assert model.pricing is not None
+        assert model.pricing.source and model.pricing.as_of, model.id
+        if model.id not in no_prompt_caching:
+            assert model.pricing.cached_input_cost_per_million_tokens is not None, model.id
+
+
+@pytest.mark.parametrize("model_id", ["o1-mini", "o1-preview", "gpt-4.5-preview"])
+def test_retired_models_are_priced_but_not_listed(catalog: Catalog, model_id: str) -> None:
+    assert model_id not in {model.id for model in catalog.for_base_url(OPENAI)}
+    assert catalog.pricing_for(model_id) is not None
+    entry = catalog.model(model_id)
+    assert entry is not None and entry.retired
+
+
+def test_a_snapshot_with_its_own_entry_is_priced_from_it(catalog: Catalog) -> None:
+    old = catalog.pricing_for("gpt-4o-2024-05-13")
+    assert old is not None and old.input_cost_per_million_tokens == 5.0
+    newer = catalog.pricing_for("gpt-4o-2024-08-06")
+    assert newer is not None and newer.input_cost_per_million_tokens == 2.5
 
 
 def test_moonshot_models_by_host(catalog: Catalog) -> None:
@@ -62,15 +96,19 @@ def test_moonshot_models_by_host(catalog: Catalog) -> None:
     }
     assert all(model.provider == "moonshot" for model in models.values())
     assert models["kimi-k2.6"].max_tokens == 262144
-    assert models["moonshot-v1-128k"].pricing == ModelPricing(2.0, 5.0)
+    pricing = models["moonshot-v1-128k"].pricing
+    assert pricing is not None
+    assert (pricing.input_cost_per_million_tokens, pricing.output_cost_per_million_tokens) == (
+        2.0,
+        5.0,
+    )
     assert models["moonshot-v1-8k-vision-preview"].pricing is None
     assert catalog.for_base_url("https://api.moonshot.ai/v1/") == list(models.values())
 
 
-def test_other_hosts_get_the_extra_models_or_the_openai_catalog(catalog: Catalog) -> None:
+def test_other_hosts_get_the_extra_models_and_never_openai_s(catalog: Catalog) -> None:
     assert catalog.for_base_url("http://127.0.0.1:8000/v1", [CUSTOM]) == [CUSTOM]
-    fallback = catalog.for_base_url("http://127.0.0.1:8000/v1")
-    assert fallback == catalog.for_base_url(OPENAI)
+    assert catalog.for_base_url("http://127.0.0.1:8000/v1") == []
 
 
 def test_extra_models_join_a_known_provider(catalog: Catalog) -> None:

@@ -201,7 +201,13 @@ def system(tmp_path_factory: pytest.TempPathFactory, sim: OpenAISimulator) -> It
     system_file.write_text(
         '[supervisor]\nname = "cli-test"\nstrategy = "one_for_one"\nintensity = 10\n' + tables
     )
-    config = {"config": {"base_url": sim.base_url, "api_key_env": "SIM_KEY"}}
+    # The simulator is no provider the catalog knows: ListModels lists the config's models.
+    gpt_4o = {
+        "id": "gpt-4o",
+        "max_tokens": 128000,
+        "pricing": {"input_cost_per_million_tokens": 2.5, "output_cost_per_million_tokens": 10},
+    }
+    config = {"config": {"base_url": sim.base_url, "api_key_env": "SIM_KEY", "models": [gpt_4o]}}
     init = f"openai-proxy={json.dumps(config)}"
     with serving(folder / "home", "run", str(system_file), "--init", init) as server:
         yield server
@@ -440,13 +446,22 @@ def test_list_shows_every_actor(home: str, capsys: pytest.CaptureFixture[str]) -
     status, out, _ = run_main(capsys, "--home", home, "list")
     assert status == 0
     header, *rows = out.splitlines()
-    assert header.split() == ["NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED"]
+    assert header.split() == ["NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED", "CHAIN"]
     names = {row.split()[0] for row in rows}
     assert {"echo", "worker", "shop", "openai-proxy"} <= names
     status, out, _ = run_main(capsys, "list", "--json", "--home", home)
     actors = {a["name"]: a for a in json.loads(out)}
     assert actors["echo"]["status"] == "running"
-    assert set(actors["echo"]) == {"name", "id", "status", "restarts", "uptime_s", "queued"}
+    assert set(actors["echo"]) == {
+        "name",
+        "id",
+        "status",
+        "restarts",
+        "uptime_s",
+        "queued",
+        "chain",
+    }
+    assert actors["echo"]["chain"] == {"saved": False, "lost": 0, "error": None}
 
 
 def test_request_reads_json_inline_from_a_file_and_from_stdin(

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -225,8 +226,9 @@ def test_a_reply_that_is_not_json_fails_the_request_not_the_connection(
     runtime.start_actor(manifest)
     with pytest.raises(RemoteError, match="not JSON") as caught:
         client.request("odd", "hi")
-    assert caught.value.type == "ActorFailed"  # the runtime refuses to record it
+    assert caught.value.type == "ReplyEncodeError"  # the runtime refuses to record it
     assert client.ping()["pid"] == os.getpid()
+    assert runtime.handle("odd").is_alive()
 
 
 def test_bad_lines_get_error_responses_and_the_connection_lives_on(server: ControlServer) -> None:
@@ -381,3 +383,87 @@ def test_stop_lets_a_request_in_flight_get_its_reply(
         release.set()
         assert reply.result(10)["message"] == {"gate": "in-flight"}
     assert srv.close(timeout=10)
+
+
+def test_list_and_status_show_a_saved_chain_that_cannot_write(
+    home: Path, make_manifest: ManifestFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_chain_writes import FULL, failing_disk
+    from theater_py.cli import main
+
+    with Runtime(home=home) as runtime, ControlServer(runtime, home):
+        client = ControlClient(home, timeout=10)
+        handle = runtime.start_actor(make_manifest("Echo", save_chain=True))
+        assert client.list_actors()[0]["chain"] == {"saved": True, "lost": 0, "error": None}
+        disk = failing_disk(runtime.event_database)
+        disk.full = True
+        for n in range(30):
+            client.request("echo", n)
+        handle.events()  # waits for the writer
+        [info] = client.list_actors()
+        assert info["chain"]["error"] == FULL
+        assert info["chain"]["lost"] > 0
+        writing = client.ping()["event_database"]
+        assert writing == {"lost": info["chain"]["lost"], "error": FULL}
+        assert main(["--home", str(home), "status"]) == 0
+        assert main(["--home", str(home), "list"]) == 0
+        out = capsys.readouterr().out
+        assert f"event database: cannot write ({FULL}); {info['chain']['lost']} events lost" in out
+        assert out.splitlines()[-1].split()[-1] == "failing"
+
+        disk.full = False
+        client.request("echo", "again")
+        handle.events()
+        chain = client.list_actors()[0]["chain"]
+        assert (chain["error"], chain["lost"]) == (None, info["chain"]["lost"])
+        assert main(["--home", str(home), "list"]) == 0
+        assert capsys.readouterr().out.splitlines()[-1].split()[-2:] == [
+            "lost",
+            str(chain["lost"]),
+        ]
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout(runtime: Runtime, home: Path) -> None:
+    with ControlServer(runtime, home, idle_timeout=0.2) as server:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(os.fspath(server.path))
+            assert sock.recv(1) == b""  # closed by the server, long before our 10 s
+        # A client that talks is served as before.
+        assert ControlClient(home, timeout=10).ping()["pid"] == os.getpid()
+
+
+def test_connections_beyond_the_limit_are_refused_with_busy(runtime: Runtime, home: Path) -> None:
+    client = ControlClient(home, timeout=10)
+    with ControlServer(runtime, home, max_connections=2) as server:
+        held = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
+        try:
+            for sock in held:
+                sock.settimeout(10)
+                sock.connect(os.fspath(server.path))
+            # Both are served: each answers a ping on its own connection.
+            for sock in held:
+                sock.sendall(b'{"op": "ping"}\n')
+                assert json.loads(sock.makefile("rb").readline())["ok"] is True
+            with pytest.raises(RemoteError, match="serves 2 connections at once") as refused:
+                client.ping()
+            assert refused.value.type == "Busy"
+        finally:
+            for sock in held:
+                sock.close()
+        # Once a connection ends, a new one is served (its thread may take a moment).
+        for _ in range(200):
+            try:
+                assert client.ping()["pid"] == os.getpid()
+                break
+            except RemoteError:
+                threading.Event().wait(0.05)
+        else:
+            raise AssertionError("the server never served again")
+
+
+def test_the_limits_must_be_positive(runtime: Runtime, home: Path) -> None:
+    with pytest.raises(ValueError, match="max_connections"):
+        ControlServer(runtime, home, max_connections=0)
+    with pytest.raises(ValueError, match="idle_timeout"):
+        ControlServer(runtime, home, idle_timeout=0)

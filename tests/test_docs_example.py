@@ -22,7 +22,7 @@ def test_the_proxy_example_runs():
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("models: gpt-4o")
+    assert lines[0] == "models: gpt-4o-mini"
     assert "answer: You said: Say hello to the actor world." in lines
     assert any(line.startswith("tool call: get_weather {") for line in lines)
     assert lines[-1].endswith("chain verifies: True")

@@ -367,17 +367,30 @@ def test_an_unknown_error_kind_still_reads() -> None:
                 "reasoning_effort",
                 "stop_sequences",
                 "top_p",
+                "seed",
+                "user",
+                "metadata",
+                "store",
+                "logprobs",
+                "top_logprobs",
+                "presence_penalty",
+                "frequency_penalty",
+                "logit_bias",
+                "service_tier",
+                "verbosity",
+                "prompt_cache_key",
+                "allow_unknown",
             ],
         ),
         (
             Usage,
             {"input_tokens": 1, "output_tokens": 2},
-            ["cached_input_tokens", "reasoning_tokens", "cost_usd"],
+            ["cached_input_tokens", "reasoning_tokens", "cost_usd", "cached"],
         ),
         (
             ModelPricing,
             {"input_cost_per_million_tokens": 1, "output_cost_per_million_tokens": 2},
-            ["cached_input_cost_per_million_tokens"],
+            ["cached_input_cost_per_million_tokens", "source", "as_of"],
         ),
         (
             ErrorResponse,
@@ -389,7 +402,7 @@ def test_an_unknown_error_kind_still_reads() -> None:
             {"id": "m", "display_name": "M", "max_tokens": 1, "provider": "p"},
             ["pricing"],
         ),
-        (Tool, {"name": "t", "input_schema": {}}, ["description", "annotations"]),
+        (Tool, {"name": "t", "input_schema": {}}, ["description", "annotations", "strict"]),
         (
             CompletionResponse,
             {
@@ -399,7 +412,7 @@ def test_an_unknown_error_kind_still_reads() -> None:
                 "stop_reason": "end_turn",
                 "usage": {"input_tokens": 0, "output_tokens": 0},
             },
-            ["stop_sequence"],
+            ["stop_sequence", "system_fingerprint", "request_id"],
         ),
     ],
 )
@@ -650,3 +663,59 @@ def test_extensions_appear_only_when_set(request: CompletionRequest) -> None:
         assert (name in wire) == (getattr(request, name) is not None)
     for name in ("temperature", "system", "tools", "tool_choice", "disable_parallel_tool_use"):
         assert name in wire
+
+
+# -- unknown fields in a request ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("max_token", "did you mean 'max_tokens'?"),
+        ("temprature", "did you mean 'temperature'?"),
+        ("stop", "did you mean 'stop_sequences'?"),
+        ("max_completion_tokens", "did you mean 'max_tokens'?"),
+        ("frobnicate", "(expected one of model, messages,"),
+    ],
+)
+def test_an_unknown_request_field_is_named_with_the_closest_known_one(key: str, hint: str):
+    message = {"GenerateCompletion": {"request": {"messages": [], key: 5}}}
+    with pytest.raises(MessageDecodeError) as info:
+        serde.structure(message, ProxyRequest)
+    assert str(info.value).startswith(f"GenerateCompletion.request: unknown field '{key}'")
+    assert hint in str(info.value)
+    assert '"allow_unknown": true' in str(info.value)
+
+
+def test_allow_unknown_ignores_unknown_fields():
+    request = {"messages": [], "max_token": 5, "allow_unknown": True}
+    read = serde.structure(request, CompletionRequest)
+    assert (read.max_tokens, read.allow_unknown) == (None, True)
+    assert serde.unstructure(read)["allow_unknown"] is True
+
+
+def test_the_openai_sdk_fields_round_trip():
+    request = CompletionRequest(
+        messages=[],
+        seed=7,
+        user="u-1",
+        metadata={"team": "a"},
+        store=True,
+        logprobs=True,
+        top_logprobs=3,
+        presence_penalty=0.5,
+        frequency_penalty=-0.5,
+        logit_bias={"50256": -100},
+        service_tier="flex",
+        verbosity="low",
+        prompt_cache_key="k",
+    )
+    assert serde.loads(serde.dumps(request), CompletionRequest) == request
+
+
+def test_an_openai_shaped_tool_keeps_strict():
+    openai_tool = {
+        "type": "function",
+        "function": {"name": "now", "parameters": {"type": "object"}, "strict": True},
+    }
+    assert serde.structure(openai_tool, Tool).strict is True

@@ -17,9 +17,11 @@ from actors.genai_types import (
     Message,
     ModelPricing,
     OtherStop,
+    RefusalStop,
     Role,
     StopReason,
     Text,
+    Thinking,
     Tool,
     ToolAudio,
     ToolChoice,
@@ -40,10 +42,11 @@ from actors.openai_proxy.convert import (
     ChatRequest,
     ResponseFormatError,
     from_chat_response,
-    is_reasoning_model,
     to_chat_request,
-    token_limit_param_for,
 )
+from actors.openai_proxy.rules import ModelRules
+from tests.openapi_contract import validate_chat_request
+from theater_py import serde
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 WEATHER = Tool(name="get_weather", description="Get the weather", input_schema=SCHEMA)
@@ -53,8 +56,7 @@ def convert(request: CompletionRequest, **options: Any) -> ChatRequest:
     settings: dict[str, Any] = {
         "default_model": "gpt-4o",
         "content_format": "Array",
-        "token_limit_param": "max_completion_tokens",
-        "drop_sampling": False,
+        "rules": ModelRules(token_limit_param="max_completion_tokens"),
     }
     return to_chat_request(request, **(settings | options))
 
@@ -62,7 +64,7 @@ def convert(request: CompletionRequest, **options: Any) -> ChatRequest:
 def body_of(*messages: Message, **fields: Any) -> dict[str, Any]:
     options = {
         key: fields.pop(key)
-        for key in ("default_model", "content_format", "token_limit_param", "drop_sampling")
+        for key in ("default_model", "content_format", "rules")
         if key in fields
     }
     return convert(CompletionRequest(messages=list(messages), **fields), **options).body
@@ -288,7 +290,7 @@ def test_absent_options_are_not_sent() -> None:
 
 
 def test_token_limit_key_is_the_callers() -> None:
-    body = body_of(Message.user("x"), max_tokens=10, token_limit_param="max_tokens")
+    body = body_of(Message.user("x"), max_tokens=10, rules=ModelRules())
     assert body["max_tokens"] == 10
     assert "max_completion_tokens" not in body
 
@@ -297,65 +299,6 @@ def test_numbers_go_out_exactly_as_given() -> None:
     body = body_of(Message.user("x"), temperature=1, top_p=0.30000000000000004)
     assert json.dumps(body["temperature"]) == "1"
     assert json.dumps(body["top_p"]) == "0.30000000000000004"
-
-
-def test_drop_sampling_reports_what_it_dropped() -> None:
-    request = CompletionRequest(messages=[Message.user("x")], temperature=0.2, top_p=0.5)
-    result = convert(request, drop_sampling=True)
-    assert "temperature" not in result.body
-    assert "top_p" not in result.body
-    assert result.dropped == ("temperature", "top_p")
-    kept = convert(request, drop_sampling=False)
-    assert kept.dropped == ()
-    assert (kept.body["temperature"], kept.body["top_p"]) == (0.2, 0.5)
-
-
-def test_drop_sampling_keeps_temperature_one() -> None:
-    """Reasoning models accept the default temperature, 1."""
-    request = CompletionRequest(messages=[Message.user("x")], temperature=1.0)
-    result = convert(request, drop_sampling=True)
-    assert result.body["temperature"] == 1.0
-    assert result.dropped == ()
-    assert convert(CompletionRequest(messages=[]), drop_sampling=True).dropped == ()
-
-
-@pytest.mark.parametrize(
-    ("model", "reasoning"),
-    [
-        ("o1", True),
-        ("o1-mini", True),
-        ("o3-mini-2025-01-31", True),
-        ("o4-mini", True),
-        ("gpt-5", True),
-        ("gpt-5-mini", True),
-        ("gpt-5.1", True),
-        ("openai/o3", True),
-        ("GPT-5", True),
-        ("gpt-4o", False),
-        ("gpt-4.1", False),
-        ("gpt-3.5-turbo", False),
-        ("omni-moderation", False),
-        ("kimi-k2.6", False),
-        ("", False),
-    ],
-)
-def test_is_reasoning_model(model: str, reasoning: bool) -> None:
-    assert is_reasoning_model(model) is reasoning
-
-
-@pytest.mark.parametrize(
-    ("base_url", "model", "override", "expected"),
-    [
-        ("https://api.openai.com/v1", "gpt-4o", None, "max_completion_tokens"),
-        ("https://api.moonshot.ai/v1", "kimi-k2.6", None, "max_tokens"),
-        ("http://localhost:11434/v1", "o3-mini", None, "max_completion_tokens"),
-        ("http://localhost:11434/v1", "llama3", None, "max_tokens"),
-        ("https://api.openai.com/v1", "gpt-4o", "max_tokens", "max_tokens"),
-        ("http://127.0.0.1:8000/v1", "x", "max_completion_tokens", "max_completion_tokens"),
-    ],
-)
-def test_token_limit_param_for(base_url: str, model: str, override: Any, expected: str) -> None:
-    assert token_limit_param_for(base_url, model, override) == expected
 
 
 # -- responses --------------------------------------------------------------------------
@@ -406,6 +349,8 @@ def test_refusal_comes_back_as_text() -> None:
     message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
     response = from_chat_response(chat_body(message), pricing=None)
     assert response.content == [Text("I can't help with that.")]
+    assert response.stop_reason == RefusalStop()
+    assert serde.unstructure(response)["stop_reason"] == "refusal"
 
 
 def test_content_parts_and_legacy_function_call() -> None:
@@ -415,7 +360,10 @@ def test_content_parts_and_legacy_function_call() -> None:
         "function_call": {"name": "f", "arguments": '{"x": 1}'},
     }
     response = from_chat_response(chat_body(message, "function_call"), pricing=None)
-    assert response.content == [Text("ab"), ToolUse("", "f", {"x": 1})]
+    [text, call] = response.content
+    assert text == Text("ab")
+    assert isinstance(call, ToolUse) and (call.name, call.input) == ("f", {"x": 1})
+    assert call.id.startswith("call_")  # generated: the legacy form has no id
     assert response.stop_reason == ToolUseStop()
 
 
@@ -492,9 +440,9 @@ def test_deepseek_cache_hits_count_as_cached() -> None:
     assert from_chat_response(body, pricing=None).usage.cached_input_tokens == 60
 
 
-def test_cost_without_usage_is_zero() -> None:
+def test_cost_without_usage_is_unknown_not_zero() -> None:
     body = chat_body({"role": "assistant", "content": "x"}, usage=None)
-    assert from_chat_response(body, pricing=ModelPricing(1, 1)).usage.cost_usd == 0
+    assert from_chat_response(body, pricing=ModelPricing(1, 1)).usage.cost_usd is None
 
 
 @pytest.mark.parametrize(
@@ -520,4 +468,112 @@ def test_tolerates_missing_ids_and_odd_tool_calls() -> None:
     body = {"choices": [{"message": message}]}
     response = from_chat_response(body, pricing=None)
     assert (response.id, response.model) == ("", "")
-    assert response.content == [Text("x"), ToolUse("", "", {}), ToolUse("", "", {})]
+    [text, first, second] = response.content
+    assert text == Text("x")
+    assert isinstance(first, ToolUse) and isinstance(second, ToolUse)
+    assert (first.name, first.input, second.name, second.input) == ("", {}, "", {})
+    assert first.id.startswith("call_") and second.id.startswith("call_")
+    assert first.id != second.id
+
+
+# -- tool calls from real servers ---------------------------------------------------------
+
+
+def test_tool_calls_win_over_a_legacy_function_call_copy() -> None:
+    """Some servers send both forms of the same call: it is one tool use, not two."""
+    call = {"id": "call_9", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [call],
+        "function_call": {"name": "f", "arguments": "{}"},
+    }
+    response = from_chat_response(chat_body(message, "tool_calls"), pricing=None)
+    assert response.content == [ToolUse("call_9", "f", {})]
+
+
+def test_an_empty_tool_calls_list_falls_back_to_function_call() -> None:
+    message = {"tool_calls": [], "function_call": {"name": "f", "arguments": '{"x": 1}'}}
+    [call] = from_chat_response(chat_body(message, "function_call"), pricing=None).content
+    assert isinstance(call, ToolUse) and (call.name, call.input) == ("f", {"x": 1})
+
+
+def test_calls_without_ids_get_unique_ones() -> None:
+    calls = [{"type": "function", "function": {"name": "f", "arguments": "{}"}}] * 3
+    response = from_chat_response(chat_body({"tool_calls": calls}, "tool_calls"), pricing=None)
+    ids = [part.id for part in response.content if isinstance(part, ToolUse)]
+    assert len(set(ids)) == 3 and all(id_.startswith("call_") for id_ in ids)
+    again = from_chat_response(chat_body({"tool_calls": calls}, "tool_calls"), pricing=None)
+    assert not set(ids) & {part.id for part in again.content if isinstance(part, ToolUse)}
+
+
+def assistant_call_turn(*extra: Any) -> Message:
+    return Message(Role.ASSISTANT, [*extra, ToolUse("call_1", "get_weather", {"city": "Paris"})])
+
+
+def test_a_tool_call_turn_without_text_is_null_where_allowed_and_empty_elsewhere() -> None:
+    allowed = body_of(Message.user("x"), assistant_call_turn(), rules=ModelRules())
+    refused = body_of(
+        Message.user("x"), assistant_call_turn(), rules=ModelRules(content_null=False)
+    )
+    assert allowed["messages"][1]["content"] is None
+    assert refused["messages"][1]["content"] == ""
+    validate_chat_request(refused)
+
+
+def test_reasoning_content_is_read_as_a_thinking_part() -> None:
+    message = {"role": "assistant", "content": "42", "reasoning_content": "Let me think."}
+    response = from_chat_response(chat_body(message), pricing=None)
+    assert response.content == [Thinking("Let me think."), Text("42")]
+
+
+def test_thinking_goes_back_only_on_tool_call_turns_where_the_provider_wants_it() -> None:
+    turn = assistant_call_turn(Thinking("I need the weather."))
+    plain = Message(Role.ASSISTANT, [Thinking("hmm"), Text("Hello")])
+    wanted = body_of(Message.user("x"), turn, plain, rules=ModelRules(reasoning_content=True))[
+        "messages"
+    ]
+    assert wanted[1]["reasoning_content"] == "I need the weather."
+    assert "reasoning_content" not in wanted[2]
+    assert wanted[2]["content"] == [{"type": "text", "text": "Hello"}]
+    unwanted = body_of(Message.user("x"), turn, rules=ModelRules())["messages"]
+    assert "reasoning_content" not in unwanted[1]
+
+
+# -- fields the official SDK sends --------------------------------------------------------
+
+
+def test_the_sdk_fields_pass_through_under_their_own_names() -> None:
+    fields: dict[str, Any] = {
+        "seed": 7,
+        "user": "user-1",
+        "metadata": {"team": "a"},
+        "store": True,
+        "logprobs": True,
+        "top_logprobs": 3,
+        "presence_penalty": 0.5,
+        "frequency_penalty": -0.5,
+        "logit_bias": {"50256": -100},
+        "service_tier": "flex",
+        "verbosity": "low",
+        "prompt_cache_key": "prefix-1",
+    }
+    body = body_of(Message.user("x"), rules=ModelRules(), **fields)
+    assert {key: body[key] for key in fields} == fields
+    validate_chat_request(body)
+
+
+def test_a_strict_tool_says_so() -> None:
+    strict = Tool(name="now", input_schema={"type": "object", "properties": {}}, strict=True)
+    body = body_of(Message.user("x"), tools=[strict, WEATHER])
+    assert body["tools"][0]["function"]["strict"] is True
+    assert "strict" not in body["tools"][1]["function"]
+
+
+def test_system_fingerprint_and_request_id_are_kept() -> None:
+    body = chat_body({"role": "assistant", "content": "x"}, system_fingerprint="fp_44709d6fcb")
+    response = from_chat_response(body, pricing=None, request_id="req_123")
+    assert (response.system_fingerprint, response.request_id) == ("fp_44709d6fcb", "req_123")
+    bare = from_chat_response(chat_body({"role": "assistant", "content": "x"}), pricing=None)
+    assert "system_fingerprint" not in serde.unstructure(bare)
+    assert "request_id" not in serde.unstructure(bare)

@@ -29,7 +29,9 @@ from actors.genai_types import (
     ToolUse,
     UrlSource,
 )
+from actors.openai_proxy.catalog import load_catalog
 from actors.openai_proxy.convert import to_chat_request
+from actors.openai_proxy.rules import ModelRules
 from tests.contract import derive_schema
 from tests.openapi_contract import chat_request_validator, validate_chat_request
 
@@ -84,6 +86,22 @@ EXAMPLES = {
     "json_object": CompletionRequest(
         messages=[Message.user("JSON please")], response_format={"type": "json_object"}
     ),
+    "sdk_fields": CompletionRequest(
+        messages=[Message.user("Hi")],
+        tools=[Tool(name="now", input_schema={"type": "object", "properties": {}}, strict=True)],
+        seed=7,
+        user="user-1",
+        metadata={"team": "a"},
+        store=True,
+        logprobs=True,
+        top_logprobs=3,
+        presence_penalty=0.5,
+        frequency_penalty=-0.5,
+        logit_bias={"50256": -100},
+        service_tier="flex",
+        verbosity="low",
+        prompt_cache_key="prefix-1",
+    ),
     **{
         f"choice_{type(choice).__name__}": CompletionRequest(
             messages=[Message.user("x")], tools=[WEATHER], tool_choice=choice
@@ -92,22 +110,20 @@ EXAMPLES = {
     },
 }
 
+RULES = load_catalog()
 OPTIONS = [
+    {"content_format": "Array", "rules": ModelRules(token_limit_param="max_completion_tokens")},
+    {"content_format": "String", "rules": ModelRules()},
+    {"content_format": "Array", "rules": RULES.rules_for("https://api.openai.com/v1", "o3")},
     {
         "content_format": "Array",
-        "token_limit_param": "max_completion_tokens",
-        "drop_sampling": False,
+        "rules": RULES.rules_for("https://api.moonshot.ai/v1", "kimi-k2.6"),
     },
-    {"content_format": "String", "token_limit_param": "max_tokens", "drop_sampling": False},
-    {
-        "content_format": "Array",
-        "token_limit_param": "max_completion_tokens",
-        "drop_sampling": True,
-    },
+    {"content_format": "Array", "rules": RULES.rules_for("http://127.0.0.1/v1", "local")},
 ]
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+@pytest.mark.parametrize("options", OPTIONS, ids=["parts", "string", "o3", "kimi", "local"])
 @pytest.mark.parametrize("name", list(EXAMPLES))
 def test_example_bodies_conform(name: str, options: dict[str, Any]) -> None:
     body = to_chat_request(EXAMPLES[name], default_model="gpt-4o", **options).body
@@ -275,17 +291,12 @@ requests = st.builds(
 @given(
     requests,
     st.sampled_from(["Array", "String"]),
-    st.sampled_from(["max_tokens", "max_completion_tokens"]),
-    st.booleans(),
+    st.sampled_from([options["rules"] for options in OPTIONS]),
 )
 def test_generated_bodies_conform(
-    request: CompletionRequest, content_format: Any, token_limit_param: Any, drop_sampling: bool
+    request: CompletionRequest, content_format: Any, rules: ModelRules
 ) -> None:
     result = to_chat_request(
-        request,
-        default_model="gpt-4o",
-        content_format=content_format,
-        token_limit_param=token_limit_param,
-        drop_sampling=drop_sampling,
+        request, default_model="gpt-4o", content_format=content_format, rules=rules
     )
     validate_chat_request(result.body)

@@ -1,16 +1,31 @@
-"""The retry policy: which failures are retried, how long to wait, what Retry-After means."""
+"""The retry policy: which failures are retried, how long to wait, what Retry-After means.
+
+The decision, the classification it reads, and the client applying both on loopback."""
 
 from __future__ import annotations
 
 import email.utils
+import http.server
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from hypothesis import given
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
+from actors.openai_proxy.client import ChatClient
 from actors.openai_proxy.config import RetryConfig
+from actors.openai_proxy.errors import ProviderError, classify_response
 from actors.openai_proxy.retry import parse_retry_after, retry_delay, should_retry
+from actors.openai_proxy.simulator import OpenAISimulator
 
 NOW = 1_800_000_000.0
 
@@ -20,7 +35,9 @@ def headers(**values: str) -> CaseInsensitiveDict[str]:
     return CaseInsensitiveDict({name.replace("_", "-"): value for name, value in values.items()})
 
 
-@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 529])
+@pytest.mark.parametrize(
+    "status", [408, 409, 429, 500, 501, 502, 503, 504, 505, 520, 522, 524, 529, 530, 599]
+)
 def test_transient_statuses_are_retried(status: int):
     assert should_retry("server_error", status) is True
 
@@ -34,7 +51,6 @@ def test_transient_statuses_are_retried(status: int):
         ("not_found", 404),
         ("bad_request", 422),
         ("context_window_exceeded", 400),
-        ("server_error", 501),
         ("invalid_response", 200),
     ],
 )
@@ -161,3 +177,220 @@ def test_the_backoff_stays_between_three_quarters_of_its_base_and_the_cap(
     delay = retry_delay(retry, config, random_value=jitter)
     assert 0 <= delay <= config.max_delay_ms / 1000
     assert delay >= 0.75 * min(initial / 1000, config.max_delay_ms / 1000) - 1e-9
+
+
+@pytest.mark.parametrize("kind", ["bad_request", "context_window_exceeded", "content_policy"])
+def test_a_5xx_that_blames_the_request_is_retried_once(kind: str):
+    assert should_retry(kind, 500, attempt=1) is True  # type: ignore[arg-type]
+    assert should_retry(kind, 500, attempt=2) is False  # type: ignore[arg-type]
+    assert should_retry(kind, 500, headers(x_should_retry="true"), attempt=2) is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "retried"),
+    [
+        ("rate_limit", True),
+        ("overloaded", True),
+        ("server_error", True),
+        ("timeout", True),
+        ("bad_request", False),
+        ("authentication", False),
+        ("invalid_response", False),
+    ],
+)
+def test_an_error_inside_a_2xx_is_retried_by_its_kind(kind: str, retried: bool):
+    assert should_retry(kind, 200) is retried  # type: ignore[arg-type]
+
+
+# --- classification that the retry decision reads ------------------------------------------
+
+
+def error_body(message: str, type_: str | None = None, code: Any = None) -> bytes:
+    """Build an error body in OpenAI's shape."""
+    return json.dumps({"error": {"message": message, "type": type_, "code": code}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        # llama-cpp-python answers what pydantic or the chat template rejects with 500.
+        (
+            500,
+            error_body(
+                "1 validation error for CreateChatCompletionRequest\ntemperature\n"
+                "  Input should be less than or equal to 2",
+                "internal_server_error",
+            ),
+            "bad_request",
+        ),
+        (500, error_body("TemplateError: Conversation roles must alternate"), "bad_request"),
+        (500, error_body("bad stop", "invalid_request_error"), "bad_request"),
+        (
+            500,
+            error_body("This model's maximum context length is 2048 tokens"),
+            "context_window_exceeded",
+        ),
+        (500, error_body("CUDA out of memory", "internal_server_error"), "server_error"),
+        (501, error_body("Not Implemented"), "server_error"),
+        (520, b"<html>Web server is returning an unknown error</html>", "server_error"),
+        (529, error_body("Overloaded", "overloaded_error"), "overloaded"),
+    ],
+)
+def test_5xx_classification(status: int, body: bytes, kind: str):
+    assert classify_response(status, {}, body).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "status"),
+    [
+        (error_body("Rate limit reached", "requests", 429), "rate_limit", 429),
+        (error_body("Provider returned error", None, 502), "server_error", 502),
+        ({"error": {"message": "busy", "status": "503"}}, "overloaded", 503),
+        ({"error": "upstream down", "status": 500}, "server_error", 500),
+        (
+            error_body("You exceeded your current quota", "insufficient_quota"),
+            "quota_exhausted",
+            200,
+        ),
+        (error_body("maximum context length is 8192 tokens"), "context_window_exceeded", 200),
+        (
+            error_body("Incorrect API key", "invalid_request_error", "invalid_api_key"),
+            "authentication",
+            200,
+        ),
+        (error_body("upstream failed", "server_error"), "server_error", 200),
+        (error_body("no idea"), "server_error", 200),
+    ],
+)
+def test_an_error_inside_a_200_is_classified_like_the_same_error(body: Any, kind: str, status: int):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    error = classify_response(200, {}, raw)
+    assert (error.kind, error.status) == (kind, status)
+    assert "inside a 2xx response" in error.message
+
+
+# --- the client on loopback: what is retried, how often -----------------------------------
+
+KEY = "sk-retry-0123456789abcdef"
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def simulator() -> Iterator[OpenAISimulator]:
+    with OpenAISimulator(api_key=KEY) as sim:
+        yield sim
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        yield s
+
+
+def client_for(session: requests.Session, base_url: str, sleeps: list[float]) -> ChatClient:
+    """A client whose backoffs are recorded, not slept."""
+    return ChatClient(
+        session,
+        base_url=base_url,
+        api_key=KEY,
+        timeout_ms=5000,
+        retry=RetryConfig(max_retries=4),
+        max_connections=2,
+        sleep=sleeps.append,
+        random=lambda: 0.0,
+    )
+
+
+@pytest.mark.parametrize("status", [501, 505, 520, 530])
+def test_every_5xx_is_retried(session: requests.Session, simulator: OpenAISimulator, status: int):
+    simulator.fail_next(status=status, times=2)
+    sleeps: list[float] = []
+    result = client_for(session, simulator.base_url, sleeps).complete(BODY)
+    assert (result.attempts, simulator.requests_seen) == (3, 3)
+
+
+def test_a_500_that_blames_the_request_is_tried_twice_at_most(
+    session: requests.Session, simulator: OpenAISimulator
+):
+    invalid = error_body(
+        "1 validation error for CreateChatCompletionRequest\n  Input should be 'auto' or 'none'",
+        "internal_server_error",
+    )
+    simulator.fail_next(status=500, body=invalid, times=5)
+    sleeps: list[float] = []
+    with pytest.raises(ProviderError) as info:
+        client_for(session, simulator.base_url, sleeps).complete(BODY)
+    assert (info.value.kind, info.value.status, info.value.attempts) == ("bad_request", 500, 2)
+    assert simulator.requests_seen == 2
+
+
+def test_an_error_inside_a_200_is_retried_like_its_status(
+    session: requests.Session, simulator: OpenAISimulator
+):
+    simulator.fail_next(status=200, body=error_body("Rate limit reached", "requests", 429))
+    sleeps: list[float] = []
+    result = client_for(session, simulator.base_url, sleeps).complete(BODY)
+    assert (result.attempts, len(sleeps)) == (2, 1)
+
+
+def test_an_error_inside_a_200_that_is_final_is_not_retried(
+    session: requests.Session, simulator: OpenAISimulator
+):
+    simulator.fail_next(
+        status=200, body=error_body("You exceeded your quota", "insufficient_quota"), times=3
+    )
+    with pytest.raises(ProviderError) as info:
+        client_for(session, simulator.base_url, []).complete(BODY)
+    assert (info.value.kind, info.value.attempts) == ("quota_exhausted", 1)
+
+
+@pytest.fixture
+def untrusted_tls_server(tmp_path: Path) -> Iterator[str]:
+    """An HTTPS server on loopback whose self-signed certificate no client trusts."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.handle_error = lambda request, address: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_certificate_failure_is_never_retried(
+    session: requests.Session, untrusted_tls_server: str
+):
+    sleeps: list[float] = []
+    with pytest.raises(ProviderError) as info:
+        client_for(session, untrusted_tls_server, sleeps).complete(BODY)
+    assert (info.value.kind, info.value.attempts, sleeps) == ("configuration", 1, [])
+    assert "certificate" in info.value.message

@@ -361,6 +361,21 @@ def test_reasoning_models_reject_max_tokens_and_temperature(
     assert reply_of(post(http, sim, chat(model="o3", max_completion_tokens=10, temperature=1)))
 
 
+@pytest.mark.parametrize("param", ["stop", "parallel_tool_calls"])
+def test_o3_and_o4_mini_reject_stop_and_parallel_tool_calls(
+    http: requests.Session, sim: OpenAISimulator, param: str
+):
+    for model in ("o3", "o4-mini"):
+        body = chat(model=model, **{param: ["x"] if param == "stop" else False})
+        error = assert_openai_error(post(http, sim, body), 400, "unsupported_parameter")
+        assert error["param"] == param
+
+
+def test_gpt_5_chat_is_a_chat_model(http: requests.Session, sim: OpenAISimulator):
+    body = chat(model="gpt-5-chat-latest", max_tokens=10, temperature=0.2, stop=["x"])
+    assert reply_of(post(http, sim, body))
+
+
 def test_unknown_models_are_refused_only_when_asked(http: requests.Session):
     with OpenAISimulator(models=["only-this"], reject_unknown_models=True) as simulator:
         assert_openai_error(post(http, simulator, chat()), 404, "model_not_found")

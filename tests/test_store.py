@@ -282,3 +282,20 @@ def test_default_file_lives_in_the_home_folder(theater_home: Path) -> None:
         sid = store.new_store()
     with ContentStore.open() as store:
         assert store.list_labels(sid) == []
+
+
+def test_get_refuses_content_whose_bytes_were_changed_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    with ContentStore.open(path) as store:
+        sid = store.new_store()
+        ref = store.store(sid, b"the original bytes")
+        other = store.store(sid, b"untouched")
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE content SET data = ? WHERE hash = ?", (b"forged bytes!", ref.hash))
+    conn.close()
+
+    with ContentStore.open(path) as store:
+        with pytest.raises(StoreError, match=f"content {ref.hash} is damaged"):
+            store.get(sid, ref)
+        assert store.get(sid, other) == b"untouched"

@@ -133,6 +133,7 @@ init = {{ fail_init = "needs a key" }}
         ('[supervisor]\nname = "s"\nstrategy = "all_for_one"\n', "supervisor.strategy"),
         ('[supervisor]\nname = "s"\nintensity = -2\n', "supervisor.intensity"),
         ('[supervisor]\nname = "s"\nperiod = 0\n', "supervisor.period"),
+        ('[supervisor]\nname = "s"\nauto_shutdown = "soon"\n', "supervisor.auto_shutdown"),
         ('[supervisor]\nname = "s"\ncolor = "red"\n', "supervisor.color"),
         ('[supervisor]\nname = "s"\nbackoff = { min_ms = 5, max_ms = 1 }\n', "supervisor.backoff"),
         ('[supervisor]\nstrategy = "one_for_one"\n', "supervisor.name"),
@@ -145,6 +146,10 @@ init = {{ fail_init = "needs a key" }}
         (
             CHILD + "shutdown = -1\n",
             "child[0].shutdown",
+        ),
+        (
+            CHILD + "significant = true\n",  # a permanent child cannot be significant
+            "child[0].significant",
         ),
         (
             CHILD + "restarts = 1\n",
@@ -178,3 +183,14 @@ def test_a_system_that_includes_itself_is_refused(tmp_path: Path):
     )
     with pytest.raises(ManifestError, match="includes itself"):
         load_system(path)
+
+
+def test_auto_shutdown_and_significant_children_read_from_toml(tmp_path: Path, worker: Path):
+    body = (
+        '[supervisor]\nname = "s"\nauto_shutdown = "any_significant"\n'
+        f'[[child]]\nname = "c"\nmanifest = "{worker}"\n'
+        'restart = "transient"\nsignificant = true\n'
+    )
+    spec = load_system(write(tmp_path, "sig.toml", body))
+    assert spec.flags.auto_shutdown == "any_significant"
+    assert spec.children[0].significant is True

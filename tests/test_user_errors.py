@@ -45,7 +45,12 @@ def test_an_openai_style_tool_reads_as_the_wire_formats_tool() -> None:
 
     assert isinstance(message, GenerateCompletion)
     assert message.request.tools == [
-        Tool(name="get_weather", description="Weather in a city", input_schema=WEATHER_PARAMETERS)
+        Tool(
+            name="get_weather",
+            description="Weather in a city",
+            input_schema=WEATHER_PARAMETERS,
+            strict=True,  # kept: OpenAI's structured outputs for function calling
+        )
     ]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from theater_py.actor import Actor
+from theater_py.actor import IGNORE, Actor
 from theater_py.context import ActorContext
 from theater_py.errors import (
     ActorFailed,
@@ -24,6 +24,7 @@ from theater_py.errors import (
     CapabilityDenied,
     ManifestError,
     MessageDecodeError,
+    ReplyEncodeError,
     RequestTimeout,
     StoreError,
     SupervisorError,
@@ -39,10 +40,12 @@ from theater_py.supervisor import (
     Supervisor,
     SupervisorFlags,
     SupervisorSpec,
+    check_childspecs,
 )
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "IGNORE",
     "Actor",
     "ActorContext",
     "ActorFailed",
@@ -59,6 +62,7 @@ __all__ = [
     "ChildSpec",
     "ManifestError",
     "MessageDecodeError",
+    "ReplyEncodeError",
     "RequestTimeout",
     "Runtime",
     "StoreError",
@@ -68,6 +72,7 @@ __all__ = [
     "SupervisorSpec",
     "TheaterError",
     "TypedHandle",
+    "check_childspecs",
     "default_runtime",
     "start_actor",
 ]

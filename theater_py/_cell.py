@@ -8,7 +8,16 @@ arrive while no incarnation runs wait in the cell; they fail with
 :class:`~theater_py.errors.ActorStopped` at once if the actor is not restarted.
 
 Every delivery takes the cell's lock, and so does every change of incarnation,
-so no message can slip into an inbox that is being drained.
+so no message can slip into an inbox that is being handed over. An incarnation's
+inbox (:class:`_Inbox`) hands its envelopes over in one step under its own lock,
+and a handler begins only under that lock, so an envelope is handled by one
+incarnation, exactly once, or failed: never run twice, never lost, never reordered.
+
+Python cannot kill a thread. A stop that times out (or a ``brutal_kill``) takes
+the incarnation's queue away at once (to the next incarnation, or failed) and
+flags the handler still running: its ``ctx.stopping`` is set, its caller is
+answered with :class:`~theater_py.errors.ActorStopped`, and its late reply is
+dropped with a warning. The thread itself ends when that handler returns.
 """
 
 from __future__ import annotations
@@ -29,8 +38,15 @@ import attrs
 import pykka
 
 from theater_py import serde
+from theater_py.actor import IGNORE
 from theater_py.context import ActorContext
-from theater_py.errors import ActorFailed, ActorStopped, MessageDecodeError, StoreError
+from theater_py.errors import (
+    ActorFailed,
+    ActorStopped,
+    MessageDecodeError,
+    ReplyEncodeError,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,9 +57,13 @@ if TYPE_CHECKING:
     from theater_py.runtime import Runtime
     from theater_py.supervisor import Supervisor
 
-__all__ = ["ActorCell", "CellStatus", "Envelope", "ExitReason"]
+__all__ = ["LONGEST_WAIT", "ActorCell", "CellStatus", "Envelope", "ExitReason"]
 
 logger = logging.getLogger("theater_py.actor")
+
+LONGEST_WAIT = 3600.0
+"""Seconds the longest wait lasts: a stop with ``timeout=None`` (a ``shutdown`` of
+``infinity``) waits this long, then is handled as a stop that timed out."""
 
 
 class Kind(enum.IntEnum):
@@ -64,7 +84,7 @@ class ActorKilled(Exception):
 class Envelope:
     """One message in a mailbox, with the future its reply goes to."""
 
-    __slots__ = ("encoded", "kind", "message", "reply")
+    __slots__ = ("abandoned", "encoded", "kind", "message", "reply", "work")
 
     def __init__(
         self,
@@ -78,6 +98,27 @@ class Envelope:
         self.encoded = encoded
         """The message is JSON to decode, and the reply must be JSON too."""
         self.reply = reply
+        self.abandoned = False
+        """The caller stopped waiting for the reply."""
+        self.work: concurrent.futures.Future[Any] | None = None
+        """The future a handler returned for a deferred reply."""
+
+    def defer(self, work: concurrent.futures.Future[Any]) -> None:
+        """Note the future the reply waits on; cancel it if the caller already left."""
+        self.work = work
+        if self.abandoned:
+            work.cancel()
+
+    def abandon(self) -> None:
+        """The caller stops waiting: cancel the deferred work its reply waits on, if any.
+
+        An actor that returns a future it can still cancel while it runs learns of it
+        (through the future's done callbacks) and can drop the work.
+        """
+        self.abandoned = True
+        work = self.work
+        if work is not None:
+            work.cancel()
 
     def fail(self, error: BaseException) -> None:
         """Fail the envelope's caller, if it still waits."""
@@ -93,16 +134,137 @@ class ExitReason:
     """Why an incarnation ended, in OTP's terms."""
 
     kind: str
-    """``normal`` (the actor stopped itself), ``shutdown`` (it was stopped), or ``crash``."""
+    """``normal`` (the actor stopped itself), ``shutdown`` (it was stopped, or exited
+    with ``shutdown`` / ``("shutdown", term)``), or ``crash`` (any other reason)."""
     error: str | None = None
+    """The crash, or the term of a ``("shutdown", term)`` exit."""
 
     @property
     def abnormal(self) -> bool:
-        """Whether a ``transient`` child is restarted after this exit."""
+        """Whether a ``transient`` child is restarted after this exit (OTP: any reason
+        but ``normal``, ``shutdown`` and ``{shutdown, Term}``)."""
         return self.kind == "crash"
 
     def __str__(self) -> str:
         return self.kind if self.error is None else f"{self.kind}: {self.error}"
+
+
+class _Delivery:
+    """What Pykka's loop reads of an inbox item: its ``message`` and ``reply_to``.
+
+    One per inbox, reused: only the incarnation's own thread takes from its inbox.
+    """
+
+    __slots__ = ("message", "reply_to")
+
+    def __init__(self) -> None:
+        self.message: Envelope | None = None
+        self.reply_to: None = None
+
+
+_WAKE = Envelope(Kind.STOP, None)
+"""What a closed, empty inbox gives its thread: a stop that nobody waits on."""
+
+
+class _Inbox:
+    """One incarnation's inbox: Pykka's queue, plus an atomic hand-over.
+
+    Pykka's thread takes an envelope with :meth:`get`, and its handler begins only
+    through :meth:`begin`; :meth:`abandon` and :meth:`take_all` run under the same
+    lock, so an envelope taken but not yet begun is handed over with the rest, in
+    order, instead of being run by an incarnation that is being replaced. Nothing
+    here blocks while holding the lock, and a closed inbox never blocks at all.
+    """
+
+    __slots__ = ("_cond", "_delivery", "_items", "_taken", "closed", "flagged", "running")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._items: deque[Envelope] = deque()
+        self._taken: Envelope | None = None
+        self._delivery = _Delivery()
+        self.running: Envelope | None = None
+        """The envelope being handled."""
+        self.flagged: Envelope | None = None
+        """The envelope that was being handled when the inbox was abandoned."""
+        self.closed = False
+
+    def put(self, envelope: Envelope) -> None:
+        with self._cond:
+            self._items.append(envelope)
+            self._cond.notify()
+
+    def get(self) -> _Delivery:
+        """Wait for the next envelope (Pykka's loop); a closed inbox gives ``_WAKE``."""
+        with self._cond:
+            while not self._items:
+                if self.closed:
+                    self._taken = _WAKE
+                    self._delivery.message = _WAKE
+                    return self._delivery
+                self._cond.wait()
+            envelope = self._taken = self._items.popleft()
+        self._delivery.message = envelope
+        return self._delivery
+
+    def empty(self) -> bool:
+        with self._cond:
+            return not self._items
+
+    def qsize(self) -> int:
+        with self._cond:
+            return len(self._items) + (self._taken is not None and self._taken is not _WAKE)
+
+    def begin(self, envelope: Envelope) -> bool:
+        """Start handling ``envelope``; ``False`` if it was handed over meanwhile."""
+        with self._cond:
+            if self._taken is not envelope:
+                return False
+            self._taken = None
+            self.running = envelope
+            return True
+
+    def end(self) -> None:
+        self.running = None
+
+    def take_all(self) -> list[Envelope]:
+        """Take every envelope not yet begun, oldest first."""
+        with self._cond:
+            return self._take_all()
+
+    def _take_all(self) -> list[Envelope]:
+        taken = [self._taken] if self._taken is not None and self._taken is not _WAKE else []
+        self._taken = None
+        taken.extend(self._items)
+        self._items.clear()
+        return taken
+
+    def abandon(self) -> tuple[list[Envelope], Envelope | None]:
+        """Close the inbox: take what is not begun, flag the handler running, wake the thread."""
+        with self._cond:
+            taken = self._take_all()
+            self.closed = True
+            self.flagged = self.running
+            self._cond.notify_all()
+            return taken, self.flagged
+
+
+def _keep(envelopes: list[Envelope]) -> list[Envelope]:
+    """Drop the control envelopes that die with an incarnation; answer its stops."""
+    kept: list[Envelope] = []
+    for envelope in envelopes:
+        kind = envelope.kind
+        if kind is Kind.STOP:
+            # A stop that raced a crash or a timeout: this incarnation is over either way.
+            reply = envelope.reply
+            if reply is not None and not reply.done():
+                with contextlib.suppress(concurrent.futures.InvalidStateError):
+                    reply.set_result(None)
+        elif kind is Kind.INIT:  # its start is abandoned; the next incarnation has its own
+            envelope.fail(ActorStopped("the incarnation was stopped before its init ran"))
+        elif kind not in (Kind.EXIT, Kind.CRASH):
+            kept.append(envelope)
+    return kept
 
 
 class CellStatus(enum.Enum):
@@ -161,7 +323,7 @@ class ActorCell:
         with self._lock:
             process = self._process
             if process is not None:
-                process.actor_ref.tell(envelope)
+                process.inbox.put(envelope)
                 return
             if self.status in (CellStatus.STOPPING, CellStatus.STOPPED):
                 raise ActorStopped(f"actor {self.name!r} is stopped")
@@ -170,7 +332,7 @@ class ActorCell:
     def queued(self) -> int:
         """Count the messages waiting: in the inbox and between incarnations."""
         with self._lock:
-            inbox = self._process.actor_inbox.qsize() if self._process is not None else 0  # type: ignore[attr-defined]
+            inbox = self._process.inbox.qsize() if self._process is not None else 0
             return inbox + len(self._pending)
 
     # -- incarnations -------------------------------------------------------------
@@ -192,19 +354,22 @@ class ActorCell:
             done.set_exception(ActorFailed(self.name, f"{type(exc).__name__}: {exc}"))
             return done
         with self._lock:
-            if self.status is CellStatus.STOPPED:
+            if self.status in (CellStatus.STOPPING, CellStatus.STOPPED):
                 done.set_exception(ActorStopped(f"actor {self.name!r} is stopped"))
+                return done
+            if self._process is not None:  # a supervisor bug; never run two at once
+                done.set_exception(ActorFailed(self.name, "an incarnation is still running"))
                 return done
             self.incarnation += 1
             self.started_at = time.monotonic()
             self.status = CellStatus.STARTING
             created: list[_ActorProcess] = []
-            ref = _ActorProcess.start(self, instance, self.incarnation, created)
-            state = copy.deepcopy(self._state)
-            ref.tell(Envelope(Kind.INIT, state, reply=done))
+            _ActorProcess.start(self, instance, self.incarnation, created)
+            process = created[0]
+            process.inbox.put(Envelope(Kind.INIT, copy.deepcopy(self._state), reply=done))
             while self._pending:
-                ref.tell(self._pending.popleft())
-            self._process = created[0]
+                process.inbox.put(self._pending.popleft())
+            self._process = process
         self.chain.record(
             "actor-start",
             {"incarnation": self.incarnation, "component": self.manifest.component},
@@ -217,47 +382,73 @@ class ActorCell:
             if self._process is process:
                 self.status = CellStatus.RUNNING
 
-    def _detach(self, process: _ActorProcess, reason: ExitReason) -> bool:
-        """Take the inbox of an ending incarnation; say if it was running (not starting)."""
+    def _detach(self, process: _ActorProcess) -> bool:
+        """Take the inbox of an ending incarnation; say if it was running (not starting).
+
+        Runs on the incarnation's own thread, before anyone hears of its end, so the
+        next incarnation cannot start before the queue is back in the cell.
+        """
         with self._lock:
             was_running = self._process is process and self.status is CellStatus.RUNNING
             if self._process is process:
                 self._process = None
                 if self.status in (CellStatus.RUNNING, CellStatus.STARTING):
                     self.status = CellStatus.EXITED
-            drained = process.drain()
-            current = self._process
-            if current is not None:
-                for envelope in drained:
-                    current.actor_ref.tell(envelope)
-            else:
-                self._pending.extendleft(reversed(drained))
+            drained = _keep(process.inbox.take_all())
             stopped = self.status in (CellStatus.STOPPING, CellStatus.STOPPED)
-            pending = list(self._pending) if stopped else []
+            if self._process is not None and drained:  # cannot happen: see stop()
+                logger.error("actor %s: a replaced incarnation still had mail", self.name)
+                stopped = True
             if stopped:
+                failed = drained + list(self._pending)
                 self._pending.clear()
-        for envelope in pending:
+            else:
+                failed = []
+                self._pending.extendleft(reversed(drained))
+        for envelope in failed:
             envelope.fail(ActorStopped(f"actor {self.name!r} stopped before handling it"))
         return was_running
 
-    def _exited(self, process: _ActorProcess, reason: ExitReason) -> None:
-        """End an incarnation that crashed or exited, and tell the supervisor."""
-        was_running = self._detach(process, reason)
+    def _exited(
+        self,
+        process: _ActorProcess,
+        reason: ExitReason,
+        envelope: Envelope | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """End an incarnation that crashed or exited, then tell whoever waits on it.
+
+        The queue is back in the cell first, the caller of the crashing message is
+        answered, ``on_stop`` runs, and only then do the supervisor or the starter
+        hear of it: a restart never overtakes the old incarnation's queue.
+        """
+        was_running = self._detach(process)
+        if envelope is not None and error is not None and envelope.kind is not Kind.INIT:
+            envelope.fail(error)
         process.finish()
         self._stop_children()
+        if envelope is not None and error is not None and envelope.kind is Kind.INIT:
+            envelope.fail(error)
         listener = self.exit_listener
         if was_running and listener is not None:
             listener(self, process.incarnation, reason)
 
-    def request_normal_exit(self, origin: Any = None) -> None:
-        """Make the current incarnation exit normally after its current message."""
+    def _ignored(self, process: _ActorProcess) -> None:
+        """End an incarnation whose ``init`` returned IGNORE: no process, none to come."""
+        self._detach(process)
+        process.finish()
+        self._stop_children()
+        self.terminate("its init returned ignore")
+
+    def request_exit(self, reason: ExitReason, origin: Any = None) -> None:
+        """Make the current incarnation exit with ``reason`` after its current message."""
         with self._lock:
             process = self._process
         if process is None or (origin is not None and origin is not process):
             return
-        process.exit_requested = True
+        process.exit_reason = reason
         if threading.current_thread() is not process.thread:
-            process.actor_ref.tell(Envelope(Kind.EXIT, None))
+            process.inbox.put(Envelope(Kind.EXIT, None))
 
     # -- stopping -------------------------------------------------------------------
 
@@ -266,30 +457,38 @@ class ActorCell:
 
         Args:
             timeout: seconds to wait for the incarnation to finish; ``None`` waits
-                without limit; ``0`` does not wait and drops nothing but the
-                incarnation itself (OTP's ``brutal_kill``).
+                :data:`LONGEST_WAIT`; ``0`` does not wait (OTP's ``brutal_kill``).
+                When the time is up (at once for ``0``), the messages the incarnation
+                has not begun are taken from it (see ``keep_mailbox``) and the handler
+                still running, if any, is flagged: its ``ctx.stopping`` is set, its
+                caller gets :class:`~theater_py.errors.ActorStopped` and its reply is
+                dropped. Python cannot kill the thread; it ends when that handler returns.
             keep_mailbox: stop only this incarnation (a supervisor is restarting the
                 actor with its siblings): waiting messages stay for the next one.
                 Otherwise the actor stops for good and they fail with
                 :class:`~theater_py.errors.ActorStopped`.
 
         Returns:
-            Whether the incarnation finished within the timeout.
+            Whether the incarnation finished within the timeout (``0``: always).
         """
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        flagged: Envelope | None = None
         with self._lock:
             if self.status is CellStatus.STOPPED:
                 return True
             process, self._process = self._process, None
             self.status = CellStatus.EXITED if keep_mailbox else CellStatus.STOPPING
-            done: concurrent.futures.Future[None] = concurrent.futures.Future()
-            if process is not None:
+            # An actor stopping itself cannot wait for its own thread: that would block it.
+            own_thread = process is not None and threading.current_thread() is process.thread
+            if process is None:
+                done.set_result(None)
+            else:
                 if not keep_mailbox:
                     process.context.stopping.set()
-                if timeout == 0:
-                    self._pending.extendleft(reversed(process.drain()))
-                process.actor_ref.tell(Envelope(Kind.STOP, None, reply=done))
-            else:
-                done.set_result(None)
+                if timeout == 0 and not own_thread:
+                    flagged = self._abandon(process, keep_mailbox)
+                else:
+                    process.inbox.put(Envelope(Kind.STOP, None, reply=done))
             pending: list[Envelope] = []
             if not keep_mailbox:
                 pending = list(self._pending)
@@ -297,16 +496,10 @@ class ActorCell:
         for envelope in pending:
             envelope.fail(ActorStopped(f"actor {self.name!r} stopped before handling it"))
         finished = True
-        # An actor stopping itself cannot wait for its own thread: that would block it.
-        own_thread = process is not None and threading.current_thread() is process.thread
-        if timeout != 0 and not own_thread:
-            try:
-                done.result(timeout)
-            except (ActorFailed, ActorStopped):
-                pass
-            except concurrent.futures.TimeoutError:
-                finished = False
-                logger.warning("actor %s did not stop within %s s", self.name, timeout)
+        if process is not None and flagged is None and timeout != 0 and not own_thread:
+            finished, flagged = self._await_stop(process, done, timeout, keep_mailbox)
+        if flagged is not None:
+            self._flag(process, flagged)
         self._stop_children()
         if not keep_mailbox:
             with self._lock:
@@ -317,14 +510,58 @@ class ActorCell:
         )
         return finished
 
+    def _await_stop(
+        self,
+        process: _ActorProcess,
+        done: concurrent.futures.Future[None],
+        timeout: float | None,
+        keep_mailbox: bool,
+    ) -> tuple[bool, Envelope | None]:
+        """Wait for an incarnation to stop; abandon it when the time is up."""
+        try:
+            done.result(LONGEST_WAIT if timeout is None else timeout)
+        except concurrent.futures.TimeoutError:
+            logger.warning("actor %s did not stop within %s s", self.name, timeout)
+            with self._lock:
+                return False, self._abandon(process, keep_mailbox)
+        return True, None
+
+    def _abandon(self, process: _ActorProcess, keep_mailbox: bool) -> Envelope | None:
+        """Take an incarnation's queue away (cell lock held); return its running envelope."""
+        taken, running = process.inbox.abandon()
+        process.context.stopping.set()
+        kept = _keep(taken)
+        keep = keep_mailbox and self._process is None and self.status is CellStatus.EXITED
+        if keep:
+            self._pending.extendleft(reversed(kept))
+        else:
+            for envelope in kept:
+                envelope.fail(ActorStopped(f"actor {self.name!r} stopped before handling it"))
+        return running
+
+    def _flag(self, process: _ActorProcess | None, running: Envelope) -> None:
+        logger.warning(
+            "actor %s: a handler of incarnation %s still runs after its stop; "
+            "its reply will be dropped",
+            self.name,
+            process.incarnation if process is not None else "?",
+        )
+        running.fail(ActorStopped(f"actor {self.name!r} was stopped while handling it"))
+
     def terminate(self, reason: str) -> None:
-        """Give the actor up between incarnations: fail every waiting message."""
+        """Give the actor up for good: stop any incarnation, fail every waiting message."""
+        pending: list[Envelope] = []
         with self._lock:
-            if self._process is not None or self.status is CellStatus.STOPPED:
+            if self.status is CellStatus.STOPPED:
                 return
-            self.status = CellStatus.STOPPED
-            pending = list(self._pending)
-            self._pending.clear()
+            running = self._process is not None
+            if not running:
+                self.status = CellStatus.STOPPED
+                pending = list(self._pending)
+                self._pending.clear()
+        if running:  # never leave a live incarnation behind a cell that is given up
+            self.stop(0)
+            return
         for envelope in pending:
             envelope.fail(ActorStopped(f"actor {self.name!r} stopped: {reason}"))
         self.runtime.unregister(self)
@@ -357,16 +594,21 @@ class _ActorProcess(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return _Inbox()
+
     def __init__(
         self, cell: ActorCell, instance: Actor, incarnation: int, created: list[_ActorProcess]
     ) -> None:
         super().__init__()
         created.append(self)  # Pykka's start() returns only a ref; the cell keeps the actor
+        self.inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
         self.cell = cell
         self.instance = instance
         self.incarnation = incarnation
         self.context = ActorContext(cell, self)
-        self.exit_requested = False
+        self.exit_reason: ExitReason | None = None
         self.thread: threading.Thread | None = None
         self._finished = False
         self._deferred: set[Envelope] = set()
@@ -376,6 +618,9 @@ class _ActorProcess(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         envelope: Envelope = message
+        inbox = self.inbox
+        if not inbox.begin(envelope):
+            return  # handed over to the next incarnation before it began here
         try:
             kind = envelope.kind
             if kind is Kind.REQUEST:
@@ -385,25 +630,48 @@ class _ActorProcess(pykka.ThreadingActor):
             elif kind is Kind.INIT:
                 self._init(envelope)
             elif kind is Kind.STOP:
+                inbox.end()
                 self._stop_requested(envelope)
                 return
             elif kind is Kind.CRASH:
                 raise ActorKilled(envelope.message)
         except BaseException as exc:  # noqa: BLE001 -- contain every failure to this actor
+            inbox.end()
             self._crash(envelope, exc)
             return
-        if self.exit_requested:
-            self.cell.chain.record("actor-exit", {"reason": "normal"}, "exited normally")
-            self.cell._exited(self, ExitReason("normal"))
+        inbox.end()
+        if inbox.closed:  # abandoned while this handler ran: the incarnation is over
+            self.finish()
+        elif self.exit_reason is not None:
+            reason = self.exit_reason
+            self.cell.chain.record("actor-exit", {"reason": str(reason)}, f"exited: {reason}")
+            self.cell._exited(self, reason)
 
     # -- message kinds ---------------------------------------------------------------
 
     def _init(self, envelope: Envelope) -> None:
-        self.instance.init(self.context, envelope.message)
+        result = self.instance.init(self.context, envelope.message)
+        if isinstance(result, str) and result == IGNORE:
+            self.cell.chain.record("init", {"incarnation": self.incarnation}, "init: ignore")
+            self.cell._ignored(self)
+            self._resolve(envelope, IGNORE)
+            return
         self.cell.chain.record("init", {"incarnation": self.incarnation}, "init done")
         self.cell._mark_running(self)
-        assert envelope.reply is not None
-        envelope.reply.set_result(None)
+        self._resolve(envelope, None)
+
+    def _resolve(self, envelope: Envelope, value: Any) -> None:
+        """Answer a caller, unless the handler was flagged (its caller was answered)."""
+        reply = envelope.reply
+        assert reply is not None
+        if envelope is self.inbox.flagged:
+            logger.warning(
+                "actor %s: dropped the reply of a handler that outlived its stop",
+                self.cell.name,
+            )
+            return
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            reply.set_result(value)
 
     def _decode(self, envelope: Envelope) -> Any:
         request_type = self.cell.actor_class.request_type
@@ -435,16 +703,24 @@ class _ActorProcess(pykka.ThreadingActor):
         result = self.instance.handle_request(self.context, message)
         if isinstance(result, concurrent.futures.Future):
             self._deferred.add(envelope)
+            envelope.defer(result)
             result.add_done_callback(functools.partial(self._deferred_done, envelope))
             return
         self._answer(envelope, result)
 
     def _answer(self, envelope: Envelope, result: Any) -> None:
+        """Encode and record a reply, and answer; a reply that is not JSON fails only its caller."""
         response_type = self.cell.actor_class.response_type
-        wire = serde.unstructure(result, response_type)
-        self.cell.chain.record("response", wire, "response")
-        assert envelope.reply is not None
-        envelope.reply.set_result(wire if envelope.encoded else result)
+        try:
+            wire = serde.unstructure(result, response_type)
+            self.cell.chain.record("response", wire, "response")
+        except (TypeError, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self.cell.chain.record("request-error", {"error": reason}, "reply is not JSON")
+            logger.error("actor %s: its reply is not JSON: %s", self.cell.name, reason)
+            envelope.fail(ReplyEncodeError(f"actor {self.cell.name!r} replied with {reason}"))
+            return
+        self._resolve(envelope, wire if envelope.encoded else result)
 
     def _deferred_done(self, envelope: Envelope, future: concurrent.futures.Future[Any]) -> None:
         # Runs on whichever thread resolved the future; the chain and the reply are thread-safe.
@@ -459,7 +735,7 @@ class _ActorProcess(pykka.ThreadingActor):
         if error is None:
             try:
                 self._answer(envelope, future.result())
-            except Exception as exc:  # noqa: BLE001 -- the caller must hear of an encoding failure
+            except Exception as exc:  # noqa: BLE001 -- the caller must hear of any failure
                 error = exc
             else:
                 return
@@ -489,35 +765,21 @@ class _ActorProcess(pykka.ThreadingActor):
         reason = f"{type(exc).__name__}: {exc}"
         phase = "init" if envelope.kind is Kind.INIT else "message"
         logger.error("actor %s crashed in %s", self.cell.name, phase, exc_info=exc)
-        envelope.fail(ActorFailed(self.cell.name, reason))
         try:
             self.cell.chain.record("actor-crash", {"phase": phase, "error": reason}, reason)
         except StoreError:  # its runtime shut down and closed the chain's database
             logger.warning("cannot record the crash of %s: its chain is closed", self.cell.name)
-        self.cell._exited(self, ExitReason("crash", reason))
+        self.cell._exited(
+            self, ExitReason("crash", reason), envelope, ActorFailed(self.cell.name, reason)
+        )
 
     def _stop_requested(self, envelope: Envelope) -> None:
         self.finish()
-        for queued in self.drain():
+        for queued in _keep(self.inbox.take_all()):
             queued.fail(ActorStopped(f"actor {self.cell.name!r} stopped before handling it"))
-        assert envelope.reply is not None
-        envelope.reply.set_result(None)
-
-    def drain(self) -> list[Envelope]:
-        """Take every envelope still in this incarnation's inbox, in order."""
-        drained: list[Envelope] = []
-        inbox = self.actor_inbox
-        while not inbox.empty():
-            message = inbox.get().message
-            if not isinstance(message, Envelope) or message.kind in (Kind.EXIT, Kind.CRASH):
-                continue
-            if message.kind is Kind.STOP:
-                # A stop that raced a crash: this incarnation is over either way.
-                if message.reply is not None:
-                    message.reply.set_result(None)
-                continue
-            drained.append(message)
-        return drained
+        if envelope.reply is not None and not envelope.reply.done():
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                envelope.reply.set_result(None)
 
     def finish(self) -> None:
         """Run the actor's ``on_stop``, close its capabilities and end the thread."""
@@ -532,6 +794,7 @@ class _ActorProcess(pykka.ThreadingActor):
             self.context.close()
         finally:
             self.actor_stopped.set()
+            self.inbox.closed = True  # the loop ends; Pykka's teardown must not block
             pykka.ActorRegistry.unregister(self.actor_ref)
             # Deferred replies outlive a crash (the work goes on and answers); a stop for
             # good answers every caller now.

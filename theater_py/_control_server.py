@@ -21,6 +21,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
+
 from theater_py import _protocol
 from theater_py._protocol import (
     ControlError,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from theater_py._cell import ActorCell
+    from theater_py.chain import ChainStatus
     from theater_py.runtime import Runtime
     from theater_py.supervisor import ChildSpec, Supervisor
 
@@ -47,6 +50,10 @@ FOLLOW_POLL: Final = 0.05
 """Seconds between two looks at a followed actor's chain (it has no change signal)."""
 
 _STOP_TIMEOUT: Final = 10.0
+MAX_CONNECTIONS: Final = 64
+"""How many connections a server serves at once by default; more are refused."""
+IDLE_TIMEOUT: Final = 300.0
+"""Seconds a connection may stay silent between requests before the server closes it."""
 
 
 class ControlServer:
@@ -60,7 +67,13 @@ class ControlServer:
     """
 
     def __init__(
-        self, runtime: Runtime, home: Path | None = None, *, max_line: int = _protocol.MAX_LINE
+        self,
+        runtime: Runtime,
+        home: Path | None = None,
+        *,
+        max_line: int = _protocol.MAX_LINE,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         """Prepare a server; nothing is created until :meth:`claim` or :meth:`start`.
 
@@ -69,12 +82,23 @@ class ControlServer:
             home: the home folder of the socket and the lock file; the runtime's home
                 by default.
             max_line: the longest request line read, in bytes.
+            max_connections: how many connections are served at once (a thread each);
+                one more is answered with a ``Busy`` error and closed.
+            idle_timeout: seconds a connection may send nothing while the server waits
+                for its next request (or the server's reply waits for the client to
+                read) before it is closed. A followed event stream is not idle.
         """
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
+        if not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
         self.runtime = runtime
         self.home = runtime.home if home is None else home
         self.path = _protocol.socket_path(self.home)
         """The control socket."""
         self.max_line = max_line
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
         self._accepter: threading.Thread | None = None
@@ -253,7 +277,14 @@ class ControlServer:
             if self._stopping.is_set():
                 conn.close()
                 return
-            self._connections[conn] = thread
+            busy = len(self._connections) >= self.max_connections
+            if not busy:
+                self._connections[conn] = thread
+        if busy:
+            _refuse(conn, self.max_connections)
+            return
+        # Every blocking read and write of the connection is bounded by the idle timeout.
+        conn.settimeout(self.idle_timeout)
         thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -319,20 +350,32 @@ class ControlServer:
     def _ping(self, _request: dict[str, Any]) -> Any:
         from theater_py import __version__
 
-        return {"pid": os.getpid(), "home": os.fspath(self.home), "version": __version__}
+        # Only a database the runtime opened (reading the property would create one).
+        database = self.runtime.__dict__.get("event_database")
+        return {
+            "pid": os.getpid(),
+            "home": os.fspath(self.home),
+            "version": __version__,
+            "event_database": None if database is None else _writing(database.status()),
+        }
 
     def _list(self, _request: dict[str, Any]) -> Any:
-        return [
-            {
-                "name": info.name,
-                "id": info.id,
-                "status": info.status,
-                "restarts": info.restarts,
-                "uptime_s": info.uptime_s,
-                "queued": info.queued,
-            }
-            for info in self.runtime.actors()
-        ]
+        listed = []
+        for info in self.runtime.actors():
+            cell = self.runtime.find_cell(info.name)
+            chain = None if cell is None else attrs.asdict(cell.chain.status())
+            listed.append(
+                {
+                    "name": info.name,
+                    "id": info.id,
+                    "status": info.status,
+                    "restarts": info.restarts,
+                    "uptime_s": info.uptime_s,
+                    "queued": info.queued,
+                    "chain": chain,
+                }
+            )
+        return listed
 
     def _request(self, request: dict[str, Any]) -> Any:
         name = _protocol.required_actor(request)
@@ -359,7 +402,7 @@ class ControlServer:
 
             raise ActorNotFound(f"no actor named {name!r} is running")
         owner = cell.owner or self.runtime.root
-        spec = owner.child_spec(name)
+        spec = owner.get_childspec(name)
         finished = self.runtime.stop_actor(name, timeout)
         with self._guard:
             self._stopped[name] = (owner, spec, cell)
@@ -397,6 +440,9 @@ class ControlServer:
             with self._guard:
                 self._stopped.setdefault(name, origin)  # it may be mended and retried
             raise
+        if target is None:  # its init returned IGNORE: OTP keeps the spec, with no process
+            logger.info("restarted actor %s: its init chose to be ignored", name)
+            return {"name": name, "id": None}
         logger.info("restarted actor %s (%s) under supervisor %s", name, target.id, owner.name)
         return {"name": name, "id": target.id}
 
@@ -468,6 +514,10 @@ def _describe_request(request: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+def _writing(status: ChainStatus) -> dict[str, Any]:
+    return {"lost": status.lost, "error": status.error}
+
+
 def _send_new_events(conn: socket.socket, cell: ActorCell, sent: int) -> int:
     chain = cell.chain
     if len(chain) <= sent:
@@ -476,6 +526,15 @@ def _send_new_events(conn: socket.socket, cell: ActorCell, sent: int) -> int:
     lines = [_protocol.encode({"event": event.to_json()}) for event in events[sent:]]
     conn.sendall(b"".join(lines))
     return len(events)
+
+
+def _refuse(conn: socket.socket, limit: int) -> None:
+    """Tell a connection past the limit why it is closed, without waiting on it."""
+    message = f"the server serves {limit} connections at once; try again later"
+    with contextlib.suppress(OSError), conn:
+        conn.setblocking(False)
+        conn.send(_protocol.encode(error_response("Busy", message)))
+    logger.warning("control socket: refused a connection (%d already served)", limit)
 
 
 def _write(conn: socket.socket, response: dict[str, Any]) -> None:

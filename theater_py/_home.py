@@ -73,7 +73,7 @@ def open_database(database: str | os.PathLike[str]) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         # With WAL, NORMAL stays consistent after a power loss and saves an fsync per commit.
         conn.execute("PRAGMA synchronous = NORMAL")
-    except sqlite3.Error:
+    except BaseException:  # a damaged file can raise more than sqlite3.Error here
         conn.close()
         raise
     return conn

@@ -70,7 +70,7 @@ class RecordingSession(requests.Session):
         self._chain.record("http-request", {"method": method, "url": url}, f"{method} {url}")
         try:
             response = super().send(request, **kwargs)
-        except requests.RequestException as exc:
+        except Exception as exc:  # not only requests': http.client raises ValueError too
             self._chain.record(
                 "http-error",
                 {"method": method, "url": url, "error": type(exc).__name__},

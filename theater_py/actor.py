@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 if TYPE_CHECKING:
     from theater_py.context import ActorContext
     from theater_py.errors import MessageDecodeError
 
-__all__ = ["Actor"]
+__all__ = ["IGNORE", "Actor"]
+
+IGNORE: Final = "ignore"
+"""What :meth:`Actor.init` returns to decline its start (OTP's ``ignore``): no
+process runs, the supervisor keeps the spec with none (a ``temporary`` child's is
+dropped), and :meth:`~theater_py.Supervisor.restart_child` may try it again."""
 
 
 class Actor:
@@ -35,13 +40,17 @@ class Actor:
     """The type of replies, used to encode them as JSON for ``request_json`` callers;
     ``None`` returns replies as they are."""
 
-    def init(self, ctx: ActorContext, state: Any) -> None:
+    def init(self, ctx: ActorContext, state: Any) -> Any:
         """Set the actor up; runs before any message, on start and on every restart.
 
         Args:
             ctx: the actor's capabilities.
             state: the manifest's ``init_state`` merged with the caller's init data
                 (a private copy: changing it does not change what a restart gets).
+
+        Returns:
+            Nothing, or :data:`IGNORE` to decline the start: the incarnation ends at
+            once and messages sent to the actor fail with ``ActorStopped``.
 
         Raises:
             Exception: any exception fails the start: ``start_actor`` raises

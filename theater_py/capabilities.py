@@ -2,8 +2,14 @@
 
 Each class wraps one resource (environment, store, time; HTTP is in
 :mod:`theater_py._http`, imported only when granted, since ``requests`` is slow to
-import) and checks the handler's rules before touching it. The recorder they share
-is the actor's :class:`~theater_py.chain.EventChain`.
+import), checks the handler's rules before touching it, and offers only the
+operations the handler grants: nothing that closes or reconfigures a resource other
+actors share. The recorder they share is the actor's
+:class:`~theater_py.chain.EventChain`.
+
+This limits what the runtime hands an actor; it is not a sandbox. An actor's
+component is trusted Python code that can import anything (see the trust model in
+docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from theater_py.errors import CapabilityDenied, TheaterError
 
 if TYPE_CHECKING:
     from theater_py.manifest import EnvironmentHandler, TimingHandler
-    from theater_py.store import ContentRef, ContentStore
+    from theater_py.store import Bytes, ContentRef, ContentStore
 
 __all__ = ["EnvironmentAccess", "Recorder", "StoreAccess", "Timing"]
 
@@ -65,7 +71,14 @@ class EnvironmentAccess:
 
 
 class StoreAccess:
-    """The ``store`` capability: the runtime's content store, with writes recorded."""
+    """The ``store`` capability: Theater's store operations on the runtime's content store.
+
+    Only these operations: no ``close`` (the store is shared by every actor) and no
+    other attribute of the store is reachable through it. Every write (``new_store``,
+    ``store``, ``store_at_label``, ``replace_content_at_label``, ``label``,
+    ``replace_at_label``, ``remove_label``) is recorded in the actor's chain; reads are
+    not.
+    """
 
     __slots__ = ("_chain", "_store")
 
@@ -73,49 +86,87 @@ class StoreAccess:
         self._store = store
         self._chain = chain
 
+    # -- writes, each recorded -------------------------------------------------------
+
     def new_store(self, store_id: str | None = None) -> str:
         """Create a store (or find the one named ``store_id``) and return its id."""
         store_id = self._store.new_store(store_id)
         self._chain.record("store-new", {"store_id": store_id}, "new store")
         return store_id
 
-    def store(self, store_id: str, content: bytes) -> ContentRef:
+    def store(self, store_id: str, content: Bytes) -> ContentRef:
         """Save content (once per digest) and return its reference."""
         ref = self._store.store(store_id, content)
         self._chain.record(
             "store-write",
-            {"store_id": store_id, "hash": ref.hash, "size": len(content)},
+            {"store_id": store_id, "hash": ref.hash, "size": memoryview(content).nbytes},
             "store content",
         )
         return ref
 
-    def store_at_label(self, store_id: str, label: str, content: bytes) -> ContentRef:
-        """Save content and point ``label`` at it."""
+    def store_at_label(self, store_id: str, label: str, content: Bytes) -> ContentRef:
+        """Save content and point ``label`` at it, in one transaction."""
         ref = self._store.store_at_label(store_id, label, content)
         self._chain.record(
             "store-write",
-            {"store_id": store_id, "label": label, "hash": ref.hash, "size": len(content)},
+            {
+                "store_id": store_id,
+                "label": label,
+                "hash": ref.hash,
+                "size": memoryview(content).nbytes,
+            },
             f"store content at label {label}",
         )
         return ref
 
+    def replace_content_at_label(self, store_id: str, label: str, content: Bytes) -> ContentRef:
+        """Save content and move ``label`` to it (Theater's name for :meth:`store_at_label`)."""
+        return self.store_at_label(store_id, label, content)
+
     def label(self, store_id: str, label: str, ref: ContentRef) -> None:
-        """Point ``label`` at existing content."""
+        """Point ``label`` at content the store holds."""
         self._store.label(store_id, label, ref)
         self._chain.record(
             "store-label", {"store_id": store_id, "label": label, "hash": ref.hash}, label
         )
+
+    def replace_at_label(self, store_id: str, label: str, ref: ContentRef) -> None:
+        """Point ``label`` at other content (Theater's name for :meth:`label`)."""
+        self.label(store_id, label, ref)
 
     def remove_label(self, store_id: str, label: str) -> None:
         """Remove ``label`` (the content stays)."""
         self._store.remove_label(store_id, label)
         self._chain.record("store-remove-label", {"store_id": store_id, "label": label}, label)
 
-    def __getattr__(self, name: str) -> Any:
-        # Reads (get, exists, get_by_label, list_labels, ...) pass through unrecorded.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._store, name)
+    # -- reads -----------------------------------------------------------------------
+
+    def get(self, store_id: str, ref: ContentRef) -> bytes:
+        """Return the content ``ref`` names (its digest checked)."""
+        return self._store.get(store_id, ref)
+
+    def exists(self, store_id: str, ref: ContentRef) -> bool:
+        """Return whether the store holds the content ``ref`` names."""
+        return self._store.exists(store_id, ref)
+
+    def get_by_label(self, store_id: str, label: str) -> ContentRef | None:
+        """Return what ``label`` points at, or ``None``."""
+        return self._store.get_by_label(store_id, label)
+
+    def list_labels(self, store_id: str) -> list[str]:
+        """Return the store's labels, sorted."""
+        return self._store.list_labels(store_id)
+
+    def list_all_content(self, store_id: str) -> list[ContentRef]:
+        """Return the references of the store's content, in the order first stored."""
+        return self._store.list_all_content(store_id)
+
+    def calculate_total_size(self, store_id: str) -> int:
+        """Return the size in bytes of the store's content."""
+        return self._store.calculate_total_size(store_id)
+
+    def __repr__(self) -> str:
+        return "<StoreAccess>"
 
 
 class Timing:

@@ -24,34 +24,28 @@ Removing events from the *end* of a chain leaves a shorter chain that verifies;
 compare its last hash with one kept elsewhere to detect that.
 
 Chains live in memory (:class:`MemoryChainStorage`) or, through
-:class:`EventDatabase`, in a SQLite file that outlives the process.
+:class:`EventDatabase` (its code is in :mod:`theater_py._eventdb`), in a SQLite file
+that outlives the process.
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
 import json
 import logging
-import os
-import queue
-import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from hashlib import sha256
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from pathlib import Path
 from typing import Any, Final, Protocol
 
 import attrs
 
-from theater_py._home import database_location, open_database, theater_home
-from theater_py.errors import StoreError
-
 __all__ = [
+    "LOST_EVENT",
     "ChainEvent",
+    "ChainStatus",
     "ChainStorage",
     "ChainVerification",
     "EventChain",
@@ -128,6 +122,21 @@ class ChainVerification:
     """The index of the first broken event, or ``None`` when ``ok``."""
     reason: str | None = None
     """Why it is broken (``"event 3: hash mismatch"``), or ``None`` when ``ok``."""
+    missing: tuple[tuple[int, int], ...] = ()
+    """For a saved chain, the events it lost and recorded as lost: ``(first, last)``
+    index ranges, inclusive (see :data:`LOST_EVENT`). Empty otherwise."""
+
+
+@attrs.frozen
+class ChainStatus:
+    """Whether a chain's events reach its storage (see :meth:`EventChain.status`)."""
+
+    saved: bool
+    """The chain is kept in a database (``save_chain``), not in memory."""
+    lost: int = 0
+    """How many of its events could not be written since the database was opened."""
+    error: str | None = None
+    """Why writing fails now, or ``None`` while it works."""
 
 
 def _head(event_type: str, data_json: str, description: str) -> bytes:
@@ -205,7 +214,47 @@ def _fields(event: ChainEvent | Mapping[str, Any], index: int) -> tuple[Any, ...
 
 
 class _Broken(Exception):
-    """Ends the check of one event with its reason (never escapes verify_events)."""
+    """Ends the check of one event with its reason (never escapes verification)."""
+
+
+def _check(
+    event: ChainEvent | Mapping[str, Any],
+    index: int,
+    previous: str | None,
+    *,
+    link: bool,
+    origin: bool,
+) -> str:
+    """Check the event at ``index``: its hash, and its link to the hash ``previous``.
+
+    Args:
+        link: its parent must be ``previous``.
+        origin: it is the chain's first event, whose parent must be null.
+
+    Returns:
+        Its hash.
+
+    Raises:
+        _Broken: it is not intact; the message says why.
+    """
+    digest, parent, event_type, data, timestamp, description = _fields(event, index)
+    if origin and parent is not None:
+        raise _Broken(f"event {index}: parent_hash of the first event must be null")
+    if link and parent != previous:
+        raise _Broken(f"event {index}: parent_hash does not match event {index - 1}")
+    try:
+        expected = event_hash(
+            parent_hash=parent,
+            event_type=event_type,
+            data=data,
+            timestamp=timestamp,
+            description=description,
+        )
+    except TypeError as exc:
+        raise _Broken(f"event {index}: {exc}") from None
+    if digest != expected:
+        raise _Broken(f"event {index}: hash mismatch")
+    return expected
 
 
 def verify_events(
@@ -228,49 +277,44 @@ def verify_events(
     previous: str | None = None
     for index, event in enumerate(events):
         try:
-            digest, parent, event_type, data, timestamp, description = _fields(event, index)
-            if index == 0 and from_start and parent is not None:
-                raise _Broken("event 0: parent_hash of the first event must be null")
-            if index > 0 and parent != previous:
-                raise _Broken(f"event {index}: parent_hash does not match event {index - 1}")
-            try:
-                expected = event_hash(
-                    parent_hash=parent,
-                    event_type=event_type,
-                    data=data,
-                    timestamp=timestamp,
-                    description=description,
-                )
-            except TypeError as exc:
-                raise _Broken(f"event {index}: {exc}") from None
-            if digest != expected:
-                raise _Broken(f"event {index}: hash mismatch")
+            previous = _check(
+                event, index, previous, link=index > 0, origin=index == 0 and from_start
+            )
         except _Broken as broken:
             return ChainVerification(False, index, index, str(broken))
-        previous = digest
     return ChainVerification(True, len(events))
 
 
 class ChainStorage(Protocol):
     """Where an :class:`EventChain` keeps its events.
 
-    The chain calls these methods while holding its lock, one at a time.
+    The chain calls every method but :meth:`status` while holding its lock, one at a time.
     """
 
     def tail(self) -> tuple[int, str | None]:
-        """Return how many events are stored and the last one's hash (``None`` if none)."""
+        """Return how many events were stored and the last one's hash (``None`` if none)."""
 
-    def append(self, index: int, event: ChainEvent, data_json: str) -> None:
+    def append(self, index: int, event: ChainEvent, data_json: str) -> threading.Event | None:
         """Keep one more event.
 
         Args:
             index: the event's position in the chain, from 0.
             event: the event.
             data_json: ``event.data`` as canonical JSON, so a backend need not encode it again.
+
+        Returns:
+            ``None``, or an event set once the event is durably written, which the chain
+            waits for (bounded) after releasing its lock.
         """
 
     def load(self) -> list[ChainEvent]:
         """Return every stored event, oldest first."""
+
+    def verify(self) -> ChainVerification:
+        """Check the stored events as :meth:`EventChain.verify` describes."""
+
+    def status(self) -> ChainStatus:
+        """Say whether the events reach the storage."""
 
 
 class MemoryChainStorage:
@@ -281,23 +325,38 @@ class MemoryChainStorage:
             otherwise grow without bound); ``None`` keeps every event.
     """
 
-    __slots__ = ("_events",)
+    __slots__ = ("_count", "_events")
 
     def __init__(self, max_events: int | None = None) -> None:
         self._events: collections.deque[ChainEvent] = collections.deque(maxlen=max_events)
+        self._count = 0
 
     def tail(self) -> tuple[int, str | None]:
-        """Return how many events are stored and the last one's hash."""
+        """Return how many events were stored (the dropped ones too) and the last one's hash."""
         events = self._events
-        return len(events), events[-1].hash if events else None
+        return self._count, events[-1].hash if events else None
 
     def append(self, index: int, event: ChainEvent, data_json: str) -> None:
-        """Keep one more event."""
+        """Keep one more event, dropping the oldest beyond ``max_events``."""
         self._events.append(event)
+        self._count += 1
 
     def load(self) -> list[ChainEvent]:
         """Return a copy of the events, oldest first."""
         return list(self._events)
+
+    def verify(self) -> ChainVerification:
+        """Check the events kept: from the first if none was dropped, else as a window."""
+        events = list(self._events)
+        return verify_events(events, from_start=len(events) == self._count)
+
+    def status(self) -> ChainStatus:
+        """A chain in memory loses nothing it records."""
+        return ChainStatus(saved=False)
+
+
+_DURABLE_WAIT: Final = 30.0
+"""Seconds an ``fsync`` chain's record waits for its event to reach the disk."""
 
 
 class EventChain:
@@ -307,7 +366,7 @@ class EventChain:
     events of concurrent threads form one chain, in the order they were linked.
     """
 
-    __slots__ = ("__weakref__", "_count", "_last_hash", "_lock", "_storage")
+    __slots__ = ("__weakref__", "_count", "_last_hash", "_lock", "_owed", "_storage")
 
     def __init__(self, storage: ChainStorage | None = None) -> None:
         """Open a chain that continues from what ``storage`` holds.
@@ -318,6 +377,9 @@ class EventChain:
         self._storage = MemoryChainStorage() if storage is None else storage
         self._lock = threading.Lock()
         self._count, self._last_hash = self._storage.tail()
+        # Events the storage asked to add (a record of lost events), recorded with the
+        # next event or by settle(); a deque, since the writer thread appends unlocked.
+        self._owed: collections.deque[tuple[str, Any, str]] = collections.deque()
 
     def record(self, event_type: str, data: Any = None, description: str = "") -> ChainEvent:
         """Append an event linked to the last one.
@@ -332,7 +394,7 @@ class EventChain:
 
         Raises:
             TypeError: ``data`` is not JSON (the message names ``event_type``).
-            StoreError: the chain is persisted and its database is closed.
+            StoreError: the chain is saved and its database is closed.
         """
         try:
             data_json = _encode_data(data)
@@ -350,21 +412,67 @@ class EventChain:
             timestamp = time.time_ns() // 1_000_000
             digest.update(_tail(parent, timestamp))
             event = ChainEvent(digest.hexdigest(), parent, event_type, data, timestamp, description)
+            written = self._storage.append(self._count, event, data_json)
+            self._count += 1
+            self._last_hash = event.hash
+            if self._owed:
+                self._record_owed()
+        if written is not None and not written.wait(_DURABLE_WAIT):
+            logger.warning(
+                "event %r not on disk after %s s; recording goes on", event_type, _DURABLE_WAIT
+            )
+        return event
+
+    def owe(self, event_type: str, data: Any, description: str) -> None:
+        """Have the chain record this event with its next one (or at :meth:`settle`).
+
+        For a storage that must add an event of its own, as a saved chain records the
+        events it lost, from a thread that must not wait for the chain's lock.
+        """
+        self._owed.append((event_type, data, description))
+
+    def settle(self) -> None:
+        """Record the events :meth:`owe` left pending."""
+        if self._owed:
+            with self._lock:
+                self._record_owed()
+
+    def _record_owed(self) -> None:
+        # Under the lock: each owed event links like any other.
+        while self._owed:
+            event_type, data, description = self._owed.popleft()
+            data_json = _encode_data(data)
+            digest = sha256(_head(event_type, data_json, description))
+            timestamp = time.time_ns() // 1_000_000
+            digest.update(_tail(self._last_hash, timestamp))
+            event = ChainEvent(
+                digest.hexdigest(), self._last_hash, event_type, data, timestamp, description
+            )
             self._storage.append(self._count, event, data_json)
             self._count += 1
             self._last_hash = event.hash
-        return event
 
     def events(self) -> list[ChainEvent]:
         """Return a snapshot of the events, oldest first."""
+        self.settle()
         with self._lock:
             return self._storage.load()
 
     def verify(self) -> ChainVerification:
-        """Check the chain with :func:`verify_events` (a bounded one: the events it kept)."""
+        """Check the chain.
+
+        A saved chain is checked from its first event, with its events numbered without
+        a gap: any deletion, insertion or change is reported at the event it breaks, and
+        events the database failed to write are reported in ``missing``. A chain in
+        memory that dropped its oldest events (``max_events``) checks the window it kept.
+        """
+        self.settle()
         with self._lock:
-            events, count = self._storage.load(), self._count
-        return verify_events(events, from_start=len(events) == count)
+            return self._storage.verify()
+
+    def status(self) -> ChainStatus:
+        """Say whether the chain is saved, and whether its events reach the database."""
+        return self._storage.status()
 
     @property
     def last_hash(self) -> str | None:
@@ -378,282 +486,5 @@ class EventChain:
         return f"<EventChain {self._count} events, last {self._last_hash}>"
 
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS events (
-    actor_id    TEXT    NOT NULL,
-    seq         INTEGER NOT NULL,
-    hash        TEXT    NOT NULL,
-    parent_hash TEXT,
-    event_type  TEXT    NOT NULL,
-    data        TEXT    NOT NULL,
-    timestamp   INTEGER NOT NULL,
-    description TEXT    NOT NULL,
-    PRIMARY KEY (actor_id, seq)
-) WITHOUT ROWID;
-"""
-_INSERT: Final = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_QUEUE_SIZE: Final = 10_000
-_BATCH: Final = 1_000
-_Row = tuple[str, int, str, str | None, str, str, int, str]
-
-
-class _SqliteChainStorage:
-    __slots__ = ("_actor_id", "_db")
-
-    def __init__(self, db: EventDatabase, actor_id: str) -> None:
-        self._db = db
-        self._actor_id = actor_id
-
-    def tail(self) -> tuple[int, str | None]:
-        # The database's own helper, so it may use the database's internals.
-        rows = self._db._read(
-            "SELECT seq, hash FROM events WHERE actor_id = ? ORDER BY seq DESC LIMIT 1",
-            (self._actor_id,),
-        )
-        return (rows[0][0] + 1, rows[0][1]) if rows else (0, None)
-
-    def append(self, index: int, event: ChainEvent, data_json: str) -> None:
-        row = (self._actor_id, index, event.hash, event.parent_hash, event.event_type)
-        self._db._enqueue((*row, data_json, event.timestamp, event.description))
-
-    def load(self) -> list[ChainEvent]:
-        rows = self._db._read(
-            "SELECT hash, parent_hash, event_type, data, timestamp, description"
-            " FROM events WHERE actor_id = ? ORDER BY seq",
-            (self._actor_id,),
-        )
-        return [ChainEvent(h, p, t, _decode(d), ts, desc) for h, p, t, d, ts, desc in rows]
-
-
-def _decode(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text  # an edited row: its hash no longer matches, which verify() reports
-
-
-class EventDatabase:
-    """Hands out actors' event chains, keeping the persisted ones in one SQLite file.
-
-    A background thread writes persisted events in batches, so recording one costs
-    a queue put; :meth:`flush` waits until all are written and :meth:`close` writes
-    every event recorded before it. The file (WAL mode) has one table, ``events``,
-    keyed by ``(actor_id, seq)``, whose ``data`` column holds the canonical JSON.
-    One process at a time should record a given actor's chain.
-    """
-
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, connect: bool = True):
-        """Create the database kept in the file at ``path``.
-
-        Args:
-            path: the SQLite file; ``events.sqlite3`` in the home folder if omitted, or
-                ``":memory:"`` for a database that lasts as long as this object.
-            connect: open the file now; if false, when a chain is first persisted.
-
-        Raises:
-            StoreError: the file cannot be opened.
-        """
-        if path is None:
-            path = theater_home() / "events.sqlite3"
-        self._database = database_location(path)
-        # Reentrant: chain() holds it while a new persisted chain reads its tail.
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        self._conn_lock = threading.Lock()
-        self._queue: queue.Queue[_Row | threading.Event | None] = queue.Queue(_QUEUE_SIZE)
-        self._writer: threading.Thread | None = None
-        self._error: sqlite3.Error | None = None
-        self._closed = False
-        self._chains: weakref.WeakValueDictionary[str, EventChain] = weakref.WeakValueDictionary()
-        if connect:
-            with self._lock:
-                self._connect()
-
-    @classmethod
-    def lazy(cls, path: str | os.PathLike[str]) -> EventDatabase:
-        """Return a database that creates its file only when a chain is persisted."""
-        return cls(path, connect=False)
-
-    @classmethod
-    def in_memory(cls) -> EventDatabase:
-        """Return a database in memory (tests): persisted chains last until it is closed."""
-        return cls(":memory:")
-
-    @property
-    def path(self) -> Path | None:
-        """The SQLite file, or ``None`` in memory."""
-        return None if self._database == ":memory:" else Path(self._database)
-
-    def chain(
-        self, actor_id: str, *, persist: bool, max_memory_events: int | None = None
-    ) -> EventChain:
-        """Return the actor's chain: the same object as long as it is in use.
-
-        Args:
-            actor_id: the actor's id.
-            persist: keep the events in the database, where a new process continues the
-                chain from its last hash, rather than in memory.
-            max_memory_events: for a chain in memory, keep only the newest this many.
-
-        Returns:
-            The chain.
-
-        Raises:
-            ValueError: the actor's chain is in use with the other ``persist``.
-            StoreError: the database is closed, or cannot be opened.
-        """
-        if not isinstance(actor_id, str):
-            raise TypeError(f"actor_id must be a str, not {type(actor_id).__name__}")
-        with self._lock:
-            chain = self._chains.get(actor_id)
-            if chain is not None:
-                if isinstance(chain._storage, _SqliteChainStorage) != persist:
-                    raise ValueError(
-                        f"actor {actor_id!r}: its chain is in use with persist={not persist}"
-                    )
-                return chain
-            if persist:
-                self._connect()
-                chain = EventChain(_SqliteChainStorage(self, actor_id))
-            else:
-                chain = EventChain(MemoryChainStorage(max_memory_events))
-            self._chains[actor_id] = chain
-            return chain
-
-    def actor_ids(self) -> list[str]:
-        """Return the ids of the actors with persisted events, sorted."""
-        with self._lock:
-            if self._conn is None and not self._closed:
-                if self.path is not None and not self.path.exists():
-                    return []  # a lazy database whose file was never needed
-                self._connect()
-        rows = self._read("SELECT DISTINCT actor_id FROM events ORDER BY actor_id", ())
-        return [row[0] for row in rows]
-
-    def flush(self) -> None:
-        """Wait until every persisted event recorded so far is written.
-
-        Raises:
-            StoreError: writing failed (it is also logged when it happens).
-        """
-        with self._lock:
-            done = None
-            if self._writer is not None and not self._closed:
-                done = threading.Event()
-                self._queue.put(done)
-        if done is not None:
-            done.wait()
-        if self._error is not None:
-            raise StoreError(
-                f"event database {self._database}: writing events failed: {self._error}"
-            )
-
-    def close(self) -> None:
-        """Write the pending events, stop the writer and close the file; safe to repeat."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            writer = self._writer
-            if writer is not None:
-                self._queue.put(None)
-        if writer is not None:
-            writer.join()
-            atexit.unregister(self.close)
-        with self._conn_lock:
-            if self._conn is not None:
-                self._conn.close()
-
-    def __enter__(self) -> EventDatabase:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<EventDatabase {self._database}>"
-
-    # -- internals: callers hold self._lock ------------------------------------------
-
-    def _connect(self) -> None:
-        if self._closed:
-            raise StoreError(f"event database {self._database} is closed")
-        if self._conn is not None:
-            return
-        try:
-            conn = open_database(self._database)
-            conn.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"event database {self._database}: cannot open: {exc}") from exc
-        self._conn = conn
-        self._writer = threading.Thread(
-            target=self._write_loop, name="theater-py-event-writer", daemon=True
-        )
-        self._writer.start()
-        # A daemon, so a forgotten close() cannot hang the interpreter; this still
-        # writes what is queued when the interpreter exits.
-        atexit.register(self.close)
-
-    # -- internals: the hot path and the writer --------------------------------------
-
-    def _enqueue(self, row: _Row) -> None:
-        # Under the lock, so no row is ever queued behind close()'s stop sentinel.
-        with self._lock:
-            if self._closed:
-                raise StoreError(f"event database {self._database} is closed")
-            self._queue.put(row)
-
-    def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
-        self.flush()
-        with self._conn_lock:
-            if self._conn is None or self._closed:
-                raise StoreError(f"event database {self._database} is closed")
-            return self._conn.execute(sql, params).fetchall()
-
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            rows: list[_Row] = []
-            waiters: list[threading.Event] = []
-            while item is not None:
-                if isinstance(item, threading.Event):
-                    waiters.append(item)
-                else:
-                    rows.append(item)
-                if len(rows) >= _BATCH:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if rows:
-                self._write(rows)
-            for waiter in waiters:
-                waiter.set()
-            if item is None:
-                return
-
-    def _write(self, rows: list[_Row]) -> None:
-        with self._conn_lock:
-            conn = self._conn
-            assert conn is not None
-            try:
-                with conn:
-                    conn.execute("BEGIN")
-                    conn.executemany(_INSERT, rows)
-                return
-            except sqlite3.Error:
-                pass
-            # One bad row must not cost the batch: write them one by one.
-            for row in rows:
-                try:
-                    conn.execute(_INSERT, row)
-                except sqlite3.Error as exc:
-                    logger.error(
-                        "event database %s: lost event %d of actor %s: %s",
-                        self._database,
-                        row[1],
-                        row[0],
-                        exc,
-                    )
-                    self._error = self._error or exc
+# At the end: the SQLite backend builds on everything above.
+from theater_py._eventdb import LOST_EVENT, EventDatabase  # noqa: E402

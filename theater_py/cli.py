@@ -723,7 +723,21 @@ def ask(args: argparse.Namespace, message: Any, timeout: float, *, what: str | N
 def _cmd_status(args: argparse.Namespace) -> int:
     info = _client(args).ping()
     print(f"theater-py {info['version']} runs as pid {info['pid']} in {info['home']}")
+    writing = info.get("event_database")
+    if writing and writing["error"]:
+        print(f"event database: cannot write ({writing['error']}); {writing['lost']} events lost")
+    elif writing and writing["lost"]:
+        print(f"event database: writes again; {writing['lost']} events were lost")
     return EXIT_OK
+
+
+def _chain_state(chain: dict[str, Any] | None) -> str:
+    """The CHAIN column: memory, saved, or what the saved chain lost."""
+    if not chain or not chain["saved"]:
+        return "memory"
+    if chain["error"]:
+        return "failing"
+    return f"lost {chain['lost']}" if chain["lost"] else "saved"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -739,10 +753,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
             str(a["restarts"]),
             _duration(a["uptime_s"]),
             str(a["queued"]),
+            _chain_state(a.get("chain")),
         )
         for a in actors
     ]
-    print_table(("NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED"), rows, "<<<>>>")
+    header = ("NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED", "CHAIN")
+    print_table(header, rows, "<<<>>><")
     return EXIT_OK
 
 

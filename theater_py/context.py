@@ -35,9 +35,11 @@ class ActorContext:
         self._process = process  # the incarnation this context belongs to
         self._manifest = cell.manifest
         self.stopping = threading.Event()
-        """Set when the actor is being stopped for good: it will not be restarted, so
-        long waits should end and callers should be answered now. It stays clear when an
-        incarnation ends by a crash, a normal exit or a sibling's restart."""
+        """Set when the actor is being stopped for good (it will not be restarted, so
+        long waits should end and callers should be answered now), and when this
+        incarnation outlived its stop's timeout or was killed (``brutal_kill``): its
+        handler still runs, but its reply will be dropped. It stays clear when an
+        incarnation ends by a crash, an exit or a sibling's restart in time."""
         self.log = logging.getLogger(f"theater_py.actor.{cell.name}")
         """The actor's logger (``theater_py.actor.<name>``)."""
 
@@ -110,9 +112,33 @@ class ActorContext:
         """Record an event of the actor's own in its chain."""
         return self._cell.chain.record(event_type, data, description)
 
-    def stop(self) -> None:
-        """Exit normally once the current message is handled (OTP's ``normal`` exit)."""
-        self._cell.request_normal_exit(self._process)
+    def stop(self, reason: str | tuple[str, Any] = "normal") -> None:
+        """Exit once the current message is handled, with an OTP exit reason.
+
+        Args:
+            reason: ``"normal"`` (the default), ``"shutdown"`` or ``("shutdown", term)``:
+                a ``transient`` actor is not restarted after these; any other string
+                is an abnormal exit, restarted as a crash is.
+
+        Raises:
+            ValueError: the reason is none of these.
+        """
+        from theater_py._cell import ExitReason
+
+        if reason == "normal":
+            exit_reason = ExitReason("normal")
+        elif reason == "shutdown":
+            exit_reason = ExitReason("shutdown")
+        elif isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "shutdown":
+            exit_reason = ExitReason("shutdown", repr(reason[1]))
+        elif isinstance(reason, str) and reason:
+            exit_reason = ExitReason("crash", reason)
+        else:
+            raise ValueError(
+                f"reason: expected 'normal', 'shutdown', ('shutdown', term) or a string, "
+                f"got {reason!r}"
+            )
+        self._cell.request_exit(exit_reason, self._process)
 
     def close(self) -> None:
         """Release the capabilities this incarnation opened."""

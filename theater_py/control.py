@@ -152,8 +152,12 @@ class ControlClient:
         try:
             sock.sendall(_protocol.encode({"op": "events", "actor": actor, "follow": follow}))
         except OSError as exc:
-            sock.close()
-            raise ControlError(f"the connection to {self.path} broke: {exc}") from None
+            with sock, sock.makefile("rb") as reader:
+                refusal = _answer_before_close(reader)
+            if refusal is None:
+                raise ControlError(f"the connection to {self.path} broke: {exc}") from None
+            _result(refusal)  # raises the server's error (Busy)
+            raise ProtocolError("the server answered an event stream with a result") from None
         return EventStream(sock, read_timeout)
 
     def call(self, op: str, /, *, read_timeout: float | None = None, **fields: Any) -> Any:
@@ -175,7 +179,11 @@ class ControlClient:
             try:
                 sock.sendall(_protocol.encode({"op": op, **fields}))
             except OSError as exc:
-                raise ControlError(f"the connection to {self.path} broke: {exc}") from None
+                # A server at its connection limit answers Busy and closes before reading.
+                refusal = _answer_before_close(reader)
+                if refusal is None:
+                    raise ControlError(f"the connection to {self.path} broke: {exc}") from None
+                return _result(refusal)
             return _result(_read_line(reader, wait))
 
     def _connect(self, read_timeout: float | None) -> socket.socket:
@@ -252,6 +260,15 @@ class EventStream:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _answer_before_close(reader: BufferedReader) -> dict[str, Any] | None:
+    """Return what a server sent before it closed the connection, if anything."""
+    try:
+        line = reader.readline()
+    except OSError:
+        return None
+    return _protocol.decode(line) if line else None
 
 
 def _read_line(reader: BufferedReader, timeout: float | None) -> dict[str, Any]:

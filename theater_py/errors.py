@@ -107,6 +107,10 @@ class ActorStopped(TheaterError):
     """The actor has stopped and will not run again, so the message was not handled."""
 
 
+class ReplyEncodeError(TheaterError, TypeError):
+    """The actor's reply is not JSON (or not its ``response_type``); the actor keeps running."""
+
+
 class RequestTimeout(TheaterError, TimeoutError):
     """No reply came within the timeout."""
 

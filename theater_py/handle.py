@@ -66,12 +66,14 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
 
     def _call(self, message: Any, encoded: bool, timeout: float | None) -> Any:
         reply: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._current().deliver(Envelope(Kind.REQUEST, message, encoded, reply))
+        envelope = Envelope(Kind.REQUEST, message, encoded, reply)
+        self._current().deliver(envelope)
         wait = DEFAULT_TIMEOUT if timeout is None else timeout
         try:
             return reply.result(wait)
         except concurrent.futures.TimeoutError:
             if reply.cancel() or not reply.done():
+                envelope.abandon()
                 raise RequestTimeout(
                     f"actor {self._name!r} did not reply within {wait} s"
                 ) from None

@@ -24,7 +24,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import attrs
 import cattrs
@@ -224,6 +224,10 @@ class Manifest:
     """The JSON file of the initial state, resolved against the manifest's folder."""
     save_chain: bool = False
     """Whether the actor's event chain is persisted."""
+    chain_durability: Literal["batched", "fsync"] = "batched"
+    """How a saved chain reaches the disk: ``batched`` (a background thread writes) or
+    ``fsync`` (each event is synced before recording returns); see
+    docs/events-and-store.md for what each loses on a kill or a power loss."""
     handlers: tuple[HandlerConfig, ...] = ()
     """The capabilities granted, in manifest order."""
     path: Path | None = None
@@ -263,6 +267,7 @@ class _Document:
     long_description: str | None = None
     init_state: str | None = None
     save_chain: bool = False
+    chain_durability: str = "batched"
     handler: Any = None
     handlers: Any = None
 
@@ -410,6 +415,14 @@ def _handlers(document: _Document, source: str) -> tuple[HandlerConfig, ...]:
     )
 
 
+def _durability(value: str, source: str) -> Literal["batched", "fsync"]:
+    if value in ("batched", "fsync"):
+        return cast(Literal["batched", "fsync"], value)
+    raise ManifestError(
+        f'expected "batched" or "fsync", got {value!r}', file=source, field="chain_durability"
+    )
+
+
 def _check_component(component: str, source: str) -> None:
     module, colon, class_name = component.partition(":")
     if not (
@@ -456,6 +469,7 @@ def _build(text: str, source: str, base_dir: Path, path: Path | None, note: str)
         description=document.description,
         init_state=_init_state_path(document.init_state, base_dir, source),
         save_chain=document.save_chain,
+        chain_durability=_durability(document.chain_durability, source),
         handlers=_handlers(document, source),
         path=path,
         long_description=document.long_description,

@@ -19,6 +19,7 @@ from theater_py.errors import (
     ActorNameInUse,
     ActorNotFound,
     ActorStartError,
+    StoreError,
     SupervisorError,
 )
 from theater_py.handle import ActorHandle
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from theater_py.chain import EventChain, EventDatabase
+    from theater_py.manifest import Manifest
     from theater_py.store import ContentStore
     from theater_py.supervisor import ChildTarget
 
@@ -145,6 +147,7 @@ class Runtime:
                 flags = SupervisorFlags("one_for_one", intensity=ROOT_INTENSITY, period=1.0)
                 self._root = Supervisor(self, SupervisorSpec("root", flags))
                 self._root.incarnation = 1
+                self._root.replaces_exited = True
             return self._root
 
     # -- starting ------------------------------------------------------------------------------
@@ -256,14 +259,13 @@ class Runtime:
         loaded = load_manifest(manifest, init)
         actor_class = load_component(loaded.manifest.component)
         name = name or loaded.manifest.name
-        actor_id = str(uuid.uuid4())
         with self._lock:
             if self._closed:
                 raise ActorStartError("the runtime is shut down")
             existing = self._cells.get(name)
             if existing is not None and existing.is_alive():
                 raise ActorNameInUse(f"an actor named {name!r} is running")
-            chain = self._chain(actor_id, persist=loaded.manifest.save_chain)
+            actor_id, chain = self._chain(name, loaded.manifest)
             cell = ActorCell(
                 self,
                 name,
@@ -276,12 +278,22 @@ class Runtime:
             self._cells[name] = cell
         return cell
 
-    def _chain(self, actor_id: str, *, persist: bool) -> EventChain:
-        return self.event_database.chain(
-            actor_id,
-            persist=persist and not self.in_memory,
-            max_memory_events=self.max_memory_events,
-        )
+    def _chain(self, name: str, manifest: Manifest) -> tuple[str, EventChain]:
+        """Return a new actor's id and chain; a saved chain's id is the one its name had."""
+        if not manifest.save_chain or self.in_memory:
+            actor_id = str(uuid.uuid4())
+            limit = self.max_memory_events
+            return actor_id, self.event_database.chain(
+                actor_id, persist=False, max_memory_events=limit
+            )
+        try:
+            actor_id = self.event_database.saved_actor_id(name)
+            chain = self.event_database.chain(
+                actor_id, persist=True, durability=manifest.chain_durability
+            )
+        except StoreError as exc:
+            raise ActorStartError(f"actor {name!r}: cannot open its saved chain: {exc}") from exc
+        return actor_id, chain
 
     def _forget(self, name: str, target: object) -> None:
         with self._lock:
@@ -358,7 +370,7 @@ class Runtime:
         try:
             if owner is None:
                 raise ActorNotFound(name)
-            finished = owner.terminate_child(name, timeout)
+            finished = owner.terminate_child(name, timeout, delete=True)
         except ActorNotFound:  # not supervised (or already forgotten): stop the cell itself
             cell.exit_listener = None  # a stop is not a crash: nobody may restart it
             finished = cell.stop(timeout)

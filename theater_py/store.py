@@ -184,10 +184,11 @@ class ContentStore:
         return ref
 
     def get(self, store_id: str, ref: ContentRef) -> bytes:
-        """Return the content ``ref`` names.
+        """Return the content ``ref`` names, after checking its bytes still match the digest.
 
         Raises:
-            StoreError: the store does not exist or does not hold that content.
+            StoreError: the store does not exist or does not hold that content, or the
+                bytes in the file were changed (they no longer hash to ``ref``).
         """
         _check_ref(ref)
         with self._cursor() as conn:
@@ -197,7 +198,12 @@ class ContentStore:
             if row is None:
                 self._require_store(conn, store_id)
                 raise StoreError(f"store {store_id!r} holds no content {ref.hash}")
-        data: bytes = row[0]
+        data = row[0]
+        if not isinstance(data, bytes) or sha256(data).hexdigest() != ref.hash:
+            raise StoreError(
+                f"store {store_id!r}: content {ref.hash} is damaged (its bytes no longer match"
+                " their digest)"
+            )
         return data
 
     def exists(self, store_id: str, ref: ContentRef) -> bool:

@@ -7,8 +7,17 @@ The vocabulary is OTP's, and so are the rules:
   abnormal exit (a crash), ``temporary`` ones never, not even when a sibling's
   ``one_for_all`` or ``rest_for_one`` restart stops them;
 - more than ``intensity`` restarts within ``period`` seconds and the supervisor
-  gives up: it stops its children, newest first, and exits abnormally, which its
-  own supervisor handles by that supervisor's restart type (escalation).
+  gives up: it stops its children, newest first, and exits with reason
+  ``shutdown``, which its own supervisor handles by that supervisor's restart
+  type (escalation: a ``permanent`` parent restarts it, a ``transient`` one not);
+- a child that exits and is not restarted, or that :meth:`Supervisor.terminate_child`
+  stops, keeps its spec with no process (OTP's ``pid = undefined``):
+  :meth:`Supervisor.restart_child` or a restart of its group starts it afresh,
+  :meth:`Supervisor.delete_child` forgets it; a ``temporary`` child is forgotten;
+- a failed restart inside ``one_for_all`` / ``rest_for_one`` counts as a restart
+  and restarts the group again (OTP's ``try_again``);
+- ``significant`` children with ``auto_shutdown`` end the supervisor (reason
+  ``shutdown``) when any, or all, of them exit by themselves.
 
 Two additions: a child spec may carry its own ``intensity`` / ``period`` (the
 runtime's root supervisor uses them so that one crash-looping actor is given up
@@ -37,7 +46,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 import pykka
 
-from theater_py._cell import ExitReason
+from theater_py._cell import LONGEST_WAIT, ExitReason
+from theater_py.actor import IGNORE
 from theater_py.errors import (
     ActorFailed,
     ActorNotFound,
@@ -64,11 +74,13 @@ __all__ = [
     "Supervisor",
     "SupervisorFlags",
     "SupervisorSpec",
+    "check_childspecs",
 ]
 
 logger = logging.getLogger("theater_py.supervisor")
 
 RESTART_TYPES = ("permanent", "transient", "temporary")
+AUTO_SHUTDOWN = ("never", "any_significant", "all_significant")
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
 CHILD_TYPES = ("worker", "supervisor")
 CALL_TIMEOUT = 30.0
@@ -143,6 +155,11 @@ class SupervisorFlags:
     intensity: int = attrs.field(default=1, validator=_non_negative_int("intensity"))
     period: float = attrs.field(default=5.0, validator=_positive_number("period"))
     backoff: Backoff | None = None
+    auto_shutdown: str = attrs.field(
+        default="never", validator=_one_of("auto_shutdown", AUTO_SHUTDOWN)
+    )
+    """``never``, or end the supervisor (reason ``shutdown``) when ``any_significant``
+    or ``all_significant`` children have exited by themselves (OTP's ``auto_shutdown``)."""
 
 
 Shutdown = int | Literal["brutal_kill", "infinity"]
@@ -155,6 +172,8 @@ class ChildSpec:
     ``manifest`` (and ``init``) describe a worker; ``supervisor`` describes a
     subtree. ``shutdown`` is milliseconds, ``"brutal_kill"`` or ``"infinity"``;
     ``None`` takes OTP's default (5000 for workers, infinity for supervisors).
+    ``significant`` marks a ``transient`` or ``temporary`` child whose exit ends its
+    supervisor, as its flags' ``auto_shutdown`` says.
     """
 
     name: str = attrs.field()
@@ -167,6 +186,7 @@ class ChildSpec:
     intensity: int | None = attrs.field(default=None, validator=_non_negative_int("intensity"))
     period: float | None = attrs.field(default=None, validator=_positive_number("period"))
     backoff: Backoff | None = None
+    significant: bool = False
 
     @name.validator
     def _check_name(self, _attribute: Any, value: Any) -> None:
@@ -188,6 +208,15 @@ class ChildSpec:
             raise _fail(f"child {self.name}.manifest", "a worker needs a manifest")
         if self.type == "supervisor" and self.supervisor is None:
             raise _fail(f"child {self.name}.supervisor", "a supervisor child needs its spec")
+        if not isinstance(self.significant, bool):
+            raise _fail(
+                f"child {self.name}.significant", f"expected a bool, got {self.significant!r}"
+            )
+        if self.significant and self.restart == "permanent":
+            raise _fail(
+                f"child {self.name}.significant",
+                "a permanent child cannot be significant (OTP's bad_combination)",
+            )
 
     def shutdown_timeout(self) -> float | None:
         """Return the seconds to wait for this child to stop (``None``: no limit)."""
@@ -211,13 +240,41 @@ class SupervisorSpec:
     children: tuple[ChildSpec, ...] = ()
 
     def __attrs_post_init__(self) -> None:
-        seen: set[str] = set()
-        for child in self.children:
-            if child.name in seen:
-                raise _fail(f"child {child.name}", "duplicate child name")
-            seen.add(child.name)
+        check_childspecs(self.children, self.flags.auto_shutdown)
         if self.flags.strategy == "simple_one_for_one" and len(self.children) > 1:
             raise _fail("strategy", "simple_one_for_one takes exactly one child spec")
+
+
+def check_childspecs(specs: Any, auto_shutdown: str | None = None) -> None:
+    """Check child specs as OTP's ``check_childspecs/2`` does.
+
+    Args:
+        specs: a sequence of :class:`ChildSpec` (each checked its fields when made).
+        auto_shutdown: when given, also check that the specs suit that flag: a
+            ``significant`` child needs ``any_significant`` or ``all_significant``.
+
+    Raises:
+        SupervisorError: naming the offending child and field (a duplicate name, a
+            spec that is not a ChildSpec, a bad combination).
+    """
+    if isinstance(specs, str | bytes) or not hasattr(specs, "__iter__"):
+        raise _fail("children", f"expected a sequence of ChildSpec, got {specs!r}")
+    if auto_shutdown is not None and auto_shutdown not in AUTO_SHUTDOWN:
+        raise _fail(
+            "auto_shutdown", f"expected one of {', '.join(AUTO_SHUTDOWN)}, got {auto_shutdown!r}"
+        )
+    seen: set[str] = set()
+    for index, child in enumerate(specs):
+        if not isinstance(child, ChildSpec):
+            raise _fail(f"children[{index}]", f"expected a ChildSpec, got {child!r}")
+        if child.name in seen:
+            raise _fail(f"child {child.name}", "duplicate child name")
+        seen.add(child.name)
+        if child.significant and auto_shutdown == "never":
+            raise _fail(
+                f"child {child.name}.significant",
+                "a significant child needs auto_shutdown any_significant or all_significant",
+            )
 
 
 @attrs.frozen
@@ -255,6 +312,7 @@ class ChildTarget(Protocol):
     def start_incarnation(self) -> concurrent.futures.Future[None]: ...
     def stop(self, timeout: float | None, *, keep_mailbox: bool = False) -> bool: ...
     def terminate(self, reason: str) -> None: ...
+    def is_alive(self) -> bool: ...
 
 
 class ChildStatus(enum.Enum):
@@ -262,7 +320,7 @@ class ChildStatus(enum.Enum):
     RUNNING = "running"
     BACKOFF = "backoff"
     WAITING = "waiting"  # queued behind a sibling in an ordered restart
-    EXITED = "exited"  # not restarted (a transient child's normal exit)
+    EXITED = "exited"  # no process, spec kept (OTP's pid = undefined)
     STOPPED = "stopped"
 
 
@@ -271,6 +329,7 @@ class _Child:
         "backoff_done",
         "failures_in_row",
         "initial",
+        "keep_on_failure",
         "last_failure",
         "restart_times",
         "restarts",
@@ -294,6 +353,7 @@ class _Child:
         self.started_at = 0.0
         self.timer: threading.Timer | None = None
         self.initial = True
+        self.keep_on_failure = False  # a restart_child call: a failed start keeps the spec
         self.waiter: concurrent.futures.Future[None] | None = None
 
 
@@ -322,6 +382,7 @@ class _StartDone:
     name: str
     incarnation: int
     error: BaseException | None
+    ignored: bool = False
 
 
 @attrs.frozen
@@ -351,6 +412,9 @@ class Supervisor:
         self.exit_listener: Callable[[Any, int, ExitReason], None] | None = None
         self.owner: Supervisor | None = None
         """The supervisor this supervisor is a child of."""
+        self.replaces_exited = False
+        """Let ``start_child`` replace a child that has no process (the runtime's root,
+        where a name is free again once its actor is gone); OTP refuses (``already_present``)."""
         self.chain: EventChain = runtime.event_database.chain(
             self.id, persist=False, max_memory_events=runtime.max_memory_events
         )
@@ -400,7 +464,8 @@ class Supervisor:
             finished: bool = job()
         else:
             try:
-                finished = self._ref.ask(_Call(job), block=False).get(timeout=timeout)
+                wait = LONGEST_WAIT if timeout is None else timeout
+                finished = self._ref.ask(_Call(job), block=False).get(timeout=wait)
             except pykka.Timeout:
                 finished, timed_out = False, True
             except pykka.ActorDeadError:
@@ -437,17 +502,6 @@ class Supervisor:
         result: ChildCounts = self._ask(self._count_children)
         return result
 
-    def child_spec(self, name: str) -> ChildSpec:
-        """Return the spec a child was started from, to start it again after a stop.
-
-        Raises:
-            ActorNotFound: the supervisor has no child of that name.
-        """
-        child: _Child | None = self._ask(functools.partial(self._find, name))
-        if child is None:
-            raise ActorNotFound(f"supervisor {self.name!r} has no child {name!r}")
-        return child.spec
-
     def start_child(
         self,
         spec: ChildSpec | str,
@@ -455,7 +509,7 @@ class Supervisor:
         *,
         init: Any = None,
         timeout: float | None = None,
-    ) -> ChildTarget:
+    ) -> ChildTarget | None:
         """Add a child and start it; return once its ``init`` has run.
 
         Args:
@@ -465,6 +519,11 @@ class Supervisor:
             init: with a name, init data merged over the template's ``init``.
             timeout: seconds to wait for the start (default 60); a child still starting
                 then is stopped.
+
+        Returns:
+            The child, or ``None`` when its ``init`` returned :data:`~theater_py.IGNORE`
+            (OTP's ``{ok, undefined}``: the spec is kept with no process, unless the
+            child is ``temporary`` or the supervisor ``simple_one_for_one``).
 
         Raises:
             SupervisorError: a child of that name exists, or a name is given to a
@@ -477,11 +536,28 @@ class Supervisor:
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         done.set_running_or_notify_cancel()
         self._tell(_Adopt(spec, target, done), done)
+        try:
+            ignored = self._await_start(spec, done, timeout)
+        except SupervisorError:
+            target.terminate("not adopted")
+            raise
+        return None if ignored else target
+
+    def _await_start(
+        self,
+        spec: ChildSpec,
+        done: concurrent.futures.Future[Any],
+        timeout: float | None,
+        *,
+        keep_spec: bool = False,
+    ) -> bool:
+        """Wait for a child's start; say if its ``init`` returned IGNORE."""
         wait = DEFAULT_START_TIMEOUT if timeout is None else timeout
         try:
-            done.result(wait)
+            return bool(done.result(wait) == IGNORE)
         except concurrent.futures.TimeoutError:
-            self.terminate_child(spec.name, 0)
+            with contextlib.suppress(TheaterError):
+                self.terminate_child(spec.name, 0, delete=not keep_spec)
             raise ActorStartError(
                 f"{spec.type} {spec.name!r} did not start within {wait} s"
             ) from None
@@ -491,10 +567,53 @@ class Supervisor:
             ) from None
         except ActorStopped as stopped:
             raise ActorStartError(f"{spec.type} {spec.name!r} failed to start: {stopped}") from None
-        except SupervisorError:
-            target.terminate("not adopted")
-            raise
-        return target
+
+    def restart_child(self, name: str, *, timeout: float | None = None) -> ChildTarget | None:
+        """Start again a child whose spec is kept with no process (OTP's ``restart_child``).
+
+        A child stopped by :meth:`terminate_child`, or a ``transient`` child that exited
+        normally, starts afresh from its spec; this is not counted as a restart.
+
+        Returns:
+            The child, or ``None`` when its ``init`` returned IGNORE.
+
+        Raises:
+            ActorNotFound: no child of that name (``not_found``).
+            SupervisorError: the child runs (``running``) or waits for a restart
+                (``restarting``), or the supervisor is ``simple_one_for_one``.
+            ActorStartError: its start failed or timed out (the spec stays).
+        """
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        done.set_running_or_notify_cancel()
+        spec: ChildSpec = self._ask(functools.partial(self._restart_by_call, name, done))
+        ignored = self._await_start(spec, done, timeout, keep_spec=True)
+        if ignored:
+            return None
+        child_target: ChildTarget | None = self._ask(
+            lambda: next((c.target for c in self._children if c.spec.name == name), None)
+        )
+        return child_target
+
+    def delete_child(self, name: str) -> None:
+        """Forget the spec of a child that has no process (OTP's ``delete_child``).
+
+        Raises:
+            ActorNotFound: no child of that name (``not_found``).
+            SupervisorError: the child runs (``running``) or waits for a restart
+                (``restarting``), or the supervisor is ``simple_one_for_one``.
+        """
+        self._ask(functools.partial(self._delete, name))
+
+    def get_childspec(self, name: str) -> ChildSpec:
+        """Return a child's spec (OTP's ``get_childspec``).
+
+        Raises:
+            ActorNotFound: no child of that name.
+        """
+        child: _Child | None = self._ask(functools.partial(self._find, name))
+        if child is None:
+            raise ActorNotFound(f"supervisor {self.name!r} has no child {name!r}")
+        return child.spec
 
     def _from_template(self, name: str, init: Any) -> ChildSpec:
         if self.flags.strategy != "simple_one_for_one" or len(self.spec.children) != 1:
@@ -507,12 +626,19 @@ class Supervisor:
             init = merge_init_state(template.init, init)
         return attrs.evolve(template, name=name, init=template.init if init is None else init)
 
-    def terminate_child(self, name: str, timeout: float | None = None) -> bool:
-        """Stop a child for good and forget it.
+    def terminate_child(
+        self, name: str, timeout: float | None = None, *, delete: bool = False
+    ) -> bool:
+        """Stop a child; keep its spec with no process (OTP's ``terminate_child``).
+
+        :meth:`restart_child` starts it again, :meth:`delete_child` forgets it. A
+        ``temporary`` child, and a child of a ``simple_one_for_one`` supervisor, is
+        forgotten at once, as in OTP.
 
         Args:
             name: the child.
             timeout: seconds to wait for it to stop; its spec's ``shutdown`` by default.
+            delete: forget the spec too (what ``Runtime.stop_actor`` does).
 
         Returns:
             Whether it stopped within the timeout.
@@ -520,7 +646,7 @@ class Supervisor:
         Raises:
             ActorNotFound: the supervisor has no child of that name.
         """
-        child: _Child | None = self._ask(functools.partial(self._forget, name))
+        child: _Child | None = self._ask(functools.partial(self._forget, name, delete=delete))
         if child is None:
             raise ActorNotFound(f"supervisor {self.name!r} has no child {name!r}")
         wait = child.spec.shutdown_timeout() if timeout is None else timeout
@@ -586,27 +712,66 @@ class Supervisor:
     def _count_children(self) -> ChildCounts:
         active = sum(c.status is ChildStatus.RUNNING for c in self._children)
         supervisors = sum(c.spec.type == "supervisor" for c in self._children)
+        simple = self.flags.strategy == "simple_one_for_one"
         return ChildCounts(
-            specs=len(self._children),
+            specs=1 if simple else len(self._children),  # OTP: the template is the one spec
             active=active,
             supervisors=supervisors,
             workers=len(self._children) - supervisors,
         )
 
-    def _forget(self, name: str) -> _Child | None:
+    def _simple_refused(self, operation: str) -> None:
+        if self.flags.strategy == "simple_one_for_one":
+            raise SupervisorError(
+                f"supervisor {self.name!r}: {operation} is not for simple_one_for_one"
+            )
+
+    def _no_process(self, name: str, operation: str) -> _Child:
+        """Find a child that has no process, or raise OTP's error for why not."""
+        self._simple_refused(operation)
+        child = self._find(name)
+        if child is None:
+            raise ActorNotFound(f"supervisor {self.name!r} has no child {name!r}")
+        if child.status in (ChildStatus.RUNNING, ChildStatus.STARTING):
+            raise SupervisorError(f"supervisor {self.name!r}: child {name!r} is running")
+        if child.status is not ChildStatus.EXITED:
+            raise SupervisorError(f"supervisor {self.name!r}: child {name!r} is restarting")
+        return child
+
+    def _restart_by_call(self, name: str, done: concurrent.futures.Future[None]) -> ChildSpec:
+        child = self._no_process(name, "restart_child")
+        child.initial = True
+        child.keep_on_failure = True
+        child.waiter = done
+        self._launch(child)
+        return child.spec
+
+    def _delete(self, name: str) -> None:
+        child = self._no_process(name, "delete_child")
+        self._children.remove(child)
+        child.target.terminate("its spec was deleted")
+        self._record("child-deleted", child, {}, f"{name} deleted")
+
+    def _forget(self, name: str, *, delete: bool = False) -> _Child | None:
         child = self._find(name)
         if child is not None:
-            self._children.remove(child)
+            if delete or child.spec.restart == "temporary" or self._simple():
+                self._children.remove(child)
             self._cancel(child)
             if child in self._queue:
                 self._queue.remove(child)
+            child.status = ChildStatus.EXITED
             child.target.exit_listener = None
             if child.waiter is not None and not child.waiter.done():
                 child.waiter.set_exception(ActorStopped(f"{child.spec.name!r} was stopped"))
+            child.waiter = None
             if self._current is child:
                 self._current = None
                 self._start_next()
         return child
+
+    def _simple(self) -> bool:
+        return self.flags.strategy == "simple_one_for_one"
 
     def _on_begin(self, message: _Begin) -> None:
         self._status = "starting"
@@ -633,13 +798,14 @@ class Supervisor:
             message.done.set_exception(SupervisorError(f"supervisor {self.name!r} is stopped"))
             return
         existing = self._find(message.spec.name)
-        if existing is not None and existing.status in (ChildStatus.EXITED, ChildStatus.STOPPED):
+        no_process = existing is not None and existing.status is ChildStatus.EXITED
+        if no_process and self.replaces_exited:
+            assert existing is not None
             self._children.remove(existing)
-        if self._find(message.spec.name) is not None:
+        elif existing is not None:
+            what = "has the spec of" if no_process else "already has"  # OTP: already_present
             message.done.set_exception(
-                SupervisorError(
-                    f"supervisor {self.name!r} already has a child {message.spec.name!r}"
-                )
+                SupervisorError(f"supervisor {self.name!r} {what} a child {message.spec.name!r}")
             )
             return
         child = _Child(message.spec, message.target)
@@ -680,14 +846,25 @@ class Supervisor:
             child.timer.start()
             return
         child.status = ChildStatus.STARTING
+        name = child.spec.name
+        if not child.target.is_alive():
+            # Its process is gone for good (it exited and was not restarted, was
+            # terminated, or ignored its start): start it afresh from its spec, as OTP does.
+            try:
+                child.target = self.runtime.make_target(child.spec)
+            except TheaterError as exc:
+                self._ref.tell(_StartDone(name, child.target.incarnation, exc))
+                return
+            child.target.owner = self
+            child.target.exit_listener = self._notify_exit
         future = child.target.start_incarnation()
         incarnation = child.target.incarnation
-        name = child.spec.name
 
         def started(f: concurrent.futures.Future[None]) -> None:
             error = f.exception()
+            ignored = error is None and f.result() == IGNORE
             with contextlib.suppress(pykka.ActorDeadError):
-                self._ref.tell(_StartDone(name, incarnation, error))
+                self._ref.tell(_StartDone(name, incarnation, error, ignored))
 
         future.add_done_callback(started)
 
@@ -721,39 +898,46 @@ class Supervisor:
             return
         if self._current is child:
             self._current = None
-        if message.error is None:
-            child.status = ChildStatus.RUNNING
-            child.started_at = time.monotonic()
-            if child.initial:
-                self._record(
-                    "child-started", child, {"id": child.target.id}, f"{child.spec.name} started"
-                )
-                logger.info("supervisor %s started %s", self.name, child.spec.name)
-            else:
-                self._record(
-                    "child-restarted",
-                    child,
-                    {"restarts": child.restarts},
-                    f"{child.spec.name} restarted",
-                )
-                logger.info(
-                    "supervisor %s restarted %s (restart %d)",
-                    self.name,
-                    child.spec.name,
-                    child.restarts,
-                )
-            child.initial = False
-            if child.waiter is not None:
-                child.waiter.set_result(None)
-                child.waiter = None
-            self._start_next()
-            return
-        reason = str(message.error)
-        if isinstance(message.error, ActorFailed):
-            reason = message.error.reason
+        if message.ignored:
+            self._ignored(child)
+        elif message.error is None:
+            self._started(child)
+        else:
+            self._start_failed(child, message.error)
+
+    def _started(self, child: _Child) -> None:
+        child.status = ChildStatus.RUNNING
+        child.started_at = time.monotonic()
+        if child.initial:
+            self._record(
+                "child-started", child, {"id": child.target.id}, f"{child.spec.name} started"
+            )
+            logger.info("supervisor %s started %s", self.name, child.spec.name)
+        else:
+            self._record(
+                "child-restarted",
+                child,
+                {"restarts": child.restarts},
+                f"{child.spec.name} restarted",
+            )
+            logger.info(
+                "supervisor %s restarted %s (restart %d)",
+                self.name,
+                child.spec.name,
+                child.restarts,
+            )
+        child.initial = False
+        child.keep_on_failure = False
+        if child.waiter is not None:
+            child.waiter.set_result(None)
+            child.waiter = None
+        self._start_next()
+
+    def _start_failed(self, child: _Child, error: BaseException) -> None:
+        reason = error.reason if isinstance(error, ActorFailed) else str(error)
         child.last_failure = reason
         if child.initial:
-            self._initial_start_failed(child, message.error)
+            self._initial_start_failed(child, error)
             return
         # A failed restart counts as one more restart, as in OTP.
         self._record("child-start-failed", child, {"error": reason}, reason)
@@ -761,19 +945,44 @@ class Supervisor:
         if self._restart_limit_reached(child):
             self._start_next()
             return
+        if self.flags.strategy in ("one_for_all", "rest_for_one"):
+            # OTP's try_again: the group restarts again from the child that failed.
+            self._restart_for(child)
+            return
         child.restarts += 1
         self._queue.appendleft(child)
         child.status = ChildStatus.WAITING
         self._start_next()
 
+    def _ignored(self, child: _Child) -> None:
+        """A child's ``init`` returned IGNORE: keep its spec with no process (OTP)."""
+        self._record("child-ignored", child, {}, f"{child.spec.name} ignored its start")
+        child.status = ChildStatus.EXITED
+        child.initial = False
+        child.keep_on_failure = False
+        if child.spec.restart == "temporary" or self._simple():
+            self._children.remove(child)
+        if child.waiter is not None:
+            child.waiter.set_result(IGNORE)  # type: ignore[arg-type]
+            child.waiter = None
+        self._start_next()
+
     def _initial_start_failed(self, child: _Child, error: BaseException) -> None:
         self._record("child-start-failed", child, {"error": child.last_failure}, "start failed")
-        if child.waiter is not None:  # a dynamic child: forget it alone
+        if child.keep_on_failure:  # a restart_child call: the spec stays, with no process
+            child.status = ChildStatus.EXITED
+            child.keep_on_failure = False
+            child.target.terminate("start failed")
+        elif child.waiter is not None:  # a dynamic child: forget it alone
             self._children.remove(child)
             child.target.terminate("start failed")
-            child.waiter.set_exception(error)
+        else:
+            self._fail_begin(child, error)
             return
-        self._fail_begin(child, error)
+        if child.waiter is not None:
+            child.waiter.set_exception(error)
+            child.waiter = None
+        self._start_next()
 
     def _fail_begin(self, child: _Child | None, error: BaseException) -> None:
         self._queue.clear()
@@ -819,12 +1028,27 @@ class Supervisor:
         if restart == "temporary" or (restart == "transient" and not reason.abnormal):
             child.status = ChildStatus.EXITED
             child.target.terminate(f"{reason} and is {restart}")
-            if restart == "temporary":
+            if restart == "temporary" or self._simple():
                 self._children.remove(child)
+            if child.spec.significant:
+                self._significant_exited()
             return
         if self._restart_limit_reached(child):
             return
         self._restart_for(child)
+
+    def _significant_exited(self) -> None:
+        """Apply ``auto_shutdown`` after a significant child exited by itself (OTP)."""
+        mode = self.flags.auto_shutdown
+        if mode == "never":
+            return
+        if mode == "all_significant" and any(
+            c.spec.significant and c.status is not ChildStatus.EXITED for c in self._children
+        ):
+            return
+        self._record("supervisor-auto-shutdown", None, {"auto_shutdown": mode}, "auto_shutdown")
+        logger.info("supervisor %s shuts down: %s", self.name, mode)
+        self._exit(ExitReason("shutdown", "auto_shutdown"))
 
     def _restart_limit_reached(self, child: _Child) -> bool:
         """Count one restart; give up (the child, or everything) past the intensity."""
@@ -871,14 +1095,17 @@ class Supervisor:
             flags.intensity,
             flags.period,
         )
+        self._exit(ExitReason("shutdown", "reached_max_restart_intensity"))
+
+    def _exit(self, reason: ExitReason) -> None:
+        """Stop every child and exit with ``reason``; the parent decides what follows."""
         self._stop_children(keep_mailbox=True)
         self._status = "exited"
         listener = self.exit_listener
-        reason = ExitReason("crash", "shutdown: reached_max_restart_intensity")
         if listener is not None:
             listener(self, self.incarnation, reason)
         else:
-            self.terminate("its supervisor gave up")
+            self.terminate(f"its supervisor exited: {reason}")
 
     def _restart_for(self, child: _Child) -> None:
         strategy = self.flags.strategy

@@ -8,6 +8,7 @@
     intensity = 3
     period = 10
     backoff = { min_ms = 100, max_ms = 5000 }   # optional
+    auto_shutdown = "never"      # any_significant, all_significant
 
     [[child]]
     name = "openai-proxy"
@@ -15,6 +16,7 @@
     init = "init-openai.json"        # a JSON file, or an inline table
     restart = "permanent"
     shutdown = 5000
+    significant = false              # true: its exit may end the supervisor
 
 Paths are relative to the file that names them; a child's ``manifest`` may also be the
 name of a manifest an installed package ships (``manifest = "openai-proxy"``, see
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["load_system"]
 
-SUPERVISOR_KEYS = {"name", "strategy", "intensity", "period", "backoff"}
+SUPERVISOR_KEYS = {"name", "strategy", "intensity", "period", "backoff", "auto_shutdown"}
 CHILD_KEYS = {
     "name",
     "manifest",
@@ -53,6 +55,7 @@ CHILD_KEYS = {
     "intensity",
     "period",
     "backoff",
+    "significant",
 }
 BACKOFF_KEYS = {"min_ms", "max_ms", "multiplier", "jitter"}
 _SUPERVISOR_TABLE = re.compile(r"^\s*\[\s*supervisor\s*\]", re.MULTILINE)
@@ -157,7 +160,8 @@ def _backoff(value: Any, file: Path, where: str) -> Backoff | None:
 
 def _flags(table: dict[str, Any], file: Path) -> SupervisorFlags:
     _check_keys(table, SUPERVISOR_KEYS, file, "supervisor")
-    values = {k: table[k] for k in ("strategy", "intensity", "period") if k in table}
+    keys = ("strategy", "intensity", "period", "auto_shutdown")
+    values = {k: table[k] for k in keys if k in table}
     try:
         return SupervisorFlags(
             **values, backoff=_backoff(table.get("backoff"), file, "supervisor.backoff")
@@ -207,6 +211,7 @@ def _child(
             intensity=entry.get("intensity"),
             period=entry.get("period"),
             backoff=_backoff(entry.get("backoff"), file, f"{where}.backoff"),
+            significant=entry.get("significant", False),
         )
     except SupervisorError as exc:
         field, _, message = str(exc).partition(": ")

@@ -19,6 +19,7 @@ __all__ = [
     "MessageContent",
     "Role",
     "Text",
+    "Thinking",
     "ToolAudio",
     "ToolContent",
     "ToolImage",
@@ -125,6 +126,21 @@ class Text:
 
 
 @attrs.frozen
+class Thinking:
+    """The model's visible reasoning before its answer (``{"type": "thinking"}``; an extension).
+
+    Moonshot's reasoning models return it as ``reasoning_content`` and want it back on
+    the assistant turns that carry tool calls: echo the reply's content parts as the
+    assistant turn and the proxy sends it where the provider wants it.
+
+    Attributes:
+        thinking: the reasoning text.
+    """
+
+    thinking: str
+
+
+@attrs.frozen
 class ToolUse:
     """The model's call of a tool (``{"type": "tool_use"}``).
 
@@ -182,9 +198,9 @@ class Audio:
     format: str
 
 
-MessageContent: TypeAlias = Text | ToolUse | ToolResult | Image | Audio
+MessageContent: TypeAlias = Text | ToolUse | ToolResult | Image | Audio | Thinking
 """One part of a message, tagged by ``type``: ``text``, ``tool_use``, ``tool_result``,
-``image``, ``audio``."""
+``image``, ``audio``, ``thinking``."""
 
 
 def _parts(parts: Iterable[MessageContent]) -> list[MessageContent]:
@@ -226,5 +242,12 @@ serde.register_internally_tagged(
 )
 serde.register_internally_tagged(
     MessageContent,
-    {Text: "text", ToolUse: "tool_use", ToolResult: "tool_result", Image: "image", Audio: "audio"},
+    {
+        Text: "text",
+        ToolUse: "tool_use",
+        ToolResult: "tool_result",
+        Image: "image",
+        Audio: "audio",
+        Thinking: "thinking",
+    },
 )

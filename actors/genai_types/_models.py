@@ -19,6 +19,9 @@ class ModelPricing:
             tokens included).
         cached_input_cost_per_million_tokens: the lower price of prompt tokens the
             provider served from its cache, when it has one (an extension).
+        source: where the prices come from, such as the provider's pricing page (an
+            extension).
+        as_of: the date (``YYYY-MM-DD``) the prices were checked there (an extension).
     """
 
     input_cost_per_million_tokens: float
@@ -26,6 +29,8 @@ class ModelPricing:
     cached_input_cost_per_million_tokens: float | None = attrs.field(
         default=None, metadata=serde.extension()
     )
+    source: str | None = attrs.field(default=None, metadata=serde.extension())
+    as_of: str | None = attrs.field(default=None, metadata=serde.extension())
 
 
 @attrs.frozen(kw_only=True)

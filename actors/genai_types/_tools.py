@@ -28,6 +28,8 @@ class Tool:
         description: what the tool does, for the model.
         input_schema: the JSON Schema of the tool's arguments.
         annotations: hints about the tool's behaviour (MCP tool annotations).
+        strict: make the model's arguments follow ``input_schema`` exactly (OpenAI's
+            structured outputs for function calling; an extension).
     """
 
     name: str
@@ -35,15 +37,16 @@ class Tool:
     description: str | None = attrs.field(default=None, metadata=serde.extension())
     input_schema: serde.JsonObject
     annotations: serde.JsonObject | None = attrs.field(default=None, metadata=serde.extension())
+    strict: bool | None = attrs.field(default=None, metadata=serde.extension())
 
 
 def from_openai_tool(value: Any) -> Any:
     """Rewrite OpenAI's tool shape into the wire format's; return anything else unchanged.
 
-    ``{"type": "function", "function": {"name", "description", "parameters"}}`` becomes
-    ``{"name", "description", "input_schema"}``; absent ``parameters`` mean no arguments,
-    as they do for OpenAI. The wire format's :class:`Tool` stays the canonical shape: this
-    only lets a caller paste a tool written for OpenAI.
+    ``{"type": "function", "function": {"name", "description", "parameters", "strict"}}``
+    becomes ``{"name", "description", "input_schema", "strict"}``; absent ``parameters``
+    mean no arguments, as they do for OpenAI. The wire format's :class:`Tool` stays the
+    canonical shape: this only lets a caller paste a tool written for OpenAI.
 
     Raises:
         MessageDecodeError: an OpenAI-style tool without ``function.name``.
@@ -57,7 +60,11 @@ def from_openai_tool(value: Any) -> Any:
             "required field missing (a tool is {name, description, input_schema}, or "
             'OpenAI\'s {"type": "function", "function": {name, description, parameters}})',
         )
-    tool = {key: function[key] for key in ("name", "description") if function.get(key) is not None}
+    tool = {
+        key: function[key]
+        for key in ("name", "description", "strict")
+        if function.get(key) is not None
+    }
     tool["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
     return tool
 

@@ -2,13 +2,22 @@
 
 One actor serves many requests at once: ``handle_request`` turns a request into the
 provider's JSON on the actor's thread (cheap), then hands the HTTP call to a bounded
-pool and returns its future, so the mailbox never waits on the network. Upstream
-failures come back as ``{"Error": {...}}`` replies, never as crashes.
+pool and returns a future of the reply, so the mailbox never waits on the network.
+Upstream failures come back as ``{"Error": {...}}`` replies, never as crashes; so does
+anything a pool thread raises, scrubbed.
+
+Each call is an :class:`~actors.openai_proxy.upstream_call.UpstreamCall` from the moment
+it is accepted: at its deadline the caller is answered ``timeout`` and the call is
+abandoned, as it is when the caller stops waiting (the runtime cancels the reply future)
+or the actor is stopped for good. Past ``max_queued_requests`` waiting for the pool, a
+request is answered ``overloaded`` at once.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -25,14 +34,8 @@ from actors.genai_types import (
 from actors.openai_proxy.cache import CompletionCache
 from actors.openai_proxy.catalog import load_catalog
 from actors.openai_proxy.client import ChatClient
-from actors.openai_proxy.config import ConfigError, parse_init
-from actors.openai_proxy.convert import (
-    ResponseFormatError,
-    from_chat_response,
-    is_reasoning_model,
-    to_chat_request,
-    token_limit_param_for,
-)
+from actors.openai_proxy.config import parse_init, read_api_key
+from actors.openai_proxy.convert import ResponseFormatError, from_chat_response, to_chat_request
 from actors.openai_proxy.errors import ProviderError
 from theater_py import Actor, ActorContext, MessageDecodeError
 from theater_py._http import url_without_secrets
@@ -40,6 +43,7 @@ from theater_py._http import url_without_secrets
 if TYPE_CHECKING:
     from actors.genai_types import ModelInfo
     from actors.openai_proxy.config import ProxyConfig
+    from actors.openai_proxy.upstream_call import UpstreamCall
 
 __all__ = ["OpenAIProxyActor"]
 
@@ -78,13 +82,9 @@ class OpenAIProxyActor(Actor):
         """
         settings = parse_init(state)
         config = settings.config
-        api_key = ctx.env.get(config.api_key_env)
-        if not api_key:
-            raise ConfigError(
-                "config.api_key_env",
-                f"environment variable {config.api_key_env} is not set or is empty",
-            )
+        api_key = read_api_key(config.api_key_env, ctx.env.get(config.api_key_env))
         self.config: ProxyConfig = config
+        self._log = ctx.log
         self.client = ChatClient(
             ctx.http,
             base_url=config.base_url,
@@ -96,6 +96,9 @@ class OpenAIProxyActor(Actor):
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.max_concurrent_requests, thread_name_prefix=f"{ctx.name}-http"
         )
+        # Admission: the requests running plus those queued for a pool thread.
+        self._capacity = config.max_concurrent_requests + config.queued_limit
+        self._slots = threading.Semaphore(self._capacity)
         store = None
         if settings.store_id is not None and config.max_cache_size > 0:
             store = ctx.store
@@ -103,7 +106,7 @@ class OpenAIProxyActor(Actor):
         self.cache = CompletionCache(config.max_cache_size, store, settings.store_id)
         self.catalog = load_catalog()
         self.models: list[ModelInfo] = self.catalog.for_base_url(config.base_url, config.models)
-        self._sampling_noted: set[str] = set()
+        self._adaptations_noted: set[tuple[str, str]] = set()
         ctx.log.info(
             "serving %s (default model %s)",
             url_without_secrets(config.base_url),
@@ -127,38 +130,100 @@ class OpenAIProxyActor(Actor):
             )
         config = self.config
         model = request.model or config.default_model
-        reasoning = is_reasoning_model(model)
         chat = to_chat_request(
             request,
             default_model=config.default_model,
             content_format=config.content_format,
-            token_limit_param=token_limit_param_for(
-                config.base_url, model, config.token_limit_param
-            ),
-            drop_sampling=reasoning,
+            rules=self.catalog.rules_for(config.base_url, model, config.token_limit_param),
         )
-        if chat.dropped and model not in self._sampling_noted:
-            self._sampling_noted.add(model)
-            ctx.log.info(
-                "model %s is a reasoning model: leaving out %s", model, ", ".join(chat.dropped)
+        if chat.lossy and config.strict_params:
+            return ErrorResponse(
+                error=f"invalid request: model {model} does not accept it as is "
+                f"(strict_params): {'; '.join(map(str, chat.lossy))}",
+                kind="invalid_request",
             )
-        key = CompletionCache.key_for(chat.body, request.temperature)
+        new = [a for a in chat.adaptations if (model, a.param) not in self._adaptations_noted]
+        if new:  # one line per model, and again only for a parameter not reported yet
+            self._adaptations_noted.update((model, a.param) for a in new)
+            ctx.log.info("adapted the request to model %s: %s", model, "; ".join(map(str, new)))
+        key = CompletionCache.key_for(chat.body, config.base_url)
         if key is not None:
             cached = self.cache.get(key)
             if cached is not None:
                 return Completion(completion=cached)
-        return self.pool.submit(self._complete, chat.body, key)
+        return self._submit(chat.body, key)
 
-    def _complete(self, body: dict[str, Any], cache_key: str | None) -> ProxyResponse:
-        # Runs on a pool thread: everything it touches is thread-safe.
+    def _submit(self, body: dict[str, Any], cache_key: str | None) -> Any:
+        """Queue the upstream call; its deadline runs from now, not from when it starts."""
+        if not self._slots.acquire(blocking=False):
+            return ErrorResponse(
+                error=f"overloaded: {self._capacity} requests are already running or queued "
+                "(max_concurrent_requests + max_queued_requests); retry later",
+                kind="overloaded",
+            )
+        # The runtime waits on this future, not the pool's: cancelling it (the caller
+        # gave up) must work while the call runs, and the deadline may answer it early.
+        reply: concurrent.futures.Future[ProxyResponse] = concurrent.futures.Future()
+        call = self.client.start(functools.partial(self._abandoned, reply))
+        reply.add_done_callback(functools.partial(_abandon_if_cancelled, call))
         try:
-            result = self.client.complete(body)
+            self.pool.submit(self._run, reply, call, body, cache_key)
+        except RuntimeError:  # the pool is shut down: this incarnation is ending
+            call.end()
+            self._slots.release()
+            return ErrorResponse(error="connection: the proxy is stopping", kind="connection")
+        return reply
+
+    def _abandoned(
+        self, reply: concurrent.futures.Future[ProxyResponse], call: UpstreamCall
+    ) -> None:
+        # On the watchdog's thread (deadline), the caller's (it left) or the stopping one.
+        if call.reason != "cancelled":  # a cancelled reply has nobody to tell
+            _settle(reply, error_reply(self.client.abandoned_error(call)))
+
+    def _run(
+        self,
+        reply: concurrent.futures.Future[ProxyResponse],
+        call: UpstreamCall,
+        body: dict[str, Any],
+        cache_key: str | None,
+    ) -> None:
+        try:
+            if not reply.done():  # else it was cancelled or timed out while queued
+                _settle(reply, self._complete(body, cache_key, call))
+        finally:
+            call.end()
+            self._slots.release()
+
+    def _complete(
+        self, body: dict[str, Any], cache_key: str | None, call: UpstreamCall
+    ) -> ProxyResponse:
+        # Runs on a pool thread: everything it touches is thread-safe. Nothing may escape
+        # it: the runtime would copy the exception's text, which can quote a header or a
+        # body, into the caller's ActorFailed, the chain and the log.
+        try:
+            return self._call_upstream(body, cache_key, call)
+        except BaseException as exc:  # noqa: BLE001 -- the boundary of the pool thread
+            detail = self.client.redact(f"{type(exc).__name__}: {exc}")
+            self._log.error("chat completion failed unexpectedly: %s", detail)
+            return ErrorResponse(
+                error=f"invalid_response: the proxy could not handle the reply: {detail}",
+                kind="invalid_response",
+            )
+
+    def _call_upstream(
+        self, body: dict[str, Any], cache_key: str | None, call: UpstreamCall
+    ) -> ProxyResponse:
+        try:
+            result = self.client.complete(body, call)
         except ProviderError as error:
             return error_reply(error)
         model = result.body.get("model") if isinstance(result.body, dict) else None
         pricing = self.catalog.pricing_for(model or body["model"], self.config.models)
         try:
-            completion = from_chat_response(result.body, pricing=pricing)
+            completion = from_chat_response(
+                result.body, pricing=pricing, request_id=result.request_id
+            )
         except ResponseFormatError as error:
             return ErrorResponse(
                 error=f"invalid_response: {error}",
@@ -180,8 +245,9 @@ class OpenAIProxyActor(Actor):
 
         After a crash the next incarnation serves new requests while this one's calls
         already on the pool run to their end (no request is lost). When the actor is
-        stopped for good, retries that wait out a backoff end now and calls not yet
-        started are dropped, so every caller hears back at once.
+        stopped for good, every call is abandoned: a backoff ends, a running attempt's
+        connection is shut down, calls not yet started are dropped, and every caller
+        hears back at once.
         """
         client = getattr(self, "client", None)
         pool = getattr(self, "pool", None)
@@ -194,6 +260,17 @@ class OpenAIProxyActor(Actor):
         threading.Thread(
             target=_close_when_drained, args=(pool, client), name=f"{ctx.name}-drain", daemon=True
         ).start()
+
+
+def _settle(reply: concurrent.futures.Future[ProxyResponse], response: ProxyResponse) -> None:
+    # The first answer wins: the deadline's, the call's own, or a cancellation.
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        reply.set_result(response)
+
+
+def _abandon_if_cancelled(call: UpstreamCall, reply: concurrent.futures.Future[Any]) -> None:
+    if reply.cancelled():  # the runtime cancels it when the caller stops waiting
+        call.abandon("cancelled")
 
 
 def _close_when_drained(pool: concurrent.futures.ThreadPoolExecutor, client: ChatClient) -> None:

@@ -2,6 +2,8 @@
 
 The facts are data, in ``models-2026-11.json`` beside this module, with the date they
 were checked: prices change, so keeping them current means editing that file, not code.
+The same file holds each provider's and model family's request rules (see
+:mod:`.rules`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from urllib.parse import urlsplit
 import attrs
 
 from actors.genai_types import ModelInfo, ModelPricing
+from actors.openai_proxy.rules import ModelRules, ProviderRules, RuleBook, TokenLimitParam
 from theater_py import serde
 
 __all__ = ["Capability", "Catalog", "CatalogModel", "ProviderCatalog", "load_catalog"]
 
 CATALOG_FILE: Final = "models-2026-11.json"
-_FALLBACK_PROVIDER: Final = "openai"
+_MAX_RESOLVED: Final = 1024
 
 Capability = Literal["tools", "vision", "audio", "json_mode", "reasoning"]
 """What a model can do beyond text in, text out."""
@@ -41,6 +44,8 @@ class CatalogModel:
         max_tokens: its context window in tokens.
         pricing: its list prices, or ``None`` where unknown.
         capabilities: what it can do.
+        retired: the date (``YYYY-MM-DD``) the provider shut the model down, if it did;
+            a retired model is still priced (for old records) but no longer listed.
     """
 
     id: str
@@ -48,6 +53,7 @@ class CatalogModel:
     max_tokens: int
     pricing: ModelPricing | None = None
     capabilities: list[Capability] = attrs.field(factory=list)
+    retired: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -69,6 +75,8 @@ class _CatalogFile:
     updated: str
     sources: str = ""
     providers: dict[str, ProviderCatalog]
+    rules_sources: str = ""
+    rules: dict[str, ProviderRules] = attrs.field(factory=dict)
 
 
 class Catalog:
@@ -78,11 +86,19 @@ class Catalog:
         updated: the date the catalog's facts were checked (``2026-11-23``).
     """
 
-    def __init__(self, updated: str, providers: dict[str, ProviderCatalog]) -> None:
-        """Index the catalog's providers."""
+    def __init__(
+        self,
+        updated: str,
+        providers: dict[str, ProviderCatalog],
+        rules: dict[str, ProviderRules] | None = None,
+    ) -> None:
+        """Index the catalog's providers and their rules."""
         self.updated = updated
+        self._rules = RuleBook(rules or {})
+        # Resolved per request on the actor's thread; resolving once per model keeps that cheap.
+        self._resolved: dict[tuple[str, str, TokenLimitParam | None], ModelRules] = {}
         self._providers = {
-            name: [_model_info(name, model) for model in provider.models]
+            name: [_model_info(name, model) for model in provider.models if not model.retired]
             for name, provider in providers.items()
         }
         self._by_host = {
@@ -103,7 +119,7 @@ class Catalog:
                 error names the path of the bad key.
         """
         file = serde.structure_config(json.loads(data), _CatalogFile)
-        return cls(file.updated, file.providers)
+        return cls(file.updated, file.providers, file.rules)
 
     def provider_for(self, base_url: str) -> str | None:
         """Return the name of the catalog's provider at ``base_url`` (``"openai"``), if any."""
@@ -120,15 +136,14 @@ class Catalog:
                 catalog model replaces it.
 
         Returns:
-            The models of the catalog's provider at ``base_url``'s host, then the extra
-            models. At any other host: the extra models, or the OpenAI catalog when
-            there are none (as the original proxy did).
+            The models of the catalog's provider at ``base_url``'s host that are not
+            retired, then the extra models. At any other host, only the extra models
+            (possibly none): another provider's catalog would promise models it may not
+            serve.
         """
         provider = self.provider_for(base_url)
         if provider is None:
-            if extra_models:
-                return list(extra_models)
-            provider = _FALLBACK_PROVIDER
+            return list(extra_models)
         return _merge(self._providers.get(provider, ()), extra_models)
 
     def model(self, model_id: str) -> CatalogModel | None:
@@ -158,6 +173,28 @@ class Catalog:
                 return extra.pricing
         model = self.model(model_id)
         return None if model is None else model.pricing
+
+    def rules_for(
+        self, base_url: str, model_id: str, token_limit_param: TokenLimitParam | None = None
+    ) -> ModelRules:
+        """Return what ``model_id`` accepts at the provider at ``base_url``.
+
+        Args:
+            base_url: the proxy's configured API root; its host names the provider.
+            model_id: the model the request goes to.
+            token_limit_param: the configured key for the token limit, which wins over
+                the rules when given.
+        """
+        key = (base_url, model_id, token_limit_param)
+        rules = self._resolved.get(key)
+        if rules is None:
+            rules = self._rules.rules_for(self.provider_for(base_url), model_id)
+            if token_limit_param is not None:
+                rules = attrs.evolve(rules, token_limit_param=token_limit_param)
+            if len(self._resolved) >= _MAX_RESOLVED:
+                self._resolved.clear()  # model ids come from requests: stay bounded
+            self._resolved[key] = rules
+        return rules
 
     def capabilities_for(self, model_id: str) -> frozenset[Capability]:
         """Return what ``model_id`` can do; empty for a model the catalog does not know."""

@@ -1,8 +1,10 @@
 """The HTTP client that sends chat completions upstream, retrying as :mod:`.retry` decides.
 
 One :class:`ChatClient` serves every request of a proxy actor, from many threads at once:
-it keeps no per-request state, and the session's connection pool is sized so that each
-thread can hold its own keep-alive connection.
+a request's state is its :class:`~actors.openai_proxy.upstream_call.UpstreamCall` (its
+deadline, its attempts), and the session's connection pool is sized so that each thread
+can hold its own keep-alive connection. Every exception of an exchange becomes a
+:class:`ProviderError` whose text is scrubbed of the key.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random as _random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,11 +21,17 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from actors.openai_proxy.errors import ProviderError, classify_response, redact
+from actors.openai_proxy.errors import ProviderError, classify_response, excerpt
 from actors.openai_proxy.retry import retry_delay, should_retry
+from actors.openai_proxy.upstream_call import (
+    AbandonableAdapter,
+    UpstreamCall,
+    Watchdog,
+    running,
+)
+from theater_py._http import url_without_secrets
 
 if TYPE_CHECKING:
     from actors.openai_proxy.config import RetryConfig
@@ -106,9 +115,9 @@ class ChatClient:
         retry: the retry policy.
         max_connections: the connection pool's size (the most requests in flight at once
             that reuse connections; more still work, on throwaway connections).
-        clock: a monotonic clock in seconds, for the deadline.
-        sleep: waits a number of seconds; defaults to waiting on the client's closing
-            event, so that :meth:`close` cuts a backoff short.
+        clock: a monotonic clock in seconds, for the deadline (its watchdog too).
+        sleep: waits a number of seconds between attempts (for tests); by default the
+            wait is on the call, so that abandoning it (or :meth:`close`) cuts it short.
         random: returns a number in ``[0, 1)``, for the backoff's jitter.
         wall_clock: the time in seconds since the epoch, for HTTP-date ``Retry-After``.
     """
@@ -139,10 +148,11 @@ class ChatClient:
         self._total = retry.max_total_timeout_ms / 1000
         self._closed = threading.Event()
         self._clock = clock
-        self._sleep = self._closed.wait if sleep is None else sleep
+        self._sleep = sleep
+        self._watchdog = Watchdog(clock, f"{url_without_secrets(root)} watchdog")
         self._random = random
         self._wall_clock = wall_clock
-        self._adapter = HTTPAdapter(
+        self._adapter = AbandonableAdapter(
             pool_connections=max_connections,
             pool_maxsize=max_connections,
             max_retries=0,
@@ -151,7 +161,12 @@ class ChatClient:
         session.mount(f"{root}/", self._adapter)
 
     def __repr__(self) -> str:
-        return f"<ChatClient {self._base_url}>"
+        return f"<ChatClient {url_without_secrets(self._base_url)}>"
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` fit for a message, an event or a log: the key, bearer tokens and
+        URL credentials masked, on one line, at most 500 characters."""
+        return excerpt(text, self._api_key)
 
     @property
     def closed(self) -> bool:
@@ -159,73 +174,97 @@ class ChatClient:
         return self._closed.is_set()
 
     def close(self) -> None:
-        """Stop the client: wake any retry backoff and fail it, and every later call.
+        """Stop the client: abandon every call (a backoff ends, a running attempt's
+        connection is shut down) and fail every later one.
 
-        Requests already on the wire run to their own timeout; the session is the
-        caller's, and stays open.
+        The session is the caller's, and stays open.
         """
         self._closed.set()
+        self._watchdog.close()
         self._adapter.close()
 
-    def complete(self, body: Mapping[str, Any]) -> ChatResult:
+    def start(self, on_abandon: Callable[[UpstreamCall], object] | None = None) -> UpstreamCall:
+        """Start a call now: its ``max_total_timeout_ms`` deadline runs from this moment.
+
+        Pass it to :meth:`complete` (on any thread). Abandon it to stop it; the client
+        abandons it itself, with reason ``timeout``, when the deadline passes.
+
+        Args:
+            on_abandon: called with the call when it is abandoned (see
+                :class:`~actors.openai_proxy.upstream_call.UpstreamCall`).
+        """
+        call = UpstreamCall(self._clock() + self._total, on_abandon)
+        self._watchdog.watch(call)
+        return call
+
+    def abandoned_error(self, call: UpstreamCall) -> ProviderError:
+        """The error a call abandoned for ``call.reason`` fails with."""
+        if call.reason == "timeout":
+            limit = self._retry.max_total_timeout_ms
+            return ProviderError(
+                "timeout",
+                f"no response within max_total_timeout_ms ({limit})",
+                attempts=call.attempts,
+            )
+        if call.reason == "cancelled":
+            return ProviderError(
+                "connection",
+                "request abandoned: its caller stopped waiting",
+                attempts=call.attempts,
+            )
+        return ProviderError("connection", "client closed", attempts=call.attempts)
+
+    def complete(self, body: Mapping[str, Any], call: UpstreamCall | None = None) -> ChatResult:
         """Send one chat completion, retrying transient failures.
 
         Args:
             body: the Chat Completions request, as JSON-ready data.
+            call: the call this is, from :meth:`start`; by default one started now.
 
         Returns:
             The provider's response.
 
         Raises:
             ProviderError: the request failed, after retries where they were worth it;
-                ``kind`` says why and ``attempts`` how many attempts were made. A closed
-                client fails with kind ``connection`` and message ``client closed``.
+                ``kind`` says why and ``attempts`` how many attempts were made. A call
+                past its deadline fails with kind ``timeout``, whatever the server is
+                doing; an abandoned call or a closed client with kind ``connection``.
         """
+        if call is None:
+            call = self.start()
+        try:
+            return self._complete(body, call)
+        finally:
+            call.end()
+
+    def _complete(self, body: Mapping[str, Any], call: UpstreamCall) -> ChatResult:
         try:
             data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
             raise ProviderError(
                 "invalid_request", f"request body is not JSON: {exc}", attempts=0
             ) from None
-        deadline = self._clock() + self._total
-        attempt = 0
         while True:
             if self._closed.is_set():
-                raise ProviderError("connection", "client closed", attempts=attempt)
-            left = deadline - self._clock()
+                call.abandon("closed")
+            left = call.deadline - self._clock()
             if left <= 0:
-                raise ProviderError(
-                    "timeout",
-                    f"no response within max_total_timeout_ms ({self._retry.max_total_timeout_ms})",
-                    attempts=attempt,
-                )
-            attempt += 1
-            timeout = min(self._timeout, left)
-            headers: Mapping[str, str] | None = None
-            try:
-                response = self._session.post(
-                    self._url,
-                    data=data,
-                    headers=self._headers,
-                    auth=self._auth,
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
-            except requests.RequestException as exc:
-                error = self._transport_error(exc, timeout)
-            else:
-                if 200 <= response.status_code < 300:
-                    return self._result(response, attempt)
-                headers = response.headers
-                error = classify_response(
-                    response.status_code,
-                    response.headers,
-                    response.content,
-                    secret=self._api_key,
-                    now=self._wall_clock(),
-                )
+                call.abandon("timeout")
+            if call.reason is not None:
+                raise self.abandoned_error(call)
+            call.attempts += 1
+            attempt = call.attempts
+            outcome = self._attempt(data, call, min(self._timeout, left))
+            if isinstance(outcome, ChatResult) and call.reason is None:
+                return outcome
+            if call.reason is not None:
+                # Whatever the attempt ended with (a body cut short, a reset), it ended
+                # because the call was abandoned.
+                raise self.abandoned_error(call)
+            assert not isinstance(outcome, ChatResult)
+            error, headers = outcome
             if attempt > self._retry.max_retries or not should_retry(
-                error.kind, error.status, headers
+                error.kind, error.status, headers, attempt=attempt
             ):
                 raise attrs.evolve(error, attempts=attempt)
             delay = retry_delay(
@@ -234,7 +273,7 @@ class ChatClient:
                 retry_after_ms=error.retry_after_ms,
                 random_value=self._random(),
             )
-            if delay >= deadline - self._clock():
+            if delay >= call.deadline - self._clock():
                 # Waiting would overrun the deadline: the caller learns now, not later.
                 raise attrs.evolve(error, attempts=attempt)
             # WARNING, so that it shows where nobody configured logging (Python's last
@@ -246,9 +285,47 @@ class ChatClient:
                 attempt + 1,
                 self._retry.max_retries + 1,
             )
-            self._sleep(delay)
+            if self._sleep is None:
+                call.wait(delay)
+            else:
+                self._sleep(delay)
 
-    def _result(self, response: requests.Response, attempt: int) -> ChatResult:
+    def _attempt(
+        self, data: bytes, call: UpstreamCall, timeout: float
+    ) -> ChatResult | tuple[ProviderError, Mapping[str, str] | None]:
+        """Make one HTTP attempt: the result, or the error and the response's headers."""
+        try:
+            with running(call):
+                response = self._session.post(
+                    self._url,
+                    data=data,
+                    headers=self._headers,
+                    auth=self._auth,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+        except requests.RequestException as exc:
+            return self._transport_error(exc, timeout), None
+        except Exception as exc:  # noqa: BLE001 -- see _unsendable
+            return self._unsendable(exc), None
+        try:
+            outcome = self._result(response, call.attempts)
+        except ProviderError as broken:
+            return broken, None
+        if isinstance(outcome, ChatResult):
+            return outcome
+        return outcome, response.headers
+
+    def _result(self, response: requests.Response, attempt: int) -> ChatResult | ProviderError:
+        """Read a response: a result, or the error it reports (to retry or raise)."""
+        if not 200 <= response.status_code < 300:
+            return classify_response(
+                response.status_code,
+                response.headers,
+                response.content,
+                secret=self._api_key,
+                now=self._wall_clock(),
+            )
         request_id = response.headers.get("x-request-id")
         try:
             document = json.loads(response.content)
@@ -256,13 +333,16 @@ class ChatClient:
             document = None
         if isinstance(document, dict) and isinstance(document.get("choices"), list):
             return ChatResult(document, attempt, request_id, response.status_code)
-        if isinstance(document, dict) and "error" in document:
-            # Some gateways report failures with a 200.
-            error = classify_response(
-                response.status_code, response.headers, response.content, secret=self._api_key
+        if isinstance(document, dict) and document.get("error"):
+            # Some gateways report failures with a 200: classified like the error it is.
+            return classify_response(
+                response.status_code,
+                response.headers,
+                response.content,
+                secret=self._api_key,
+                now=self._wall_clock(),
             )
-            message = f"error in a {response.status_code} response: {error.message}"
-        elif document is None:
+        if document is None:
             message = f"response body is not JSON (HTTP {response.status_code})"
         else:
             message = f"response has no 'choices' list (HTTP {response.status_code})"
@@ -274,6 +354,16 @@ class ChatClient:
             attempts=attempt,
         )
 
+    def _unsendable(self, exc: Exception) -> ProviderError:
+        # Not every failure is a requests exception: http.client raises a plain ValueError
+        # for a header value it refuses, quoting the header (the key with it).
+        if isinstance(exc, ValueError):
+            return ProviderError(
+                "configuration", f"request could not be sent: {type(exc).__name__}"
+            )
+        detail = excerpt(f"{type(exc).__name__}: {exc}", self._api_key)
+        return ProviderError("connection", f"request failed: {detail}")
+
     def _transport_error(self, exc: requests.RequestException, timeout: float) -> ProviderError:
         if isinstance(exc, _CONFIGURATION_ERRORS):
             # Their messages can quote header values, the key among them: name the type only.
@@ -283,7 +373,15 @@ class ChatClient:
         if _is_timeout(exc):
             return ProviderError("timeout", f"no response within {timeout:.3g} s")
         cause = _root_cause(exc)
-        detail = redact(f"{type(cause).__name__}: {cause}", self._api_key)
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            # Not transient: a wrong CA bundle or an impostor; a retry would only repeat it.
+            return ProviderError(
+                "configuration",
+                excerpt(
+                    f"the provider's TLS certificate failed verification: {cause}", self._api_key
+                ),
+            )
+        detail = excerpt(f"{type(cause).__name__}: {cause}", self._api_key)
         return ProviderError("connection", f"could not reach the provider: {detail}")
 
 

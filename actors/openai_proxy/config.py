@@ -35,6 +35,8 @@ from cattrs.errors import (
 )
 
 from actors.genai_types import ModelInfo, ModelPricing
+from actors.openai_proxy.errors import excerpt
+from theater_py._http import url_without_secrets
 from theater_py._suggest import expected_keys
 from theater_py.errors import TheaterError
 
@@ -46,6 +48,7 @@ __all__ = [
     "RetryConfig",
     "TokenLimitParam",
     "parse_init",
+    "read_api_key",
 ]
 
 ContentFormat = Literal["Array", "String"]
@@ -75,9 +78,9 @@ class ConfigError(TheaterError, ValueError):
 
 
 def _describe(value: object) -> str:
-    # Cap the echo: a config value can be a large JSON blob.
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    # URL credentials and secret query parameters are masked before anything else (a
+    # cut could keep part of one); then the echo is capped: a value can be a large blob.
+    return excerpt(repr(value), None, limit=80)
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -120,8 +123,15 @@ def _http_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if ok:
             return
     raise ConfigError(
-        attribute.name, f"expected an http(s) URL such as 'https://host/v1', got {_describe(value)}"
+        attribute.name,
+        "expected an http(s) URL such as 'https://host/v1', without a query string, "
+        f"got {_describe(value)}",
     )
+
+
+def _bool(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(attribute.name, f"expected true or false, got {_describe(value)}")
 
 
 def _multiplier(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -162,7 +172,7 @@ def _model_pricing(path: str, pricing: Any) -> ModelPricing:
     unknown = sorted(set(pricing) - {*_PRICE_KEYS, *_OPTIONAL_PRICE_KEYS}, key=str)
     if unknown:
         raise _unknown_key(path, unknown[0], (*_PRICE_KEYS, *_OPTIONAL_PRICE_KEYS))
-    prices = {key: _price(f"{path}.{key}", pricing.get(key)) for key in _PRICE_KEYS}
+    prices: dict[str, Any] = {key: _price(f"{path}.{key}", pricing.get(key)) for key in _PRICE_KEYS}
     for key in _OPTIONAL_PRICE_KEYS:
         if pricing.get(key) is not None:
             prices[key] = _price(f"{path}.{key}", pricing[key])
@@ -259,16 +269,25 @@ class ProxyConfig:
         timeout_ms: the timeout of one HTTP attempt.
         retry_config: the retry policy.
         max_concurrent_requests: how many requests the actor runs upstream at once.
+        max_queued_requests: how many more may wait for one of those; past that, a
+            request is answered ``overloaded`` at once. ``None``: 4 x
+            ``max_concurrent_requests`` (see :attr:`queued_limit`).
         models: extra catalog entries for custom providers, read as genai ``ModelInfo``
             objects (``id`` and ``max_tokens``, the context window, are required;
             ``display_name`` defaults to the id, ``provider`` to ``"custom"``, ``pricing``
             to ``None``).
         token_limit_param: the key that carries the output token limit, or ``None`` to
             decide by provider and model.
+        strict_params: refuse (``invalid_request``) a request the model's rules would
+            change by dropping or clamping a parameter, instead of adapting it.
     """
 
     default_model: str = attrs.field(default="gpt-4o", validator=_non_empty_str)
-    base_url: str = attrs.field(default="https://api.openai.com/v1", validator=_http_url)
+    base_url: str = attrs.field(
+        default="https://api.openai.com/v1",
+        validator=_http_url,
+        repr=lambda url: repr(url_without_secrets(url)),
+    )
     api_key_env: str = attrs.field(default="OPENAI_API_KEY", validator=_env_var_name)
     content_format: ContentFormat = attrs.field(default="Array", validator=_one_of(ContentFormat))
     max_cache_size: int = attrs.field(
@@ -281,10 +300,22 @@ class ProxyConfig:
     max_concurrent_requests: int = attrs.field(
         default=64, validator=_int_at_least(1, "a positive integer")
     )
+    max_queued_requests: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_int_at_least(0, "a non-negative integer")),
+    )
     models: tuple[ModelInfo, ...] = attrs.field(default=(), converter=_to_models)
     token_limit_param: TokenLimitParam | None = attrs.field(
         default=None, validator=attrs.validators.optional(_one_of(TokenLimitParam))
     )
+    strict_params: bool = attrs.field(default=False, validator=_bool)
+
+    @property
+    def queued_limit(self) -> int:
+        """``max_queued_requests``, or its default, 4 x ``max_concurrent_requests``."""
+        if self.max_queued_requests is None:
+            return 4 * self.max_concurrent_requests
+        return self.max_queued_requests
 
 
 @attrs.frozen
@@ -310,7 +341,7 @@ def _passthrough(value: _T, _: object) -> _T:
 
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
-    for primitive in (int, float, str):
+    for primitive in (int, float, str, bool):
         converter.register_structure_hook(primitive, _passthrough)
     # The validators judge the literals, and the models field's converter its entries.
     passed_through = (ContentFormat, TokenLimitParam | None, tuple[ModelInfo, ...])
@@ -358,6 +389,39 @@ def _first_error(exc: BaseException, path: str) -> ConfigError:
     if isinstance(exc, ConfigError):
         return ConfigError(_join(path, exc.path), exc.reason)
     return ConfigError(path, str(exc))
+
+
+def read_api_key(variable: str, value: str | None) -> str:
+    """Check the API key read from the environment variable ``variable``.
+
+    Surrounding whitespace is stripped: a key read from a file or a Kubernetes secret
+    often ends with a newline, which ``http.client`` would refuse in a header with an
+    error quoting the whole header, key included.
+
+    Args:
+        variable: the variable's name, the only thing an error names.
+        value: the variable's value, or ``None`` when it is unset.
+
+    Returns:
+        The key, stripped.
+
+    Raises:
+        ConfigError: the variable is unset or blank, or the key holds a control character
+            or one outside latin-1 (an HTTP header cannot carry it); the error names the
+            variable, never the value.
+    """
+    key = (value or "").strip()
+    if not key:
+        raise ConfigError(
+            "config.api_key_env", f"environment variable {variable} is not set or is empty"
+        )
+    if any(not " " <= char <= "\xff" or "\x7f" <= char <= "\x9f" for char in key):
+        raise ConfigError(
+            "config.api_key_env",
+            f"environment variable {variable} holds a control character or one outside "
+            "latin-1, which an HTTP header cannot carry: check the key's value",
+        )
+    return key
 
 
 def parse_init(state: Any) -> ProxyInit:

@@ -12,11 +12,20 @@ Requests (:func:`to_chat_request`):
   carry media); a failed call's text starts with ``Error: ``;
 - text, image and audio parts become ``text``, ``image_url`` and ``input_audio`` parts;
   with ``content_format="String"`` a message of text parts only becomes one string;
+- an assistant's ``thinking`` parts go out as its ``reasoning_content`` (Moonshot wants it
+  back on turns with tool calls; the rules drop it everywhere else);
 - ``tool_choice`` and ``parallel_tool_calls`` go out only with tools, which OpenAI requires;
-- ``max_tokens`` goes out under the key the caller names, when the request sets it.
+- ``max_tokens`` goes out when the request sets it; ``seed``, ``user``, ``metadata``,
+  ``store``, ``logprobs``, ``top_logprobs``, the penalties, ``logit_bias``,
+  ``service_tier``, ``verbosity`` and ``prompt_cache_key`` under their own names, and a
+  tool's ``strict`` in its function;
+- then the body is adapted to the model's rules (:func:`.rules.adapt`): the token limit
+  key, dropped and clamped parameters, the system role, content shape.
 
-Responses (:func:`from_chat_response`): the first choice's text, then its refusal (as
-text), then its tool calls; ``finish_reason`` ``stop`` reads as ``end_turn``, ``length`` as
+Responses (:func:`from_chat_response`): the first choice's ``reasoning_content`` (as a
+``thinking`` part), its text, then its refusal (as text), then its tool calls (the legacy
+``function_call`` only when ``tool_calls`` is missing or empty; a call without an id gets a
+generated one); ``finish_reason`` ``stop`` reads as ``end_turn``, ``length`` as
 ``max_tokens``, ``tool_calls`` and ``function_call`` as ``tool_use``, a missing or null
 one as ``end_turn`` (the message is complete: providers that omit it do so on normal
 ends), and anything else as ``{"other": reason}``. Missing usage counts read as 0.
@@ -26,10 +35,9 @@ from __future__ import annotations
 
 import json
 import math
-import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
 import attrs
 
@@ -45,9 +53,11 @@ from actors.genai_types import (
     MessageContent,
     ModelPricing,
     OtherStop,
+    RefusalStop,
     Role,
     StopReason,
     Text,
+    Thinking,
     Tool,
     ToolAudio,
     ToolChoice,
@@ -64,28 +74,37 @@ from actors.genai_types import (
     ToolUseStop,
     Usage,
 )
+from actors.openai_proxy.rules import Adaptation, ModelRules, adapt
 from theater_py.errors import TheaterError
 
 __all__ = [
     "ChatRequest",
     "ContentFormat",
     "ResponseFormatError",
-    "TokenLimitParam",
     "from_chat_response",
-    "is_reasoning_model",
     "to_chat_request",
-    "token_limit_param_for",
 ]
 
 ContentFormat = Literal["Array", "String"]
 """How message content goes out: a list of parts, or one string where it is only text."""
 
-TokenLimitParam = Literal["max_completion_tokens", "max_tokens"]
-"""The request key that carries the output token limit."""
-
 _JSON_SEPARATORS: Final = (",", ":")
-_REASONING_MODEL = re.compile(r"(?:.*/)?(?:o[1-9]\d*|gpt-5)(?:$|[-.])")
-_OPENAI_HOST: Final = "api.openai.com"
+# Request fields sent under their own name when set, as the official SDK sends them.
+_PASSED_THROUGH: Final = (
+    "seed",
+    "user",
+    "metadata",
+    "store",
+    "logprobs",
+    "top_logprobs",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "service_tier",
+    "verbosity",
+    "prompt_cache_key",
+)
+_NO_RULES: Final = ModelRules()
 
 
 class ResponseFormatError(TheaterError, ValueError):
@@ -94,48 +113,20 @@ class ResponseFormatError(TheaterError, ValueError):
 
 @attrs.frozen
 class ChatRequest:
-    """An OpenAI Chat Completions request body, and what was left out of it.
+    """An OpenAI Chat Completions request body, and how it was adapted to the model.
 
     Attributes:
         body: the JSON body to POST to ``/chat/completions``.
-        dropped: the request's sampling parameters left out because the model rejects
-            them (``("temperature", "top_p")``), in that order; log them once per model.
+        adaptations: what the model's rules changed, in order; log them once per model.
     """
 
     body: dict[str, Any]
-    dropped: tuple[str, ...] = ()
+    adaptations: tuple[Adaptation, ...] = ()
 
-
-def is_reasoning_model(model: str) -> bool:
-    """Tell whether ``model`` is an OpenAI reasoning model (o1, o3, o4-mini, gpt-5 families).
-
-    Reasoning models reject ``max_tokens`` and sampling parameters other than the defaults.
-    A provider prefix (``openai/o3``) and dated or sized variants (``o3-mini-2025-01-31``)
-    count.
-    """
-    return _REASONING_MODEL.match(model.lower()) is not None
-
-
-def token_limit_param_for(
-    base_url: str, model: str, override: TokenLimitParam | None = None
-) -> TokenLimitParam:
-    """Choose the key that carries the output token limit.
-
-    Args:
-        base_url: the provider's API root.
-        model: the model the request goes to.
-        override: the configured choice, which wins when given.
-
-    Returns:
-        ``max_completion_tokens`` for reasoning models and for api.openai.com, which
-        accepts it on every model; ``max_tokens``, which most other providers only know,
-        otherwise.
-    """
-    if override is not None:
-        return override
-    if is_reasoning_model(model) or urlsplit(base_url).hostname == _OPENAI_HOST:
-        return "max_completion_tokens"
-    return "max_tokens"
+    @property
+    def lossy(self) -> tuple[Adaptation, ...]:
+        """The adaptations that drop or change what the request asked for."""
+        return tuple(change for change in self.adaptations if change.lossy)
 
 
 # -- requests --------------------------------------------------------------------------
@@ -146,8 +137,7 @@ def to_chat_request(
     *,
     default_model: str,
     content_format: ContentFormat,
-    token_limit_param: TokenLimitParam,
-    drop_sampling: bool,
+    rules: ModelRules = _NO_RULES,
 ) -> ChatRequest:
     """Turn a genai completion request into an OpenAI Chat Completions request body.
 
@@ -156,12 +146,11 @@ def to_chat_request(
         default_model: the model used when ``request.model`` is ``""``.
         content_format: ``"Array"`` sends content parts; ``"String"`` sends a message of
             text parts only as one string (older Moonshot models want that).
-        token_limit_param: the key for ``request.max_tokens``.
-        drop_sampling: leave out ``temperature`` (unless it is 1) and ``top_p``, which
-            reasoning models reject.
+        rules: what the model accepts at its provider (from the catalog); the default
+            changes nothing and sends the token limit as ``max_tokens``.
 
     Returns:
-        The body, and the parameters that were dropped. Numbers go out as given.
+        The body, adapted to ``rules``, and the adaptations made.
     """
     messages: list[dict[str, Any]] = []
     if request.system:
@@ -170,8 +159,11 @@ def to_chat_request(
         _append_message(messages, message, content_format)
     body: dict[str, Any] = {"model": request.model or default_model, "messages": messages}
     if request.max_tokens is not None:
-        body[token_limit_param] = request.max_tokens
-    dropped = _add_sampling(body, request, drop_sampling)
+        body["max_tokens"] = request.max_tokens
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
     if request.tools:
         _add_tools(body, request.tools, request)
     if request.response_format is not None:
@@ -180,24 +172,11 @@ def to_chat_request(
         body["reasoning_effort"] = request.reasoning_effort
     if request.stop_sequences:
         body["stop"] = list(request.stop_sequences)
-    return ChatRequest(body, dropped)
-
-
-def _add_sampling(
-    body: dict[str, Any], request: CompletionRequest, drop_sampling: bool
-) -> tuple[str, ...]:
-    dropped: list[str] = []
-    if request.temperature is not None:
-        if drop_sampling and request.temperature != 1:
-            dropped.append("temperature")
-        else:
-            body["temperature"] = request.temperature
-    if request.top_p is not None:
-        if drop_sampling:
-            dropped.append("top_p")
-        else:
-            body["top_p"] = request.top_p
-    return tuple(dropped)
+    for name in _PASSED_THROUGH:
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
+    return ChatRequest(body, adapt(body, rules))
 
 
 def _add_tools(body: dict[str, Any], tools: list[Tool], request: CompletionRequest) -> None:
@@ -213,6 +192,8 @@ def _tool(tool: Tool) -> dict[str, Any]:
     if tool.description is not None:
         function["description"] = tool.description
     function["parameters"] = tool.input_schema
+    if tool.strict is not None:
+        function["strict"] = tool.strict
     return {"type": "function", "function": function}
 
 
@@ -232,17 +213,23 @@ def _append_message(
 ) -> None:
     parts: list[MessageContent] = []
     calls: list[dict[str, Any]] = []
+    thinking: list[str] = []
     for part in message.content:
         if isinstance(part, ToolResult):
             text = _tool_result_text(part)
             messages.append({"role": "tool", "tool_call_id": part.tool_use_id, "content": text})
         elif isinstance(part, ToolUse):
             calls.append(_tool_call(part))
+        elif isinstance(part, Thinking):
+            thinking.append(part.thinking)
         else:
             parts.append(part)
     if calls:
         content = _content(parts, content_format) if parts else None
-        messages.append({"role": message.role.value, "content": content, "tool_calls": calls})
+        turn = {"role": message.role.value, "content": content, "tool_calls": calls}
+        if thinking:
+            turn["reasoning_content"] = "\n".join(thinking)
+        messages.append(turn)
     elif parts or not message.content:
         messages.append({"role": message.role.value, "content": _content(parts, content_format)})
 
@@ -311,16 +298,22 @@ _STOP_REASONS: Final[Mapping[str, StopReason]] = {
 }
 
 
-def from_chat_response(body: Any, *, pricing: ModelPricing | None) -> CompletionResponse:
+def from_chat_response(
+    body: Any, *, pricing: ModelPricing | None, request_id: str | None = None
+) -> CompletionResponse:
     """Turn an OpenAI Chat Completions response body into a genai completion response.
 
     Args:
         body: the parsed JSON body.
-        pricing: the model's prices, to fill in ``usage.cost_usd``; ``None`` leaves it out.
+        pricing: the model's prices, to fill in ``usage.cost_usd``; ``None`` leaves it
+            out, and so does a response without ``usage`` (its cost is unknown, not 0).
+        request_id: the response's ``x-request-id``, kept on the completion.
 
     Returns:
         The first choice as a completion. Tool-call arguments that are not valid JSON
-        stay the raw string in ``input``; empty arguments read as ``{}``.
+        stay the raw string in ``input``; empty arguments read as ``{}``. A refusal
+        stops with ``refusal`` (its text is the content); ``system_fingerprint`` is
+        kept.
 
     Raises:
         ResponseFormatError: ``body`` is not a chat completion (not an object, no
@@ -343,13 +336,20 @@ def from_chat_response(body: Any, *, pricing: ModelPricing | None) -> Completion
         stop_reason = _STOP_REASONS.get(reason) or OtherStop(reason)
     else:
         stop_reason = OtherStop(_compact_json(reason))
+    content = _response_content(message)
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal and not isinstance(stop_reason, ToolUseStop):
+        stop_reason = RefusalStop()
+    fingerprint = body.get("system_fingerprint")
     return CompletionResponse(
-        content=_response_content(message),
+        content=content,
         id=_text(body.get("id")),
         model=_text(body.get("model")),
         role=Role.ASSISTANT,
         stop_reason=stop_reason,
         usage=_usage(body.get("usage"), pricing),
+        system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+        request_id=request_id,
     )
 
 
@@ -359,6 +359,9 @@ def _text(value: Any) -> str:
 
 def _response_content(message: dict[str, Any]) -> list[MessageContent]:
     content: list[MessageContent] = []
+    reasoning = message.get("reasoning_content")  # Moonshot's, DeepSeek's reasoners
+    if isinstance(reasoning, str) and reasoning:
+        content.append(Thinking(reasoning))
     text = message.get("content")
     if isinstance(text, list):  # some providers answer with content parts
         text = "".join(
@@ -372,17 +375,25 @@ def _response_content(message: dict[str, Any]) -> list[MessageContent]:
     if isinstance(refusal, str) and refusal:
         content.append(Text(refusal))
     calls = message.get("tool_calls")
-    if isinstance(calls, list):
+    if isinstance(calls, list) and calls:
         for call in calls:
             if isinstance(call, dict):
                 content.append(_tool_use(_text(call.get("id")), call.get("function")))
-    legacy = message.get("function_call")
-    if isinstance(legacy, dict):
-        content.append(_tool_use("", legacy))
+    else:
+        # The legacy form, which some servers send beside (a copy of) tool_calls.
+        legacy = message.get("function_call")
+        if isinstance(legacy, dict):
+            content.append(_tool_use("", legacy))
     return content
 
 
+def _new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex}"
+
+
 def _tool_use(call_id: str, function: Any) -> ToolUse:
+    # A call needs an id for its result to quote; some servers (Ollama, llama.cpp) omit it.
+    call_id = call_id or _new_call_id()
     if not isinstance(function, dict):
         function = {}
     arguments = function.get("arguments")
@@ -412,7 +423,7 @@ def _count(value: Any) -> int:
 
 def _usage(usage: Any, pricing: ModelPricing | None) -> Usage:
     if not isinstance(usage, dict):
-        usage = {}
+        usage, pricing = {}, None  # no counts: the cost is unknown, not 0
     prompt_details = usage.get("prompt_tokens_details")
     completion_details = usage.get("completion_tokens_details")
     input_tokens = _count(usage.get("prompt_tokens"))

@@ -34,15 +34,26 @@ if TYPE_CHECKING:
 
 __all__ = ["RETRYABLE_STATUSES", "parse_retry_after", "retry_delay", "should_retry"]
 
-RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-"""The statuses retried when the provider sends no ``x-should-retry`` header."""
+RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429, *range(500, 600)})
+"""The statuses retried when the provider sends no ``x-should-retry`` header: 408, 409, 429
+and every 5xx (501, 505 and Cloudflare's 520-530 included), as in the official SDK."""
 
 _NEVER_RETRIED = frozenset({"quota_exhausted", "invalid_request", "configuration"})
 _TRANSPORT_KINDS = frozenset({"connection", "timeout"})
+# An error reported inside a 2xx body has no status of its own to judge by: its kind decides.
+_TRANSIENT_KINDS = frozenset({"rate_limit", "overloaded", "server_error", "timeout"})
+# A 5xx of these kinds says the request itself is at fault (llama-cpp-python answers a bad
+# parameter with 500): one retry covers a server that was wrong, more would be wasted.
+_REQUEST_FAULT_KINDS = frozenset({"bad_request", "context_window_exceeded", "content_policy"})
+_REQUEST_FAULT_ATTEMPTS = 2
 
 
-def should_retry(
-    kind: ErrorKind, status: int | None, headers: Mapping[str, str] | None = None
+def should_retry(  # noqa: PLR0911 -- a decision ladder reads best flat
+    kind: ErrorKind,
+    status: int | None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    attempt: int = 1,
 ) -> bool:
     """Decide whether a failed attempt is worth another.
 
@@ -50,14 +61,25 @@ def should_retry(
         kind: the failure's kind.
         status: the HTTP status, or ``None`` when no response came.
         headers: the response headers (case-insensitive, as requests gives them).
+        attempt: how many attempts have been made, this one included.
 
     Returns:
         ``False`` for an exhausted quota or a request that cannot be sent, whatever the
-        server says; otherwise what an ``x-should-retry: true|false`` header says; otherwise
-        ``True`` for a connection error, a timeout or a status in
-        :data:`RETRYABLE_STATUSES`.
+        server says, and for a 5xx that blames the request (kind ``bad_request``,
+        ``context_window_exceeded`` or ``content_policy``) once it has been retried once;
+        otherwise what an ``x-should-retry: true|false`` header says; otherwise ``True``
+        for a connection error, a timeout, a status in :data:`RETRYABLE_STATUSES`, or an
+        error inside a 2xx body whose kind is transient (``rate_limit``, ``overloaded``,
+        ``server_error``, ``timeout``).
     """
     if kind in _NEVER_RETRIED:
+        return False
+    if (
+        status is not None
+        and status >= 500
+        and kind in _REQUEST_FAULT_KINDS
+        and attempt >= _REQUEST_FAULT_ATTEMPTS
+    ):
         return False
     if headers is not None:
         override = headers.get("x-should-retry")
@@ -69,6 +91,8 @@ def should_retry(
                 return False
     if status is None:
         return kind in _TRANSPORT_KINDS
+    if 200 <= status < 300:
+        return kind in _TRANSIENT_KINDS
     return status in RETRYABLE_STATUSES
 
 

@@ -64,7 +64,8 @@ DEFAULT_MODELS: tuple[str, ...] = (
 )
 """The models ``GET /v1/models`` lists unless the simulator is given others."""
 
-_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")  # but gpt-5-chat-* is a chat model
+_O3_REJECTS = ("stop", "parallel_tool_calls")
 _STALL_DEFAULT_MS = 300_000
 _SUMMARY_WORDS = 30
 _CREATED = 1_700_000_000
@@ -307,7 +308,15 @@ def _check_request(  # noqa: PLR0911 -- one return per check, in a provider's or
             "model",
             "model_not_found",
         )
-    if model.startswith(_REASONING_PREFIXES):
+    if model.startswith(_REASONING_PREFIXES) and not model.startswith("gpt-5-chat"):
+        rejected = next((key for key in _O3_REJECTS if key in request), None)
+        if rejected is not None and model.startswith(("o3", "o4")):
+            return 400, _error(
+                f"Unsupported parameter: '{rejected}' is not supported with this model.",
+                "invalid_request_error",
+                rejected,
+                "unsupported_parameter",
+            )
         if "max_tokens" in request:
             return 400, _error(
                 "Unsupported parameter: 'max_tokens' is not supported with this model. "

@@ -38,12 +38,14 @@ def main() -> None:
                     "base_url": sim.base_url,
                     "api_key_env": "EXAMPLE_API_KEY",
                     "default_model": "gpt-4o-mini",
+                    # A server the catalog does not know lists the models its config names.
+                    "models": [{"id": "gpt-4o-mini", "max_tokens": 128000}],
                 }
             },
         )
 
         models = proxy.request(ListModels())
-        print("models:", ", ".join(model.id for model in models.models[:4]), "...")
+        print("models:", ", ".join(model.id for model in models.models))
 
         reply = proxy.request(
             GenerateCompletion(
