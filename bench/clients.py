@@ -179,7 +179,8 @@ def _litellm(base_url: str) -> Contender:
 
 
 def _proxy(base_url: str, *, typed: bool) -> Contender:
-    from actors.genai_types import (
+    from theater_py import Runtime
+    from theater_py_actors.genai_types import (
         Completion,
         CompletionRequest,
         GenerateCompletion,
@@ -187,7 +188,6 @@ def _proxy(base_url: str, *, typed: bool) -> Contender:
         Role,
         Text,
     )
-    from theater_py import Runtime
 
     os.environ[KEY_ENV] = KEY
     runtime = Runtime(in_memory=True)

@@ -4,8 +4,9 @@ Each rung adds one layer of what a ``GenerateCompletion`` through the proxy acto
 top of the rung before, all against the same fake provider and interleaved:
 
 1. ``requests``: a raw ``Session.post`` and ``.json()``;
-2. ``chat_client``: the proxy's :class:`~actors.openai_proxy.client.ChatClient` over a plain
-   session (its retry loop, pre-encoded body, auth object, JSON parse);
+2. ``chat_client``: the proxy's
+   :class:`~theater_py_actors.openai_proxy.client.ChatClient` over a plain session (its
+   retry loop, pre-encoded body, auth object, JSON parse);
 3. ``chat_client_recording``: the same over the ``http-client`` capability's
    :class:`~theater_py._http.RecordingSession` (two chain events per request);
 4. ``pipeline_inline``: the actor's whole per-request work on the caller's thread: the
@@ -47,7 +48,10 @@ __all__ = ["main", "run"]
 def _rungs(base_url: str, stack: contextlib.ExitStack) -> dict[str, Callable[[], object]]:
     import requests
 
-    from actors.genai_types import (
+    from theater_py import serde
+    from theater_py._http import RecordingSession
+    from theater_py.chain import EventDatabase
+    from theater_py_actors.genai_types import (
         Completion,
         CompletionRequest,
         GenerateCompletion,
@@ -56,13 +60,10 @@ def _rungs(base_url: str, stack: contextlib.ExitStack) -> dict[str, Callable[[],
         Role,
         Text,
     )
-    from actors.openai_proxy.catalog import load_catalog
-    from actors.openai_proxy.client import ChatClient
-    from actors.openai_proxy.config import RetryConfig
-    from actors.openai_proxy.convert import from_chat_response, to_chat_request
-    from theater_py import serde
-    from theater_py._http import RecordingSession
-    from theater_py.chain import EventDatabase
+    from theater_py_actors.openai_proxy.catalog import load_catalog
+    from theater_py_actors.openai_proxy.client import ChatClient
+    from theater_py_actors.openai_proxy.config import RetryConfig
+    from theater_py_actors.openai_proxy.convert import from_chat_response, to_chat_request
 
     database = EventDatabase.in_memory()
     stack.callback(database.close)

@@ -5,11 +5,11 @@ not compete with the clients for the GIL. Two servers are available:
 
 - ``lean`` (the default): an asyncio HTTP/1.1 keep-alive server that answers every
   ``POST .../chat/completions`` with the same pre-encoded ``chat.completion`` (made once
-  by the simulator's :func:`~actors.openai_proxy.simulator.chat_completion`, so the shape
+  by the simulator's :func:`~theater_py_actors.openai_proxy.simulator.chat_completion`, so the shape
   is the simulator's). It parses no body and checks nothing, so its own cost per request
   stays far below any client's; latency is an ``asyncio.sleep``, so 50 connections
   waiting 100 ms each cost it nothing.
-- ``simulator``: :class:`~actors.openai_proxy.simulator.OpenAISimulator` itself (a
+- ``simulator``: :class:`~theater_py_actors.openai_proxy.simulator.OpenAISimulator` itself (a
   thread per connection, full request parsing and validation).
 
 ``python -m bench.upstream --latency-ms 100`` prints its base URL on one line once it
@@ -41,7 +41,7 @@ _REPO = Path(__file__).resolve().parent.parent
 
 
 def _canned_response() -> bytes:
-    from actors.openai_proxy.simulator import chat_completion
+    from theater_py_actors.openai_proxy.simulator import chat_completion
 
     request = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}
     status, body = chat_completion(request)
@@ -96,7 +96,7 @@ async def _serve_lean(port: int, latency: float) -> None:
 
 
 def _serve_simulator(port: int, latency_ms: int) -> None:
-    from actors.openai_proxy.simulator import OpenAISimulator
+    from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
     with OpenAISimulator(port=port, latency_ms=latency_ms) as simulator:
         print(simulator.base_url, flush=True)

@@ -1,4 +1,4 @@
-"""Tests of actors.openai_proxy.catalog: the model catalog shipped as data."""
+"""Tests of theater_py_actors.openai_proxy.catalog: the model catalog shipped as data."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from actors.genai_types import ModelInfo, ModelPricing
-from actors.openai_proxy.catalog import CATALOG_FILE, Catalog, load_catalog
 from theater_py.errors import MessageDecodeError
+from theater_py_actors.genai_types import ModelInfo, ModelPricing
+from theater_py_actors.openai_proxy.catalog import CATALOG_FILE, Catalog, load_catalog
 
 OPENAI = "https://api.openai.com/v1"
 MOONSHOT = "https://api.moonshot.ai/v1"
@@ -26,7 +26,7 @@ def catalog() -> Catalog:
 
 
 def test_catalog_is_dated_package_data() -> None:
-    raw = json.loads(files("actors.openai_proxy").joinpath(CATALOG_FILE).read_text())
+    raw = json.loads(files("theater_py_actors.openai_proxy").joinpath(CATALOG_FILE).read_text())
     assert raw["updated"] == "2026-11-29"
     assert load_catalog().updated == raw["updated"]
     assert load_catalog() is load_catalog()  # read once

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from actors.openai_proxy.simulator import OpenAISimulator
 from theater_py import Actor, ActorContext
 from theater_py.chain import verify_events
 from theater_py.cli import main
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 REPO = Path(__file__).resolve().parent.parent
 SIM_KEY = "sk-sim-0123456789abcdef"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from actors.openai_proxy import demo
+from theater_py_actors.openai_proxy import demo
 
 
 def test_the_demo_runs_every_step_and_loses_no_request():

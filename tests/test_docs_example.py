@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.openai_proxy.simulator import OpenAISimulator
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "openai_proxy_example.py"
@@ -108,8 +108,8 @@ def test_the_readme_links_the_guides_and_every_link_resolves():
 
 AGENT_LOOP = ROOT / "docs" / "examples" / "agent_loop.py"
 TYPED_HANDLE = """\
-from actors.genai_types import ListModels, Message, Role, ToolResult, ToolText
-from actors.openai_proxy import ProxyHandle
+from theater_py_actors.genai_types import ListModels, Message, Role, ToolResult, ToolText
+from theater_py_actors.openai_proxy import ProxyHandle
 from theater_py import Runtime
 
 

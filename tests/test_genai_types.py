@@ -1,4 +1,4 @@
-"""Tests of actors.genai_types: the exact JSON of the wire format, both ways."""
+"""Tests of theater_py_actors.genai_types: the exact JSON of the wire format, both ways."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.genai_types import (
+from theater_py import serde
+from theater_py.errors import MessageDecodeError
+from theater_py_actors.genai_types import (
     ERROR_KINDS,
     Audio,
     Base64Source,
@@ -51,8 +53,6 @@ from actors.genai_types import (
     UrlSource,
     Usage,
 )
-from theater_py import serde
-from theater_py.errors import MessageDecodeError
 
 # The conftest's autouse fixtures do not matter to these pure functions.
 property_settings = settings(

@@ -154,7 +154,7 @@ def test_empty_name_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "component", ["actors.openai_proxy:OpenAIProxyActor", "mod:Cls", "a.b.c:_Private"]
+    "component", ["theater_py_actors.openai_proxy:OpenAIProxyActor", "mod:Cls", "a.b.c:_Private"]
 )
 def test_component_in_package_module_class_shape_is_accepted(component: str) -> None:
     assert parse(f'name = "a"\nversion = "1"\ncomponent = "{component}"\n').component == component

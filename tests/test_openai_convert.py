@@ -1,4 +1,4 @@
-"""Tests of actors.openai_proxy.convert: genai types to OpenAI Chat Completions and back."""
+"""theater_py_actors.openai_proxy.convert: genai types to OpenAI Chat Completions and back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from actors.genai_types import (
+from tests.openapi_contract import validate_chat_request
+from theater_py import serde
+from theater_py_actors.genai_types import (
     Audio,
     Base64Source,
     CompletionRequest,
@@ -38,15 +40,13 @@ from actors.genai_types import (
     UrlSource,
     Usage,
 )
-from actors.openai_proxy.convert import (
+from theater_py_actors.openai_proxy.convert import (
     ChatRequest,
     ResponseFormatError,
     from_chat_response,
     to_chat_request,
 )
-from actors.openai_proxy.rules import ModelRules
-from tests.openapi_contract import validate_chat_request
-from theater_py import serde
+from theater_py_actors.openai_proxy.rules import ModelRules
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 WEATHER = Tool(name="get_weather", description="Get the weather", input_schema=SCHEMA)

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from actors.openai_proxy.simulator import OpenAISimulator
 from tests.openapi_contract import validate_chat_request
 from theater_py import ActorHandle, ActorStartError, ActorStopped, Runtime
 from theater_py.manifest import load_manifest
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
 KEY = "sk-sim-0123456789-secret"

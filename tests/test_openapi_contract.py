@@ -1,4 +1,4 @@
-"""Bodies from actors.openai_proxy.convert conform to OpenAI's CreateChatCompletionRequest."""
+"""Bodies theater_py_actors.openai_proxy.convert makes conform to CreateChatCompletionRequest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.genai_types import (
+from tests.contract import derive_schema
+from tests.openapi_contract import chat_request_validator, validate_chat_request
+from theater_py_actors.genai_types import (
     Audio,
     Base64Source,
     CompletionRequest,
@@ -29,11 +31,9 @@ from actors.genai_types import (
     ToolUse,
     UrlSource,
 )
-from actors.openai_proxy.catalog import load_catalog
-from actors.openai_proxy.convert import to_chat_request
-from actors.openai_proxy.rules import ModelRules
-from tests.contract import derive_schema
-from tests.openapi_contract import chat_request_validator, validate_chat_request
+from theater_py_actors.openai_proxy.catalog import load_catalog
+from theater_py_actors.openai_proxy.convert import to_chat_request
+from theater_py_actors.openai_proxy.rules import ModelRules
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 WEATHER = Tool(name="get_weather", description="Get the weather", input_schema=SCHEMA)

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
-import actors.openai_proxy
+import theater_py_actors.openai_proxy
 from theater_py.cli import COMMAND_GROUP, EXIT_OK, Command, main
 
 RUNTIME = Path(__file__).resolve().parents[1] / "theater_py"
 PROXY_COMMANDS = ("chat", "models", "mock-openai", "demo")
-PLUGINS = actors.openai_proxy.__name__.partition(".")[0]  # the actor packages' import name
+PLUGINS = theater_py_actors.openai_proxy.__name__.partition(".")[
+    0
+]  # the actor packages' import name
 
 
 def _hello_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +85,7 @@ def test_import_and_help_load_no_plugin() -> None:
 def test_the_proxy_contributes_its_commands_through_the_entry_point_group() -> None:
     entries = {ep.name: ep for ep in importlib.metadata.entry_points(group=COMMAND_GROUP)}
     for name in PROXY_COMMANDS:
-        assert entries[name].value.startswith("actors.openai_proxy.cli:")
+        assert entries[name].value.startswith("theater_py_actors.openai_proxy.cli:")
         assert isinstance(entries[name].load(), Command)
 
 

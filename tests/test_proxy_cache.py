@@ -8,12 +8,19 @@ from typing import Any
 
 import pytest
 
-from actors.genai_types import CompletionResponse, EndTurn, Text, ToolUse, ToolUseStop, Usage
-from actors.openai_proxy.cache import LABEL_PREFIX, CompletionCache
-from actors.openai_proxy.simulator import OpenAISimulator
 from tests.test_openai_proxy import FAST_RETRIES, KEY, MANIFEST, generate, sent_bodies
 from theater_py import ActorHandle, Runtime
 from theater_py.store import ContentStore
+from theater_py_actors.genai_types import (
+    CompletionResponse,
+    EndTurn,
+    Text,
+    ToolUse,
+    ToolUseStop,
+    Usage,
+)
+from theater_py_actors.openai_proxy.cache import LABEL_PREFIX, CompletionCache
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 BASE = "https://api.example.test/v1"
 

@@ -16,11 +16,11 @@ import requests_mock as rm
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from actors.openai_proxy.client import ChatClient, ChatResult
-from actors.openai_proxy.config import RetryConfig
-from actors.openai_proxy.errors import ERROR_KINDS, ProviderError, classify_response
-from actors.openai_proxy.simulator import OpenAISimulator
 from theater_py._http import RecordingSession
+from theater_py_actors.openai_proxy.client import ChatClient, ChatResult
+from theater_py_actors.openai_proxy.config import RetryConfig
+from theater_py_actors.openai_proxy.errors import ERROR_KINDS, ProviderError, classify_response
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 KEY = "sk-test-0123456789abcdef"
 BASE = "https://llm.test/v1"
@@ -653,7 +653,7 @@ def test_retries_are_logged_without_the_key(
     client = make_client()
     with caplog.at_level(logging.DEBUG):
         error = fail(client)
-    retries = [r for r in caplog.records if r.name == "actors.openai_proxy.client"]
+    retries = [r for r in caplog.records if r.name == "theater_py_actors.openai_proxy.client"]
     # WARNING: Python's last-resort handler shows it where logging is not configured.
     assert [r.levelno for r in retries] == [logging.WARNING, logging.WARNING]
     assert retries[0].getMessage() == "retrying in 1 s: 429 rate limit (attempt 2 of 5)"

@@ -8,15 +8,15 @@ from typing import Any
 import attrs
 import pytest
 
-from actors.genai_types import ModelInfo, ModelPricing
-from actors.openai_proxy.config import (
+from theater_py.errors import TheaterError
+from theater_py_actors.genai_types import ModelInfo, ModelPricing
+from theater_py_actors.openai_proxy.config import (
     ConfigError,
     ProxyConfig,
     ProxyInit,
     RetryConfig,
     parse_init,
 )
-from theater_py.errors import TheaterError
 
 SEED_INIT = {
     "store_id": "optional-store-id",

@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 import requests
 
-from actors.openai_proxy import actor as proxy_actor
-from actors.openai_proxy.client import ChatClient
-from actors.openai_proxy.config import ProxyConfig, RetryConfig, parse_init
-from actors.openai_proxy.errors import ProviderError
-from actors.openai_proxy.simulator import OpenAISimulator
-from actors.openai_proxy.upstream_call import UpstreamCall, Watchdog
 from tests.hostile_upstream import TrickleServer
 from theater_py import ActorHandle, ActorStopped, RequestTimeout, Runtime
+from theater_py_actors.openai_proxy import actor as proxy_actor
+from theater_py_actors.openai_proxy.client import ChatClient
+from theater_py_actors.openai_proxy.config import ProxyConfig, RetryConfig, parse_init
+from theater_py_actors.openai_proxy.errors import ProviderError
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
+from theater_py_actors.openai_proxy.upstream_call import UpstreamCall, Watchdog
 
 MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
 KEY = "sk-sim-0123456789-secret"

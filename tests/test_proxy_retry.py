@@ -21,11 +21,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
-from actors.openai_proxy.client import ChatClient
-from actors.openai_proxy.config import RetryConfig
-from actors.openai_proxy.errors import ProviderError, classify_response
-from actors.openai_proxy.retry import parse_retry_after, retry_delay, should_retry
-from actors.openai_proxy.simulator import OpenAISimulator
+from theater_py_actors.openai_proxy.client import ChatClient
+from theater_py_actors.openai_proxy.config import RetryConfig
+from theater_py_actors.openai_proxy.errors import ProviderError, classify_response
+from theater_py_actors.openai_proxy.retry import parse_retry_after, retry_delay, should_retry
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 NOW = 1_800_000_000.0
 

@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 
-from actors.genai_types import (
+from tests.openapi_contract import validate_chat_request
+from tests.test_openai_proxy import FAST_RETRIES, KEY, MANIFEST, generate, sent_bodies, user
+from theater_py import ActorHandle, Runtime
+from theater_py.errors import MessageDecodeError
+from theater_py_actors.genai_types import (
     CompletionRequest,
     Message,
     Role,
@@ -19,15 +23,11 @@ from actors.genai_types import (
     ToolChoiceAny,
     ToolUse,
 )
-from actors.openai_proxy.catalog import CATALOG_FILE, Catalog, load_catalog
-from actors.openai_proxy.config import ConfigError, parse_init
-from actors.openai_proxy.convert import to_chat_request
-from actors.openai_proxy.rules import ModelRules, adapt
-from actors.openai_proxy.simulator import OpenAISimulator
-from tests.openapi_contract import validate_chat_request
-from tests.test_openai_proxy import FAST_RETRIES, KEY, MANIFEST, generate, sent_bodies, user
-from theater_py import ActorHandle, Runtime
-from theater_py.errors import MessageDecodeError
+from theater_py_actors.openai_proxy.catalog import CATALOG_FILE, Catalog, load_catalog
+from theater_py_actors.openai_proxy.config import ConfigError, parse_init
+from theater_py_actors.openai_proxy.convert import to_chat_request
+from theater_py_actors.openai_proxy.rules import ModelRules, adapt
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 OPENAI = "https://api.openai.com/v1"
 MOONSHOT = "https://api.moonshot.ai/v1"
@@ -191,7 +191,7 @@ def test_media_is_not_flattened():
 
 
 def test_the_rules_table_must_be_well_formed():
-    catalog_file = importlib.resources.files("actors.openai_proxy") / CATALOG_FILE
+    catalog_file = importlib.resources.files("theater_py_actors.openai_proxy") / CATALOG_FILE
     document = json.loads(catalog_file.read_text())
     document["rules"]["*"]["families"][0]["system_role"] = "robot"
     with pytest.raises(MessageDecodeError, match="system_role"):

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import requests
 
-from actors.openai_proxy import actor as proxy_actor
-from actors.openai_proxy.client import ChatClient
-from actors.openai_proxy.config import ProxyConfig, RetryConfig, parse_init, read_api_key
-from actors.openai_proxy.errors import ProviderError, classify_response, excerpt, redact
-from actors.openai_proxy.simulator import OpenAISimulator
 from theater_py import ActorHandle, ActorStartError, Runtime
+from theater_py_actors.openai_proxy import actor as proxy_actor
+from theater_py_actors.openai_proxy.client import ChatClient
+from theater_py_actors.openai_proxy.config import ProxyConfig, RetryConfig, parse_init, read_api_key
+from theater_py_actors.openai_proxy.errors import ProviderError, classify_response, excerpt, redact
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
 # As long as a real project key (108 characters).

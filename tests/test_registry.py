@@ -6,19 +6,19 @@ from pathlib import Path
 
 import pytest
 
-import actors.openai_proxy.manifests as shipped
-from actors.openai_proxy.simulator import OpenAISimulator
+import theater_py_actors.openai_proxy.manifests as shipped
 from theater_py import ManifestError, Runtime
 from theater_py.manifest import load_manifest
 from theater_py.registry import resolve_manifest, shipped_manifests
 from theater_py.system import load_system
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_MANIFESTS = Path(shipped.__file__).resolve().parent
 
 
 def test_the_proxy_ships_its_manifest_through_an_entry_point() -> None:
-    assert shipped_manifests()["openai-proxy"] == "actors.openai_proxy.manifests"
+    assert shipped_manifests()["openai-proxy"] == "theater_py_actors.openai_proxy.manifests"
     assert resolve_manifest("openai-proxy") == PACKAGE_MANIFESTS / "openai-proxy.toml"
 
 

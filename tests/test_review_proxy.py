@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import requests
 
-from actors.openai_proxy.client import ChatClient
-from actors.openai_proxy.config import RetryConfig, parse_init
-from actors.openai_proxy.errors import ProviderError, classify_response, redact
 from theater_py._http import url_without_secrets
+from theater_py_actors.openai_proxy.client import ChatClient
+from theater_py_actors.openai_proxy.config import RetryConfig, parse_init
+from theater_py_actors.openai_proxy.errors import ProviderError, classify_response, redact
 
 KEY = "sk-proj-" + "".join(f"{n:02d}" for n in range(50))
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}

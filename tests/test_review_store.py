@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from actors.openai_proxy.simulator import OpenAISimulator
 from theater_py import Runtime
 from theater_py.errors import StoreError
 from theater_py.store import ContentStore
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
 

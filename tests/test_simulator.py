@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import requests
 
-from actors.openai_proxy.simulator import (
+from theater_py_actors.openai_proxy.simulator import (
     Fault,
     OpenAISimulator,
     chat_completion,
@@ -609,7 +609,15 @@ def test_parse_fault_errors_name_the_item(text: str, message: str):
 def test_main_serves_until_sigterm():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "actors.openai_proxy.simulator", "--port", "0", "--api-key", KEY],
+        [
+            sys.executable,
+            "-m",
+            "theater_py_actors.openai_proxy.simulator",
+            "--port",
+            "0",
+            "--api-key",
+            KEY,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -634,14 +642,14 @@ def test_main_serves_until_sigterm():
 
 
 def test_fail_next_refuses_a_status_that_is_not_a_code():
-    from actors.openai_proxy.simulator import OpenAISimulator
+    from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
     with pytest.raises(TypeError, match="status"):
         OpenAISimulator().fail_next("quota")  # type: ignore[arg-type]
 
 
 def test_main_reads_the_key_from_an_environment_variable(monkeypatch: pytest.MonkeyPatch):
-    from actors.openai_proxy import simulator
+    from theater_py_actors.openai_proxy import simulator
 
     monkeypatch.delenv("SIM_KEY_UNSET", raising=False)
     with pytest.raises(SystemExit) as exited:

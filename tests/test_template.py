@@ -290,7 +290,7 @@ def test_injection_into_a_literal_string_is_refused() -> None:
 
 PROXY = (
     'name = "openai-proxy"\nversion = "0.1.0"\n'
-    'component = "actors.openai_proxy:OpenAIProxyActor"\n'
+    'component = "theater_py_actors.openai_proxy:OpenAIProxyActor"\n'
     "INIT_STATE"
     '[[handler]]\ntype = "message-server"\n\n'
     '[[handler]]\ntype = "http-client"\n\n'

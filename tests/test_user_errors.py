@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from actors.genai_types import CompletionRequest, GenerateCompletion, ProxyRequest, Tool
-from actors.openai_proxy.config import ConfigError, parse_init
 from theater_py import serde
 from theater_py.errors import ActorStartError, MessageDecodeError
 from theater_py.runtime import load_component
+from theater_py_actors.genai_types import CompletionRequest, GenerateCompletion, ProxyRequest, Tool
+from theater_py_actors.openai_proxy.config import ConfigError, parse_init
 
 WEATHER_PARAMETERS = {
     "type": "object",

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.openai_proxy.simulator import OpenAISimulator
 from tests.test_docs_example import quick_start
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def test_every_shipped_package_is_typed_and_the_manifests_are_in(wheel: Path) ->
 
 def test_the_installed_package_is_the_wheel(venv: Path, outside: Path) -> None:
     code = (
-        "import theater_py, actors.openai_proxy as proxy\n"
+        "import theater_py, theater_py_actors.openai_proxy as proxy\n"
         "print(theater_py.__file__, proxy.__file__)"
     )
     for path in _run(venv / "python", "-c", code, cwd=outside).split():

@@ -134,7 +134,7 @@ class Command:
     point's name is the command's)::
 
         [project.entry-points."theater_py.commands"]
-        chat = "actors.openai_proxy.cli:CHAT"
+        chat = "theater_py_actors.openai_proxy.cli:CHAT"
 
     It is imported only when it is the chosen command.
 

@@ -4,7 +4,7 @@ The format is Theater's (2025)::
 
     name = "openai-proxy"
     version = "0.1.0"
-    component = "actors.openai_proxy:OpenAIProxyActor"
+    component = "theater_py_actors.openai_proxy:OpenAIProxyActor"
     init_state = "init.json"          # JSON, relative to the manifest's folder
 
     [[handler]]

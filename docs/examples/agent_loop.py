@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from actors.genai_types import (
+from theater_py import Runtime
+from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
     CompletionResponse,
@@ -26,9 +27,8 @@ from actors.genai_types import (
     ToolText,
     ToolUse,
 )
-from actors.openai_proxy import ProxyHandle
-from actors.openai_proxy.simulator import OpenAISimulator
-from theater_py import Runtime
+from theater_py_actors.openai_proxy import ProxyHandle
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 WEATHER = Tool(
     name="get_weather",

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from actors.genai_types import (
+from theater_py import Runtime
+from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
     ErrorResponse,
@@ -22,8 +23,7 @@ from actors.genai_types import (
     Tool,
     ToolUse,
 )
-from actors.openai_proxy.simulator import OpenAISimulator
-from theater_py import Runtime
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "openai-proxy.toml"
 

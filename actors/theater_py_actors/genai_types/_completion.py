@@ -7,10 +7,10 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from actors.genai_types._messages import Message, MessageContent, Role
-from actors.genai_types._tools import Tool, ToolChoice
 from theater_py import serde
 from theater_py._suggest import expected_keys
+from theater_py_actors.genai_types._messages import Message, MessageContent, Role
+from theater_py_actors.genai_types._tools import Tool, ToolChoice
 
 __all__ = [
     "CompletionRequest",

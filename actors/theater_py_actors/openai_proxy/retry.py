@@ -1,6 +1,6 @@
 """When to retry a failed chat completion, and how long to wait first.
 
-Pure functions; :class:`~actors.openai_proxy.client.ChatClient` applies them.
+Pure functions; :class:`~theater_py_actors.openai_proxy.client.ChatClient` applies them.
 
 urllib3's ``Retry`` (which requests runs through ``HTTPAdapter(max_retries=...)``) is not
 used, and the client's adapter sets ``max_retries=0`` so urllib3 never retries behind its
@@ -29,8 +29,8 @@ from datetime import UTC
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from actors.openai_proxy.config import RetryConfig
-    from actors.openai_proxy.errors import ErrorKind
+    from theater_py_actors.openai_proxy.config import RetryConfig
+    from theater_py_actors.openai_proxy.errors import ErrorKind
 
 __all__ = ["RETRYABLE_STATUSES", "parse_retry_after", "retry_delay", "should_retry"]
 

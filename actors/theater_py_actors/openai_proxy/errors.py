@@ -4,9 +4,9 @@ An OpenAI-compatible provider reports errors as ``{"error": {"message", "type", 
 "code"}}`` (Moonshot sends only ``type`` and ``message``; gateways send HTML or nothing).
 :func:`classify_response` reads whichever of these it gets and returns a
 :class:`ProviderError` whose ``kind`` (the wire format's
-:data:`~actors.genai_types.ErrorKind`) says what the caller can do about it: wait and retry
-(``rate_limit``, ``overloaded``), fix the request (``context_window_exceeded``), or give up
-(``quota_exhausted``, ``authentication``).
+:data:`~theater_py_actors.genai_types.ErrorKind`) says what the caller can do about it:
+wait and retry (``rate_limit``, ``overloaded``), fix the request
+(``context_window_exceeded``), or give up (``quota_exhausted``, ``authentication``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import attrs
 from requests.structures import CaseInsensitiveDict
 
-from actors.genai_types import ERROR_KINDS, ErrorKind
-from actors.openai_proxy.retry import parse_retry_after
+from theater_py_actors.genai_types import ERROR_KINDS, ErrorKind
+from theater_py_actors.openai_proxy.retry import parse_retry_after
 
 __all__ = [
     "ERROR_KINDS",

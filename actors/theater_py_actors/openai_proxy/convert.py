@@ -41,7 +41,8 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from actors.genai_types import (
+from theater_py.errors import TheaterError
+from theater_py_actors.genai_types import (
     Audio,
     Base64Source,
     CompletionRequest,
@@ -74,8 +75,7 @@ from actors.genai_types import (
     ToolUseStop,
     Usage,
 )
-from actors.openai_proxy.rules import Adaptation, ModelRules, adapt
-from theater_py.errors import TheaterError
+from theater_py_actors.openai_proxy.rules import Adaptation, ModelRules, adapt
 
 __all__ = [
     "ChatRequest",

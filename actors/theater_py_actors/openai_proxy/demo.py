@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from actors.openai_proxy.simulator import OpenAISimulator
 from theater_py import ActorHandle, Runtime, Supervisor
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 __all__ = ["main"]
 

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from actors.genai_types import CompletionResponse, ToolUse
 from theater_py import serde
 from theater_py.errors import MessageDecodeError, StoreError
+from theater_py_actors.genai_types import CompletionResponse, ToolUse
 
 if TYPE_CHECKING:
     from theater_py.capabilities import StoreAccess

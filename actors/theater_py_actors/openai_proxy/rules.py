@@ -261,8 +261,9 @@ def _adapt_messages(messages: Sequence[dict[str, Any]], rules: ModelRules) -> li
 def adapt(body: dict[str, Any], rules: ModelRules) -> tuple[Adaptation, ...]:
     """Change ``body`` in place to fit ``rules``: drop, clamp, rename, reshape.
 
-    The body is expected as :func:`~actors.openai_proxy.convert.to_chat_request` builds it:
-    the token limit under ``max_tokens``, system prompts as ``system`` messages, and
+    The body is expected as
+    :func:`~theater_py_actors.openai_proxy.convert.to_chat_request` builds it: the token
+    limit under ``max_tokens``, system prompts as ``system`` messages, and
     ``reasoning_content`` on every assistant turn that has some.
 
     Returns:

@@ -6,7 +6,7 @@ pool and returns a future of the reply, so the mailbox never waits on the networ
 Upstream failures come back as ``{"Error": {...}}`` replies, never as crashes; so does
 anything a pool thread raises, scrubbed.
 
-Each call is an :class:`~actors.openai_proxy.upstream_call.UpstreamCall` from the moment
+Each call is an :class:`~theater_py_actors.openai_proxy.upstream_call.UpstreamCall` from the moment
 it is accepted: at its deadline the caller is answered ``timeout`` and the call is
 abandoned, as it is when the caller stops waiting (the runtime cancels the reply future)
 or the actor is stopped for good. Past ``max_queued_requests`` waiting for the pool, a
@@ -21,7 +21,9 @@ import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
-from actors.genai_types import (
+from theater_py import Actor, ActorContext, MessageDecodeError
+from theater_py._http import url_without_secrets
+from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
     ErrorResponse,
@@ -31,19 +33,21 @@ from actors.genai_types import (
     ProxyRequest,
     ProxyResponse,
 )
-from actors.openai_proxy.cache import CompletionCache
-from actors.openai_proxy.catalog import load_catalog
-from actors.openai_proxy.client import ChatClient
-from actors.openai_proxy.config import parse_init, read_api_key
-from actors.openai_proxy.convert import ResponseFormatError, from_chat_response, to_chat_request
-from actors.openai_proxy.errors import ProviderError
-from theater_py import Actor, ActorContext, MessageDecodeError
-from theater_py._http import url_without_secrets
+from theater_py_actors.openai_proxy.cache import CompletionCache
+from theater_py_actors.openai_proxy.catalog import load_catalog
+from theater_py_actors.openai_proxy.client import ChatClient
+from theater_py_actors.openai_proxy.config import parse_init, read_api_key
+from theater_py_actors.openai_proxy.convert import (
+    ResponseFormatError,
+    from_chat_response,
+    to_chat_request,
+)
+from theater_py_actors.openai_proxy.errors import ProviderError
 
 if TYPE_CHECKING:
-    from actors.genai_types import ModelInfo
-    from actors.openai_proxy.config import ProxyConfig
-    from actors.openai_proxy.upstream_call import UpstreamCall
+    from theater_py_actors.genai_types import ModelInfo
+    from theater_py_actors.openai_proxy.config import ProxyConfig
+    from theater_py_actors.openai_proxy.upstream_call import UpstreamCall
 
 __all__ = ["OpenAIProxyActor"]
 
@@ -65,7 +69,7 @@ class OpenAIProxyActor(Actor):
     """Serves ``ListModels`` and ``GenerateCompletion`` from an OpenAI-compatible API.
 
     Its init state is ``{"store_id": ..., "config": {...}}`` (see
-    :class:`~actors.openai_proxy.config.ProxyConfig`); the API key is read once, at
+    :class:`~theater_py_actors.openai_proxy.config.ProxyConfig`); the API key is read once, at
     init, from the environment variable ``config.api_key_env`` through the
     ``environment`` capability, and is kept only inside the HTTP client.
     """

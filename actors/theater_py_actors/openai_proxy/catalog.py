@@ -18,9 +18,14 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from actors.genai_types import ModelInfo, ModelPricing
-from actors.openai_proxy.rules import ModelRules, ProviderRules, RuleBook, TokenLimitParam
 from theater_py import serde
+from theater_py_actors.genai_types import ModelInfo, ModelPricing
+from theater_py_actors.openai_proxy.rules import (
+    ModelRules,
+    ProviderRules,
+    RuleBook,
+    TokenLimitParam,
+)
 
 __all__ = ["Capability", "Catalog", "CatalogModel", "ProviderCatalog", "load_catalog"]
 

@@ -1,6 +1,6 @@
 """The OpenAI proxy actor: genai-types requests served by an OpenAI-compatible API.
 
-The manifest's component is ``actors.openai_proxy:OpenAIProxyActor``; the manifest ships
+The manifest's component is ``theater_py_actors.openai_proxy:OpenAIProxyActor``; the manifest ships
 as ``openai-proxy``. Keep its handle as a :data:`ProxyHandle` to have requests and
 replies type-checked::
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-from actors.genai_types import ProxyRequest, ProxyResponse
-from actors.openai_proxy.actor import OpenAIProxyActor
 from theater_py.handle import TypedHandle
+from theater_py_actors.genai_types import ProxyRequest, ProxyResponse
+from theater_py_actors.openai_proxy.actor import OpenAIProxyActor
 
 __all__ = ["OpenAIProxyActor", "ProxyHandle"]
 

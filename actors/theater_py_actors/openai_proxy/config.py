@@ -34,11 +34,11 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
-from actors.genai_types import ModelInfo, ModelPricing
-from actors.openai_proxy.errors import excerpt
 from theater_py._http import url_without_secrets
 from theater_py._suggest import expected_keys
 from theater_py.errors import TheaterError
+from theater_py_actors.genai_types import ModelInfo, ModelPricing
+from theater_py_actors.openai_proxy.errors import excerpt
 
 __all__ = [
     "ConfigError",

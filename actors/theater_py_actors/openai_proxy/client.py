@@ -1,7 +1,7 @@
 """The HTTP client that sends chat completions upstream, retrying as :mod:`.retry` decides.
 
 One :class:`ChatClient` serves every request of a proxy actor, from many threads at once:
-a request's state is its :class:`~actors.openai_proxy.upstream_call.UpstreamCall` (its
+a request's state is its :class:`~theater_py_actors.openai_proxy.upstream_call.UpstreamCall` (its
 deadline, its attempts), and the session's connection pool is sized so that each thread
 can hold its own keep-alive connection. Every exception of an exchange becomes a
 :class:`ProviderError` whose text is scrubbed of the key.
@@ -23,23 +23,23 @@ import requests
 import urllib3
 from requests.auth import AuthBase
 
-from actors.openai_proxy.errors import (
+from theater_py._http import url_without_secrets
+from theater_py_actors.openai_proxy.errors import (
     ProviderError,
     classify_response,
     excerpt,
     header_excerpt,
 )
-from actors.openai_proxy.retry import retry_delay, should_retry
-from actors.openai_proxy.upstream_call import (
+from theater_py_actors.openai_proxy.retry import retry_delay, should_retry
+from theater_py_actors.openai_proxy.upstream_call import (
     AbandonableAdapter,
     UpstreamCall,
     Watchdog,
     running,
 )
-from theater_py._http import url_without_secrets
 
 if TYPE_CHECKING:
-    from actors.openai_proxy.config import RetryConfig
+    from theater_py_actors.openai_proxy.config import RetryConfig
 
 __all__ = ["ChatClient", "ChatResult"]
 
@@ -196,7 +196,7 @@ class ChatClient:
 
         Args:
             on_abandon: called with the call when it is abandoned (see
-                :class:`~actors.openai_proxy.upstream_call.UpstreamCall`).
+                :class:`~theater_py_actors.openai_proxy.upstream_call.UpstreamCall`).
         """
         call = UpstreamCall(self._clock() + self._total, on_abandon)
         self._watchdog.watch(call)

@@ -6,9 +6,9 @@ from typing import Literal, TypeAlias, get_args
 
 import attrs
 
-from actors.genai_types._completion import CompletionRequest, CompletionResponse
-from actors.genai_types._models import ModelInfo
 from theater_py import serde
+from theater_py_actors.genai_types._completion import CompletionRequest, CompletionResponse
+from theater_py_actors.genai_types._models import ModelInfo
 
 __all__ = [
     "ERROR_KINDS",

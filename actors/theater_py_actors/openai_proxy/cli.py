@@ -39,7 +39,8 @@ def _chat_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from actors.genai_types import (
+    from theater_py import serde
+    from theater_py_actors.genai_types import (
         Completion,
         CompletionRequest,
         GenerateCompletion,
@@ -48,7 +49,6 @@ def _chat(args: argparse.Namespace) -> int:
         Text,
         ToolUse,
     )
-    from theater_py import serde
 
     request = CompletionRequest(
         model=args.model,
@@ -81,7 +81,7 @@ def _models_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from actors.genai_types import ModelList
+    from theater_py_actors.genai_types import ModelList
 
     response = _proxy_reply(args, ask(args, "ListModels", args.timeout), ModelList)
 
@@ -103,9 +103,9 @@ def _models(args: argparse.Namespace) -> int:
 
 def _proxy_reply(args: argparse.Namespace, reply: Any, expected: type[_T]) -> _T:
     """Decode a proxy's reply; raise its ``Error`` reply, or any other kind, in one line."""
-    from actors.genai_types import ErrorResponse, ProxyResponse
     from theater_py import serde
     from theater_py.errors import MessageDecodeError
+    from theater_py_actors.genai_types import ErrorResponse, ProxyResponse
 
     who = args.name or args.manifest
     try:
@@ -121,13 +121,13 @@ def _proxy_reply(args: argparse.Namespace, reply: Any, expected: type[_T]) -> _T
 
 
 def _mock_openai(args: argparse.Namespace) -> int:
-    from actors.openai_proxy.simulator import main
+    from theater_py_actors.openai_proxy.simulator import main
 
     return main(args.argv)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from actors.openai_proxy import demo
+    from theater_py_actors.openai_proxy import demo
 
     return demo.main()
 

@@ -8,7 +8,7 @@ the request and response types of a proxy actor.
 
 from __future__ import annotations
 
-from actors.genai_types._completion import (
+from theater_py_actors.genai_types._completion import (
     CompletionRequest,
     CompletionResponse,
     EndTurn,
@@ -20,7 +20,7 @@ from actors.genai_types._completion import (
     ToolUseStop,
     Usage,
 )
-from actors.genai_types._messages import (
+from theater_py_actors.genai_types._messages import (
     Audio,
     Base64Source,
     Image,
@@ -39,8 +39,8 @@ from actors.genai_types._messages import (
     ToolUse,
     UrlSource,
 )
-from actors.genai_types._models import ModelInfo, ModelPricing
-from actors.genai_types._proxy import (
+from theater_py_actors.genai_types._models import ModelInfo, ModelPricing
+from theater_py_actors.genai_types._proxy import (
     ERROR_KINDS,
     Completion,
     ErrorKind,
@@ -51,7 +51,7 @@ from actors.genai_types._proxy import (
     ProxyRequest,
     ProxyResponse,
 )
-from actors.genai_types._tools import (
+from theater_py_actors.genai_types._tools import (
     Tool,
     ToolChoice,
     ToolChoiceAny,
