@@ -23,6 +23,8 @@ from theater_py import (
     RequestTimeout,
     Runtime,
 )
+from theater_py.cli import main
+from theater_py.control import ControlClient, ControlServer, RemoteError
 
 WAIT = 10.0
 
@@ -425,3 +427,96 @@ def test_channels_leave_no_thread_behind(tmp_path: Path) -> None:
     for thread in set(threading.enumerate()) - before:
         thread.join(WAIT)
     assert set(threading.enumerate()) - before == set()
+
+
+# -- the control socket and the CLI ----------------------------------------------------------
+
+
+@pytest.fixture
+def server(runtime: Runtime, tmp_path: Path) -> Iterator[ControlServer]:
+    srv = ControlServer(runtime, tmp_path / "h")
+    srv.start()
+    yield srv
+    srv.close()
+
+
+def test_a_client_streams_a_channel_through_the_control_socket(
+    start: Callable[..., ActorHandle], server: ControlServer
+) -> None:
+    handle = start()
+    client = ControlClient(server.home, timeout=WAIT)
+    with client.stream("streamer", {"count": 5}, timeout=WAIT) as stream:
+        assert list(stream) == [{"i": i} for i in range(5)]
+    assert stream.summary == {"count": 5, "ended": "closed"}
+    with pytest.raises(RemoteError) as refused:
+        list(client.stream("streamer", {"raise": "not today"}, timeout=WAIT))
+    assert (refused.value.type, refused.value.message) == (
+        "ChannelRefused",
+        "actor 'streamer' refused the channel: not today",
+    )
+    # A crash mid-stream: the messages sent before it, then the failure.
+    received: list[Any] = []
+    with client.stream("streamer", {"count": 2, "keep_open": True}, timeout=WAIT) as stream:
+        messages = iter(stream)
+        received.extend(next(messages) for _ in range(2))
+        handle.crash("mid-stream")
+        with pytest.raises(RemoteError) as failed:
+            next(messages)
+    assert received == [{"i": 0}, {"i": 1}]
+    assert failed.value.type == "ActorFailed"
+
+
+def test_a_client_hanging_up_closes_the_channel(
+    start: Callable[..., ActorHandle], server: ControlServer
+) -> None:
+    handle = start()
+    client = ControlClient(server.home, timeout=WAIT)
+    with client.stream("streamer", {"watch": True}, timeout=WAIT) as stream:
+        assert next(iter(stream)) == {"watching": True}
+    wait_for(lambda: notes("closed by caller"))
+    wait_for(lambda: notes("producer saw closed"))
+    [closed] = channel_events(handle, "channel-close")
+    assert closed["closed_by"] == "caller"
+
+
+def test_a_bad_stream_flag_is_a_bad_request(server: ControlServer) -> None:
+    client = ControlClient(server.home, timeout=WAIT)
+    with pytest.raises(RemoteError, match="field 'stream': expected true or false"):
+        client.call("request", actor="streamer", message=1, stream="yes")
+
+
+def test_cli_request_stream_prints_json_lines_whose_digest_the_chain_holds(
+    start: Callable[..., ActorHandle],
+    server: ControlServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    handle = start()
+    home = str(server.home)
+    status = main(["--home", home, "request", "--stream", "streamer", '{"count": 3}'])
+    out, _ = capsys.readouterr()
+    assert status == 0
+    assert out.splitlines() == ['{"i":0}', '{"i":1}', '{"i":2}']
+    wait_for(lambda: channel_events(handle, "channel-close"))
+    [closed] = channel_events(handle, "channel-close")
+    assert closed["to_caller"]["sha256"] == hashlib.sha256(out.encode()).hexdigest()
+    status = main(["--home", home, "request", "--stream", "streamer", '{"refuse": true}'])
+    _, err = capsys.readouterr()
+    assert status != 0
+    assert "refused the channel: refused" in err
+
+
+def test_cli_request_stream_runs_an_actor_in_process_and_checks_its_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "streamer.toml"
+    path.write_text(
+        'name = "streamer"\nversion = "0.1.0"\ncomponent = "tests.channel_actors:Streamer"\n'
+    )
+    home = str(tmp_path / "h")
+    args = ["--home", home, "request", "--stream", "--manifest", str(path), '{"count": 2}']
+    assert main(args) == 0
+    out, _ = capsys.readouterr()
+    assert out.splitlines() == ['{"i":0}', '{"i":1}']
+    assert main(["--home", home, "request", "--stream", '{"count": 2}']) == 2
+    _, err = capsys.readouterr()
+    assert "give the actor's NAME and the MESSAGE" in err
