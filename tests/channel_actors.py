@@ -129,3 +129,18 @@ class Ticker(Actor):
             channel.send(Tick(n))
         channel.close()
         return True
+
+
+class Strict(Actor):
+    """Decodes what callers send into ``Tick``; answers each tick with the next."""
+
+    request_type: ClassVar[Any] = Tick
+    channel_type: ClassVar[Any] = Tick
+
+    def handle_channel_open(self, ctx: ActorContext, channel: ActorChannel, message: Any) -> bool:
+        return isinstance(message, Tick)
+
+    def handle_channel_message(
+        self, ctx: ActorContext, channel: ActorChannel, message: Any
+    ) -> None:
+        channel.send(Tick(message.n + 1))

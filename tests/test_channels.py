@@ -20,6 +20,7 @@ from theater_py import (
     Channel,
     ChannelClosed,
     ChannelRefused,
+    MessageDecodeError,
     RequestTimeout,
     Runtime,
 )
@@ -520,3 +521,39 @@ def test_cli_request_stream_runs_an_actor_in_process_and_checks_its_arguments(
     assert main(["--home", home, "request", "--stream", '{"count": 2}']) == 2
     _, err = capsys.readouterr()
     assert "give the actor's NAME and the MESSAGE" in err
+
+
+def test_json_that_does_not_decode_names_the_field_and_the_actor_runs_on(
+    start: Callable[..., ActorHandle],
+) -> None:
+    handle = start("Strict")
+    with pytest.raises(MessageDecodeError) as bad:
+        handle.open_channel_json({"n": "one"}, timeout=WAIT)
+    assert bad.value.path == "n"
+    with handle.open_channel_json({"n": 1}, timeout=WAIT) as channel:
+        messages = iter(channel)
+        channel.send({"n": "two"})  # dropped, and recorded
+        channel.send({"n": 2})
+        assert next(messages) == {"n": 3}
+    [rejected] = channel_events(handle, "channel-message-rejected")
+    assert rejected["channel"] == channel.id
+    assert "n" in rejected["error"]
+    [refused] = channel_events(handle, "channel-refused")
+    assert refused["reason"].startswith("n: ")
+
+
+def test_a_stop_that_times_out_still_ends_the_channels_at_once(
+    start: Callable[..., ActorHandle],
+) -> None:
+    handle = start()
+    channel = handle.open_channel({"watch": True}, timeout=WAIT)
+    messages = iter(channel)
+    next(messages)
+    stuck = gate("stuck")
+    handle.send({"wait": "stuck"})
+    with pytest.raises(RequestTimeout):
+        handle.stop(timeout=0.1)  # its handler still runs, flagged
+    with pytest.raises(ActorStopped):
+        next(messages)
+    wait_for(lambda: notes("producer saw closed"))
+    stuck.set()

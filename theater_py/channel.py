@@ -106,6 +106,7 @@ class _Link:
         self._items: collections.deque[Any] = collections.deque()
         self.closed = threading.Event()
         self.closed_by: str | None = None
+        """Who ended it first: ``actor``, ``caller``, ``crash`` or ``stop``."""
         self.error: BaseException | None = None
         """Why the caller's reading fails once the buffer is drained (the actor's end)."""
         self.to_caller = _Digest()
@@ -126,7 +127,7 @@ class _Link:
         with self._not_full:
             while True:
                 if self.closed.is_set():
-                    raise ChannelClosed(f"channel {self.id} is closed by the {self.closed_by}")
+                    raise ChannelClosed(f"channel {self.id} is closed ({self.closed_by})")
                 if len(self._items) < self.capacity:
                     break
                 remaining = deadline - time.monotonic()
@@ -301,7 +302,7 @@ class Channel:
         if link.closed.is_set():
             if link.error is not None:
                 raise link.error
-            raise ChannelClosed(f"channel {link.id} is closed by the {link.closed_by}")
+            raise ChannelClosed(f"channel {link.id} is closed ({link.closed_by})")
         link.cell.deliver(Envelope(Kind.CHANNEL, (link, message), link.encoded))
 
     def close(self) -> None:
@@ -489,13 +490,13 @@ class ChannelTable:
         }
         count = link.to_caller.count
         self._process.cell.chain.record(
-            "channel-close", data, f"channel closed by the {link.closed_by}: {count} messages"
+            "channel-close", data, f"channel closed ({link.closed_by}): {count} messages sent"
         )
 
     def end_all(self, error: BaseException) -> None:
         """End every channel of an incarnation that is over; their callers get ``error``."""
         by = "crash" if not isinstance(error, ActorStopped) else "stop"
-        for link in list(self._open.values()):
+        for link in self._open.copy().values():  # producer threads may close channels meanwhile
             link.end(by, error)
             try:
                 self.finish(link)
