@@ -480,6 +480,21 @@ def test_a_client_hanging_up_closes_the_channel(
     assert closed["closed_by"] == "caller"
 
 
+def test_a_stream_ends_when_the_server_stops_and_the_channel_closes(
+    start: Callable[..., ActorHandle], server: ControlServer
+) -> None:
+    handle = start()
+    client = ControlClient(server.home, timeout=WAIT)
+    with client.stream("streamer", {"watch": True}, timeout=WAIT) as stream:
+        messages = iter(stream)
+        assert next(messages) == {"watching": True}
+        server.stop()
+        assert list(messages) == []
+    assert stream.summary == {"count": 1, "ended": "server stopping"}
+    wait_for(lambda: notes("closed by caller"))
+    assert handle.request("ping", timeout=WAIT) == "ok"
+
+
 def test_a_bad_stream_flag_is_a_bad_request(server: ControlServer) -> None:
     client = ControlClient(server.home, timeout=WAIT)
     with pytest.raises(RemoteError, match="field 'stream': expected true or false"):
@@ -502,7 +517,7 @@ def test_cli_request_stream_prints_json_lines_whose_digest_the_chain_holds(
     assert closed["to_caller"]["sha256"] == hashlib.sha256(out.encode()).hexdigest()
     status = main(["--home", home, "request", "--stream", "streamer", '{"refuse": true}'])
     _, err = capsys.readouterr()
-    assert status != 0
+    assert status == 1
     assert "refused the channel: refused" in err
 
 
