@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from theater_py import Actor, ActorChannel, ActorContext, ChannelClosed
+from theater_py import Actor, ActorChannel, ActorContext
 
 LOG: list[Any] = []
 LOG_LOCK = threading.Lock()
@@ -79,7 +79,9 @@ class Streamer(Actor):
                     note("producer saw closed", channel.id, i)
                     return
                 note("sending", channel.id, i)
-                channel.send({"i": i}, timeout=script.get("send_timeout"))
+                if not channel.send({"i": i}, timeout=script.get("send_timeout")):
+                    note("producer saw closed", channel.id, i)
+                    return
                 note("sent", channel.id, i)
             if not script.get("keep_open"):
                 channel.close()
@@ -103,9 +105,7 @@ class Streamer(Actor):
             return
         if message == "close":
             channel.close()
-            try:
-                channel.send("after close")
-            except ChannelClosed:
+            if not channel.send("after close"):
                 note("send after close refused", channel.id)
             return
         channel.send({"echo": message})

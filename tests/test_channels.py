@@ -118,6 +118,29 @@ def test_the_caller_sends_and_the_actor_answers_on_the_same_channel(
     wait_for(lambda: notes("producer saw closed"))
 
 
+def test_a_message_racing_the_callers_close_is_handled_without_a_crash(
+    start: Callable[..., ActorHandle],
+) -> None:
+    handle = start()
+    channel = handle.open_channel({"watch": True}, timeout=WAIT)
+    release = gate("busy")
+    handle.send({"wait": "busy"})
+    channel.send("hello")  # handled after the close: its echo finds the channel closed
+    channel.close()
+    release.set()
+    wait_for(lambda: notes("closed by caller"))
+    assert [
+        item[0] for item in channel_actors.LOG if item[0] in ("message", "closed by caller")
+    ] == [
+        "message",
+        "closed by caller",
+    ]
+    assert handle.request("ping", timeout=WAIT) == "ok"
+    assert len(notes("init")) == 1  # no crash
+    [closed] = channel_events(handle, "channel-close")
+    assert closed["to_actor"]["count"] == 1
+
+
 # -- backpressure and timeouts ---------------------------------------------------------------
 
 

@@ -121,13 +121,13 @@ class _Link:
 
     # -- the buffer ----------------------------------------------------------------------
 
-    def put(self, item: Any, line: bytes, timeout: float | None) -> None:
+    def put(self, item: Any, line: bytes, timeout: float | None) -> bool:
         wait = SEND_TIMEOUT if timeout is None else timeout
         deadline = time.monotonic() + wait
         with self._not_full:
             while True:
                 if self.closed.is_set():
-                    raise ChannelClosed(f"channel {self.id} is closed ({self.closed_by})")
+                    return False
                 if len(self._items) < self.capacity:
                     break
                 remaining = deadline - time.monotonic()
@@ -139,6 +139,7 @@ class _Link:
             self._items.append(item)
             self.to_caller.add(line)
             self._not_empty.notify()
+            return True
 
     def get(self, wait: float) -> Any:
         """Take the next message: ``_NOTHING`` after ``wait`` s, ``_END`` once ended.
@@ -210,15 +211,19 @@ class ActorChannel:
         """
         return self._link.closed
 
-    def send(self, message: Any, timeout: float | None = None) -> None:
+    def send(self, message: Any, timeout: float | None = None) -> bool:
         """Send one message to the caller, in order; wait while the buffer is full.
 
         Args:
             message: an instance of the actor's ``channel_type``, or a JSON value.
             timeout: seconds to wait for room in a full buffer (default 60).
 
+        Returns:
+            ``True`` once the message is queued; ``False`` when the channel is closed
+            and the message is dropped. Not an exception: the caller may close the
+            channel at any moment, and a handler racing it must not crash the actor.
+
         Raises:
-            ChannelClosed: the channel is closed (the message is dropped).
             RequestTimeout: the caller read nothing within the timeout.
             ReplyEncodeError: the message is not JSON (or not the ``channel_type``).
         """
@@ -230,7 +235,7 @@ class ActorChannel:
             raise ReplyEncodeError(
                 f"a message on channel {link.id} is not JSON: {type(exc).__name__}: {exc}"
             ) from None
-        link.put(wire if link.encoded else message, line, timeout)
+        return link.put(wire if link.encoded else message, line, timeout)
 
     def close(self) -> None:
         """End the channel: the caller reads what was sent, then its iteration ends."""

@@ -124,7 +124,11 @@ class ChannelRefused(TheaterError):
 
 
 class ChannelClosed(TheaterError):
-    """The channel is closed: nothing more can be sent on it."""
+    """The caller sent on a channel that is closed (by either side).
+
+    The actor's own ``send`` returns ``False`` instead: a caller may close a channel at
+    any moment, and an actor's handler racing that must not crash.
+    """
 
 
 class ReplyEncodeError(TheaterError, TypeError):
