@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from actors.openai_proxy.simulator import OpenAISimulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,14 +43,14 @@ def quick_start() -> tuple[str, list[str]]:
 
 
 def run_snippet(tmp_path: Path, base_url: str, api_key: str) -> subprocess.CompletedProcess[str]:
-    """Run the snippet as the third offline command does, from the repository's root."""
+    """Run the snippet as the third offline command does, from a folder outside the repository."""
     snippet, _ = quick_start()
     script = tmp_path / "quickstart.py"
     script.write_text(snippet, encoding="utf-8")
     env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": api_key}
     return subprocess.run(
         [sys.executable, str(script)],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
@@ -100,3 +102,54 @@ def test_the_readme_links_the_guides_and_every_link_resolves():
         assert f"](docs/{guide}.md)" in readme
     for target in re.findall(r"\]\((docs/[^)#]+)(?:#[^)]*)?\)", readme):
         assert (ROOT / target).is_file(), target
+
+
+# -- the agent loop and typed handles ----------------------------------------------------
+
+AGENT_LOOP = ROOT / "docs" / "examples" / "agent_loop.py"
+TYPED_HANDLE = """\
+from actors.genai_types import ListModels, Message, Role, ToolResult, ToolText
+from actors.openai_proxy import ProxyHandle
+from theater_py import Runtime
+
+
+def check(runtime: Runtime) -> None:
+    proxy: ProxyHandle = runtime.start_actor("openai-proxy")
+    reveal_type(proxy.request(ListModels()))
+    proxy.request("ListModels")
+    results = [ToolResult("call_1", [ToolText("18 C")])]
+    Message(Role.USER, results)
+"""
+
+
+def test_the_agent_loop_runs_against_the_simulator():
+    done = subprocess.run(
+        [sys.executable, str(AGENT_LOOP)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "tool call: get_weather {'city': 'sample'}",
+        "answer: Tool result: 18 C and sunny in sample",
+    ]
+
+
+def test_mypy_strict_accepts_the_agent_loop_and_knows_a_handles_reply_type(tmp_path: Path):
+    pytest.importorskip("mypy")
+    typed = tmp_path / "typed_handle.py"
+    typed.write_text(TYPED_HANDLE, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", str(AGENT_LOOP), str(typed)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    errors = [line for line in done.stdout.splitlines() if ": error: " in line]
+    notes = [line for line in done.stdout.splitlines() if "Revealed type" in line]
+    # The one error is the str sent where a ProxyRequest goes; the agent loop has none.
+    assert len(errors) == 1, done.stdout
+    assert f'{typed.name}:9: error: Argument 1 to "request"' in errors[0]
+    assert len(notes) == 1
+    for reply in ("ModelList", "Completion", "ErrorResponse"):
+        assert reply in notes[0]

@@ -4,7 +4,7 @@ Start an actor from its manifest, talk to it through its handle::
 
     from theater_py import start_actor
 
-    handle = start_actor("manifests/openai-proxy.toml", {"config": {"default_model": "gpt-4o"}})
+    handle = start_actor("openai-proxy", {"config": {"default_model": "gpt-4o"}})  # or a path
     print(handle.request_json("ListModels"))
     handle.stop()
 """
@@ -33,7 +33,7 @@ from theater_py.errors import (
     SupervisorError,
     TheaterError,
 )
-from theater_py.handle import DEFAULT_TIMEOUT, ActorHandle
+from theater_py.handle import DEFAULT_TIMEOUT, ActorHandle, TypedHandle
 from theater_py.runtime import ActorInfo, Runtime, default_runtime, start_actor
 from theater_py.supervisor import (
     Backoff,
@@ -78,6 +78,7 @@ __all__ = [
     "SupervisorFlags",
     "SupervisorSpec",
     "TheaterError",
+    "TypedHandle",
     "check_childspecs",
     "default_runtime",
     "start_actor",

@@ -383,7 +383,7 @@ class ControlServer:
     def _request(self, request: dict[str, Any]) -> Any:
         name = _protocol.required_actor(request)
         message = _protocol.required_message(request)
-        timeout = _protocol.optional_timeout(request, _protocol.DEFAULT_REQUEST_TIMEOUT)
+        timeout = _timeout(request, _protocol.DEFAULT_REQUEST_TIMEOUT)
         return self.runtime.handle(name).request_json(message, timeout)
 
     def _stream(self, conn: socket.socket, request: dict[str, Any], request_id: Any) -> bool:
@@ -441,7 +441,7 @@ class ControlServer:
 
     def _stop_actor(self, request: dict[str, Any]) -> Any:
         name = _protocol.required_actor(request)
-        timeout = _protocol.optional_timeout(request, _STOP_TIMEOUT)
+        timeout = _timeout(request, _STOP_TIMEOUT)
         return {"finished": self._stop(name, timeout)}
 
     def _stop(self, name: str, timeout: float | None) -> bool:
@@ -474,7 +474,7 @@ class ControlServer:
 
     def _restart_actor(self, request: dict[str, Any]) -> Any:
         name = _protocol.required_actor(request)
-        timeout = _protocol.optional_timeout(request, _STOP_TIMEOUT)
+        timeout = _timeout(request, _STOP_TIMEOUT)
         if self.runtime.find_cell(name) is not None:
             self._stop(name, timeout)
         with self._guard:
@@ -513,7 +513,8 @@ class ControlServer:
 
                 raise ActorNotFound(f"no actor named {name!r} is running")
             cell = stopped[2]  # its chain outlives it: a stopped actor's events still read
-        sent = _send_new_events(conn, cell, 0)
+        sent = _Sent()
+        _send_new_events(conn, cell, sent)
         ended = "complete"
         if follow:
             # A selector, not select(): a busy server's descriptors may pass FD_SETSIZE.
@@ -531,12 +532,12 @@ class ControlServer:
                             return False  # the client hung up
                         ended = "cancelled"  # it sent its next request
                         break
-                    sent = _send_new_events(conn, cell, sent)
+                    _send_new_events(conn, cell, sent)
                     if not alive:
                         ended = "actor stopped"  # its last events were recorded a poll ago
                         break
-        sent = _send_new_events(conn, cell, sent)
-        _write(conn, ok_response({"count": sent, "ended": ended}, request_id))
+        _send_new_events(conn, cell, sent)
+        _write(conn, ok_response({"count": sent.count, "ended": ended}, request_id))
         return True
 
 
@@ -562,18 +563,48 @@ def _describe_request(request: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+def _timeout(request: dict[str, Any], default: float | None) -> float | None:
+    """A request's ``timeout`` field, at most what a thread can wait (about 292 years)."""
+    timeout = _protocol.optional_timeout(request, default)
+    if timeout is not None and timeout > threading.TIMEOUT_MAX:
+        # A longer wait raises OverflowError deep in the op, after it has begun (a stop).
+        raise ProtocolError(
+            f"field 'timeout': expected at most {threading.TIMEOUT_MAX:.0f} seconds,"
+            f" got {timeout!r}"
+        )
+    return timeout
+
+
 def _writing(status: ChainStatus) -> dict[str, Any]:
     return {"lost": status.lost, "error": status.error}
 
 
-def _send_new_events(conn: socket.socket, cell: ActorCell, sent: int) -> int:
+@attrs.define
+class _Sent:
+    """How far an event stream got: how many events it sent, and the last one's hash."""
+
+    count: int = 0
+    last_hash: str | None = None
+
+
+def _send_new_events(conn: socket.socket, cell: ActorCell, sent: _Sent) -> None:
+    # Found by the last hash sent, not by index: a chain in memory keeps only its newest
+    # events, so an index into what it keeps names a different event once it drops some.
     chain = cell.chain
-    if len(chain) <= sent:
-        return sent
+    if chain.last_hash == sent.last_hash:
+        return
     events = chain.events()
-    lines = [_protocol.encode({"event": event.to_json()}) for event in events[sent:]]
-    conn.sendall(b"".join(lines))
-    return len(events)
+    start = 0
+    for index in range(len(events) - 1, -1, -1):
+        if events[index].hash == sent.last_hash:
+            start = index + 1
+            break
+    new = events[start:]
+    if not new:
+        return
+    conn.sendall(b"".join(_protocol.encode({"event": event.to_json()}) for event in new))
+    sent.count += len(new)
+    sent.last_hash = new[-1].hash
 
 
 def _refuse(conn: socket.socket, limit: int) -> None:

@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import uuid
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
@@ -141,7 +142,25 @@ def _decode(text: object) -> Any:
         return text
 
 
-def verify_saved(rows: list[tuple[Any, ChainEvent]]) -> ChainVerification:
+def _declared_losses(
+    rows: list[tuple[Any, ChainEvent]], pending: Sequence[_Gap]
+) -> dict[int, tuple[_Gap, int | None]]:
+    """Each run of lost events by its first number, with the event recording it (``None``
+    for a run still pending)."""
+    declared: dict[int, tuple[_Gap, int | None]] = {}
+    for seq, event in rows:
+        if event.event_type == LOST_EVENT:
+            gap = _Gap.read(event.data)
+            if gap is not None and type(seq) is int and seq > gap.last:
+                declared.setdefault(gap.first, (gap, seq))
+    for gap in pending:
+        declared.setdefault(gap.first, (gap, None))
+    return declared
+
+
+def verify_saved(
+    rows: list[tuple[Any, ChainEvent]], pending: Sequence[_Gap] = ()
+) -> ChainVerification:
     """Check a saved chain's events, by number, from event 0.
 
     Every number from 0 to the last must be present, each event intact and linked to
@@ -151,22 +170,30 @@ def verify_saved(rows: list[tuple[Any, ChainEvent]]) -> ChainVerification:
 
     Args:
         rows: ``(seq, event)`` pairs in ``seq`` order, as the database holds them.
+        pending: runs this process lost whose loss is not recorded in the chain yet;
+            they count as recorded ones do.
     """
-    declared: dict[int, tuple[_Gap, int]] = {}
-    for seq, event in rows:
-        if event.event_type == LOST_EVENT:
-            gap = _Gap.read(event.data)
-            if gap is not None and type(seq) is int and seq > gap.last:
-                declared.setdefault(gap.first, (gap, seq))
+    declared = _declared_losses(rows, pending)
     missing: list[tuple[int, int]] = []
     first_loss = ""
+
+    def lost(gap: _Gap, by: int | None) -> None:
+        nonlocal first_loss
+        missing.append((gap.first, gap.last))
+        recorded = (
+            "their loss is not recorded yet" if by is None else f"event {by} records their loss"
+        )
+        first_loss = first_loss or (
+            f"{_span(gap.first, gap.last, 'was', 'were')} not saved ({gap.error}); {recorded}"
+        )
+
     expected, previous = 0, None
     for seq, event in rows:
         try:
             if type(seq) is not int or seq < expected:
                 raise _Broken(f"event {expected}: an event numbered {seq!r} is out of place")
             if seq > expected:
-                gap, by = declared.get(expected, (None, 0))
+                gap, by = declared.get(expected, (None, None))
                 if gap is None or gap.last != seq - 1:
                     raise _Broken(
                         f"event {expected}: missing ({_span(expected, seq - 1, 'is', 'are')}"
@@ -177,17 +204,16 @@ def verify_saved(rows: list[tuple[Any, ChainEvent]]) -> ChainVerification:
                         f"event {expected}: the loss event {by} records does not follow"
                         f" event {expected - 1}"
                     )
-                missing.append((expected, seq - 1))
-                first_loss = first_loss or (
-                    f"{_span(expected, seq - 1, 'was', 'were')} not saved ({gap.error});"
-                    f" event {by} records their loss"
-                )
+                lost(gap, by)
                 previous, expected = gap.last_hash, seq
             previous = _check(event, seq, previous, link=seq > 0, origin=seq == 0)
         except _Broken as broken:
             intact = min(expected, missing[0][0]) if missing else expected
             return ChainVerification(False, intact, expected, str(broken), tuple(missing))
         expected += 1
+    for gap in pending:  # the newest events, lost with none saved after them
+        if gap.first >= expected:
+            lost(gap, None)
     if missing:
         start = missing[0][0]
         return ChainVerification(False, start, start, first_loss, tuple(missing))
@@ -239,7 +265,8 @@ class _SqliteChainStorage:
         return [event for _seq, event in self.rows()]
 
     def verify(self) -> ChainVerification:
-        return verify_saved(self.rows())
+        rows = self.rows()  # waits for the writer: what it lost is known after this
+        return verify_saved(rows, self._db._pending_losses(self._actor_id))
 
     def status(self) -> ChainStatus:
         return self._db._status(self._actor_id)
@@ -289,6 +316,9 @@ class EventDatabase:
         self._lost: collections.Counter[str] = collections.Counter()
         self._gaps: dict[str, list[_Gap]] = {}
         self._reported = 0
+        # Each saved actor's events owed to its chain (EventChain.owe), kept here so that
+        # they outlive a chain object dropped before recording them (an actor stopped).
+        self._owed: dict[str, collections.deque[tuple[str, Any, str]]] = {}
         self._error: str | None = None  # why writing fails now
         self._last_error = ""  # why it failed last, for flush's report
         if connect:
@@ -357,6 +387,7 @@ class EventDatabase:
                 self._connect()
                 storage = _SqliteChainStorage(self, actor_id, durable=durability == "fsync")
                 chain = EventChain(storage)
+                chain._owed = self._owed.setdefault(actor_id, collections.deque())
                 self._saved[actor_id] = chain
             else:
                 chain = EventChain(MemoryChainStorage(max_memory_events))
@@ -432,6 +463,14 @@ class EventDatabase:
         self._hand_over(None)
         with self._lock:
             chains = list(self._saved.values())
+            orphans = [
+                actor_id
+                for actor_id, owed in self._owed.items()
+                if owed and actor_id not in self._saved
+            ]
+        for actor_id in orphans:  # their chain objects were dropped with events owed
+            with contextlib.suppress(ValueError):  # the id is now used by a chain in memory
+                chains.append(self.chain(actor_id, persist=True))
         for chain in chains:
             chain.settle()
         self._wait()
@@ -650,6 +689,19 @@ class EventDatabase:
                 for gap in gaps:
                     span = _span(gap.first, gap.last)
                     chain.owe(LOST_EVENT, gap.data(), f"{span} not saved: {gap.error}")
+
+    def _pending_losses(self, actor_id: str) -> list[_Gap]:
+        """The runs of an actor's events lost and not yet recorded in its chain: those
+        still waiting for writing to work, and those owed to the chain."""
+        with self._losses_lock:
+            gaps = list(self._gaps.get(actor_id, ()))
+        owed = list(self._owed.get(actor_id, ()))
+        gaps += [
+            gap
+            for event_type, data, _description in owed
+            if event_type == LOST_EVENT and (gap := _Gap.read(data)) is not None
+        ]
+        return sorted(gaps, key=lambda gap: gap.first)
 
     def _after_losses(self, actor_id: str, count: int, last: str | None) -> tuple[int, str | None]:
         """Return a chain's tail, counting the events lost after its last saved one."""

@@ -21,9 +21,8 @@ def url_without_secrets(url: str) -> str:
     Both can carry credentials (``https://user:token@host/``, ``?key=``).
     """
     parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
+    # The host and port as written: an IPv6 host keeps its brackets.
+    netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 

@@ -379,6 +379,7 @@ class EventChain:
         self._count, self._last_hash = self._storage.tail()
         # Events the storage asked to add (a record of lost events), recorded with the
         # next event or by settle(); a deque, since the writer thread appends unlocked.
+        # An EventDatabase replaces it with the actor's own, which outlives this object.
         self._owed: collections.deque[tuple[str, Any, str]] = collections.deque()
 
     def record(self, event_type: str, data: Any = None, description: str = "") -> ChainEvent:

@@ -3,8 +3,13 @@
 ``start`` and ``run`` run actors in the foreground and serve them on the control socket
 (see :mod:`theater_py.control`) until SIGINT or SIGTERM (``start`` into a server that
 already runs starts the actor there); ``list``, ``request``, ``send``, ``stop``,
-``restart``, ``events``, ``chat`` and ``models`` talk to that process from another shell.
-``request``, ``chat`` and ``models`` also run one actor in process with ``--manifest``.
+``restart`` and ``events`` talk to that process from another shell. ``request`` also runs
+one actor in process with ``--manifest``.
+
+Installed packages add commands (the OpenAI proxy adds ``chat``, ``models``,
+``mock-openai`` and ``demo``): each is a :class:`Command` declared in the entry point group
+``theater_py.commands``. The runtime knows none of them; it imports a plugin's command
+only when it is the one chosen.
 
 Exit statuses: 0 success; 1 an error in the runtime or an actor (a start failed, an actor
 crashed, a timeout, an error reply, a broken chain); 2 bad usage or input (arguments, JSON,
@@ -12,21 +17,23 @@ a missing or invalid file, a component class that does not exist, init data an a
 config refuses, a message the actor cannot decode); 3 no server running or no such actor;
 4 a server already runs on this home; 130 interrupted.
 
-The runtime, the control socket and the proxy's types are imported inside the commands
-that use them, so ``--help`` stays fast.
+The runtime and the control socket are imported inside the commands that use them, so
+``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import re
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -35,15 +42,21 @@ if TYPE_CHECKING:
     from theater_py.runtime import Runtime
 
 __all__ = [
+    "COMMAND_GROUP",
     "EXIT_ALREADY_RUNNING",
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_USAGE",
+    "Command",
     "CommandError",
+    "add_manifest_options",
+    "add_timeout_option",
+    "ask",
     "build_parser",
     "main",
+    "print_table",
 ]
 
 EXIT_OK: Final = 0
@@ -53,9 +66,11 @@ EXIT_NOT_FOUND: Final = 3
 EXIT_ALREADY_RUNNING: Final = 4
 EXIT_INTERRUPTED: Final = 130
 
+COMMAND_GROUP: Final = "theater_py.commands"
+"""The entry point group through which installed packages contribute commands."""
+
 logger = logging.getLogger("theater_py.cli")
 
-_T = TypeVar("_T")
 
 _LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _EXIT_CODES_HELP: Final = """\
@@ -105,6 +120,38 @@ class CommandError(Exception):
     def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
         self.status = status
         super().__init__(message)
+
+
+def _no_arguments(_parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A subcommand an installed package contributes to ``theater-py``.
+
+    A package declares each in the entry point group ``theater_py.commands`` (the entry
+    point's name is the command's)::
+
+        [project.entry-points."theater_py.commands"]
+        chat = "actors.openai_proxy.cli:CHAT"
+
+    It is imported only when it is the chosen command.
+
+    Attributes:
+        summary: one line, for ``--help``.
+        run: runs the command on the parsed arguments (``--debug`` and ``--home`` among
+            them) and returns the exit status; a :class:`CommandError` is printed in one
+            line with its status, as any other error.
+        add_arguments: adds the command's own arguments to its parser.
+        passthrough: the command parses its arguments itself (and answers ``--help``):
+            ``run`` gets them unparsed as ``args.argv``, and logging is left to it.
+    """
+
+    summary: str
+    run: Callable[[argparse.Namespace], int]
+    add_arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
+    passthrough: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -184,18 +231,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status (see the module's docstring).
     """
-    parser = build_parser()
-    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "mock-openai":
-        from actors.openai_proxy.simulator import main as simulator_main
-
-        return simulator_main(extra)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser(arguments)
+    except CommandError as exc:  # a plugin's command that cannot be loaded
+        print(f"theater-py: error: {exc}", file=sys.stderr)
+        return exc.status
+    args, extra = parser.parse_known_args(arguments)
+    if getattr(args, "passthrough", False):
+        args.argv = extra  # the command parses its own arguments (and answers --help)
+        status: int = args.run(args)
+        return status
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     _configure_logging(args.debug, server=args.command in ("start", "run"))
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; every failure becomes one line on stderr and a status."""
     try:
         status: int = args.run(args)
     except KeyboardInterrupt:
@@ -262,8 +319,16 @@ def _exit_status(exc: BaseException) -> int:
 # -- the parser -----------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser of every command (each parsed command names its ``run``)."""
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """Build the argument parser of every command (each parsed command names its ``run``).
+
+    Args:
+        argv: the arguments to be parsed: the plugin command they choose, if any, is the
+            only plugin loaded (the others are listed by name, not imported).
+
+    Raises:
+        CommandError: the chosen plugin command cannot be loaded.
+    """
     from theater_py import __version__
 
     parser = _Parser(
@@ -299,7 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Start an actor and serve it until SIGINT or SIGTERM; or, when a server already "
         "runs on this home, start it in that server.",
     )
-    sub.add_argument("manifest", metavar="MANIFEST", help="the actor's manifest.toml")
+    sub.add_argument(
+        "manifest",
+        metavar="MANIFEST",
+        help="the actor's manifest.toml, or the name of a shipped one (openai-proxy)",
+    )
     _add_init(sub)
     sub.add_argument("--name", help="the name to register (default: the manifest's name)")
 
@@ -326,8 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="open a channel with MESSAGE and print its messages as JSON lines as they come",
     )
-    _add_one_shot(sub)
-    _add_timeout(sub, 60.0)
+    add_manifest_options(sub)
+    add_timeout_option(sub, 60.0)
 
     sub = command("send", _cmd_send, "Queue a JSON message without waiting for a reply.")
     sub.add_argument("name", metavar="NAME", help="the actor")
@@ -335,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("stop", _cmd_stop, "Stop an actor for good (it is not restarted).")
     sub.add_argument("name", metavar="NAME", help="the actor")
-    _add_timeout(sub, 10.0)
+    add_timeout_option(sub, 10.0)
 
     sub = command(
         "restart",
@@ -343,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Stop an actor (if it runs) and start it again from its manifest, with its init.",
     )
     sub.add_argument("name", metavar="NAME", help="the actor (running, or stopped by `stop`)")
-    _add_timeout(sub, 10.0)
+    add_timeout_option(sub, 10.0)
 
     sub = command("events", _cmd_events, "Print an actor's event chain.")
     sub.add_argument("name", metavar="NAME", help="the actor")
@@ -353,38 +422,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--json", action="store_true", help="print each event as a JSON line")
 
-    _add_proxy_commands(command)
-
-    # Its own parser reads every argument (and answers --help): see main().
-    commands.add_parser(
-        "mock-openai",
-        help="Serve an offline OpenAI-compatible API (see mock-openai --help).",
-        add_help=False,
-    )
+    _add_plugin_commands(commands, common, _chosen_command(argv or ()))
     return parser
 
 
-def _add_proxy_commands(command: Callable[..., Any]) -> None:
-    """Add the commands that speak the OpenAI proxy's messages, and its demo."""
-    sub = command("chat", _cmd_chat, "Ask an OpenAI proxy actor one question.")
-    sub.add_argument("name", metavar="NAME", nargs="?", help="the proxy (omit with --manifest)")
-    sub.add_argument("prompt", metavar="PROMPT", help="the user's message")
-    sub.add_argument("--model", default="", help="the model (default: the proxy's)")
-    sub.add_argument("--system", help="the system prompt")
-    sub.add_argument("--max-tokens", type=int, default=1024, help="default: %(default)s")
-    _add_one_shot(sub)
-    _add_timeout(sub, 300.0)
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is no option nor ``--home``'s value."""
+    words = iter(argv)
+    for word in words:
+        if word == "--home":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
-    sub = command("models", _cmd_models, "List the models an OpenAI proxy actor serves.")
-    sub.add_argument("name", metavar="NAME", nargs="?", help="the proxy (omit with --manifest)")
-    _add_one_shot(sub)
-    _add_timeout(sub, 60.0)
 
-    command(
-        "demo",
-        _cmd_demo,
-        "Run the offline demo: the OpenAI proxy under a supervisor, against a simulator.",
-    )
+def _add_plugin_commands(
+    commands: Any, common: argparse.ArgumentParser, chosen: str | None
+) -> None:
+    """Add the commands installed packages contribute through :data:`COMMAND_GROUP`.
+
+    Only the chosen one is imported; the others are listed by name and package, so
+    ``theater-py --help`` imports no plugin.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=COMMAND_GROUP):
+        if entry.name in commands.choices:
+            continue  # a built-in command, or a name an earlier package took
+        if entry.name != chosen:
+            package = entry.value.partition(":")[0]
+            commands.add_parser(
+                entry.name, help=f"(from {package}; see {entry.name} --help)", add_help=False
+            )
+            continue
+        plugin = _load_command(entry.name, entry.load)
+        if plugin.passthrough:
+            sub = commands.add_parser(entry.name, help=plugin.summary, add_help=False)
+        else:
+            sub = commands.add_parser(
+                entry.name,
+                help=plugin.summary,
+                description=plugin.summary,
+                parents=[common],
+                epilog=_EXIT_CODES_HELP,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+            plugin.add_arguments(sub)
+        sub.set_defaults(run=plugin.run, passthrough=plugin.passthrough)
+
+
+def _load_command(name: str, load: Callable[[], Any]) -> Command:
+    try:
+        plugin = load()
+    except Exception as exc:  # noqa: BLE001 -- a broken plugin is one line, not a traceback
+        raise CommandError(
+            f"the command {name!r} cannot be loaded: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(plugin, Command):
+        raise CommandError(
+            f"the command {name!r} is a {type(plugin).__name__}, not a theater_py.cli.Command"
+        )
+    return plugin
 
 
 def _add_common(parser: argparse.ArgumentParser, default: Any) -> None:
@@ -408,16 +507,31 @@ def _add_init(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_one_shot(parser: argparse.ArgumentParser) -> None:
+def add_manifest_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--manifest M`` and ``--init``, to start the actor in process (see :func:`ask`)."""
     parser.add_argument(
         "--manifest", metavar="M", help="start this actor in process for the one request"
     )
     _add_init(parser)
 
 
-def _add_timeout(parser: argparse.ArgumentParser, default: float) -> None:
+def _seconds(text: str) -> float:
+    """Read a wait in seconds that a lock or a queue can use: finite, positive, not huge."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < seconds <= threading.TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds above 0 and at most {threading.TIMEOUT_MAX:.0f}, got {text!r}"
+        )
+    return seconds
+
+
+def add_timeout_option(parser: argparse.ArgumentParser, default: float) -> None:
+    """Add ``--timeout`` (seconds), with its default."""
     parser.add_argument(
-        "--timeout", type=float, default=default, help="seconds to wait (default: %(default)s)"
+        "--timeout", type=_seconds, default=default, help="seconds to wait (default: %(default)s)"
     )
 
 
@@ -467,12 +581,6 @@ def _parse_json(text: str, source: str, *, hint: bool = False) -> Any:
 # -- serving ------------------------------------------------------------------------------
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from actors.openai_proxy import demo
-
-    return demo.main()
-
-
 def _cmd_start(args: argparse.Namespace) -> int:
     from theater_py._protocol import NoServerRunning
 
@@ -483,10 +591,13 @@ def _cmd_start(args: argparse.Namespace) -> int:
     except NoServerRunning:
         pass  # serve it here, in the foreground
     else:
-        # Into the running server: it reads the manifest, so it gets an absolute path.
+        from theater_py.registry import resolve_manifest
+
+        # Into the running server: it reads the manifest, so it gets an absolute path (a
+        # shipped manifest's name is resolved here, where the command's packages are).
         result = client.call(
             "start",
-            manifest=os.fspath(Path(args.manifest).absolute()),
+            manifest=os.fspath(resolve_manifest(args.manifest)),
             init=init,
             name=args.name,
             read_timeout=_START_WAIT,
@@ -585,8 +696,26 @@ def _client(args: argparse.Namespace) -> ControlClient:
     return ControlClient(args.home)
 
 
-def _ask(args: argparse.Namespace, message: Any, timeout: float) -> Any:
-    """Send one JSON request to the named actor, or to one started in process."""
+def ask(args: argparse.Namespace, message: Any, timeout: float, *, what: str | None = None) -> Any:
+    """Send one JSON request to the named actor, or to one started in process.
+
+    For a command with the arguments ``NAME`` (optional) and those of
+    :func:`add_manifest_options`.
+
+    Args:
+        args: the parsed arguments: ``name``, ``manifest``, ``init``, ``home``, ``command``.
+        message: the JSON request.
+        timeout: seconds to wait for the reply.
+        what: the positional argument after ``NAME`` (``"PROMPT"``), if the command has
+            one: a lone word was read as it, and the error says so.
+
+    Returns:
+        The JSON reply.
+
+    Raises:
+        CommandError: no NAME and no ``--manifest``, or both, or ``--init`` without
+            ``--manifest`` (status 2).
+    """
     if args.manifest is not None:
         if args.name is not None:
             raise CommandError("give an actor NAME or --manifest, not both", EXIT_USAGE)
@@ -598,7 +727,6 @@ def _ask(args: argparse.Namespace, message: Any, timeout: float) -> Any:
     if args.init is not None:
         raise CommandError("--init goes with --manifest", EXIT_USAGE)
     if args.name is None:
-        what = {"chat": "PROMPT", "request": "MESSAGE"}.get(args.command)
         if what is not None:  # one word was given: it was read as the PROMPT or MESSAGE
             raise CommandError(
                 f"{args.command}: give the actor's NAME and the {what}, as in "
@@ -649,7 +777,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for a in actors
     ]
     header = ("NAME", "ID", "STATUS", "RESTARTS", "UPTIME", "QUEUED", "CHAIN")
-    _print_table(header, rows, "<<<>>><")
+    print_table(header, rows, "<<<>>><")
     return EXIT_OK
 
 
@@ -657,7 +785,7 @@ def _cmd_request(args: argparse.Namespace) -> int:
     message = _json_argument(args.message, "MESSAGE")
     if args.stream:
         return _stream(args, message)
-    reply = _ask(args, message, args.timeout)
+    reply = ask(args, message, args.timeout, what="MESSAGE")
     print(json.dumps(reply, indent=2, ensure_ascii=False))
     return EXIT_OK
 
@@ -746,85 +874,6 @@ def _event_line(index: int, event: dict[str, Any]) -> str:
     return f"{index:>4}  {stamp}  {event['event_type']:<18}  {event['description']}"
 
 
-# -- the OpenAI proxy ---------------------------------------------------------------------
-
-
-def _cmd_chat(args: argparse.Namespace) -> int:
-    from actors.genai_types import (
-        Completion,
-        CompletionRequest,
-        GenerateCompletion,
-        Message,
-        ProxyRequest,
-        Text,
-        ToolUse,
-    )
-    from theater_py import serde
-
-    request = CompletionRequest(
-        model=args.model,
-        messages=[Message.user(args.prompt)],
-        max_tokens=args.max_tokens,
-        system=args.system,
-    )
-    message = serde.unstructure(GenerateCompletion(request), ProxyRequest)
-    response = _proxy_reply(args, _ask(args, message, args.timeout), Completion)
-    completion = response.completion
-    for part in completion.content:
-        if isinstance(part, Text):
-            print(part.text)
-        elif isinstance(part, ToolUse):
-            arguments = json.dumps(part.input, ensure_ascii=False)
-            print(f"tool call {part.name} (id {part.id}): {arguments}")
-    usage = completion.usage
-    tokens = f"{usage.input_tokens} input + {usage.output_tokens} output tokens"
-    summary = f"{completion.model}: {tokens}"
-    if usage.cost_usd is not None:
-        summary += f", ${usage.cost_usd:.6f}"
-    print(summary, file=sys.stderr)
-    return EXIT_OK
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
-    from actors.genai_types import ModelList
-
-    response = _proxy_reply(args, _ask(args, "ListModels", args.timeout), ModelList)
-
-    def price(value: float | None) -> str:
-        return "-" if value is None else f"{value:g}"
-
-    rows = [
-        (
-            model.id,
-            f"{model.max_tokens:,}",
-            price(model.pricing.input_cost_per_million_tokens if model.pricing else None),
-            price(model.pricing.output_cost_per_million_tokens if model.pricing else None),
-        )
-        for model in response.models
-    ]
-    _print_table(("MODEL", "CONTEXT", "INPUT $/1M", "OUTPUT $/1M"), rows, "<>>>")
-    return EXIT_OK
-
-
-def _proxy_reply(args: argparse.Namespace, reply: Any, expected: type[_T]) -> _T:
-    """Decode a proxy's reply; raise its ``Error`` reply, or any other kind, in one line."""
-    from actors.genai_types import ErrorResponse, ProxyResponse
-    from theater_py import serde
-    from theater_py.errors import MessageDecodeError
-
-    who = args.name or args.manifest
-    try:
-        response = serde.structure(reply, ProxyResponse)
-    except MessageDecodeError as exc:
-        raise CommandError(f"{who} did not answer as an OpenAI proxy does: {exc}") from None
-    if isinstance(response, ErrorResponse):
-        # The proxy's message already reads "kind: provider message (HTTP n, k attempts)".
-        raise CommandError(f"{who}: {response.error}")
-    if not isinstance(response, expected):
-        raise CommandError(f"{who} answered with {type(response).__name__}")
-    return response
-
-
 # -- output -------------------------------------------------------------------------------
 
 
@@ -841,7 +890,8 @@ def _duration(seconds: float) -> str:
     return f"{days}d{hours:02d}h"
 
 
-def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> None:
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> None:
+    """Print rows under headers, in columns aligned left (``<``) or right (``>``)."""
     widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
     for row in (headers, *rows):
         cells = [

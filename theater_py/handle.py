@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from theater_py import channel
 from theater_py._cell import ActorCell, Envelope, Kind
@@ -14,14 +14,24 @@ if TYPE_CHECKING:
     from theater_py.channel import Channel
     from theater_py.runtime import Runtime
 
-__all__ = ["DEFAULT_TIMEOUT", "ActorHandle"]
+__all__ = ["DEFAULT_TIMEOUT", "ActorHandle", "TypedHandle"]
+
+ReqT_contra = TypeVar("ReqT_contra", contravariant=True)
+RespT_co = TypeVar("RespT_co", covariant=True)
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds a request waits for its reply when no timeout is given."""
 
 
-class ActorHandle:
-    """Talks to an actor by name; stays valid when a supervisor restarts it.
+class TypedHandle(Generic[ReqT_contra, RespT_co]):
+    """An actor's handle that knows the types of its requests and replies.
+
+    The runtime returns an :class:`ActorHandle`, whose ``request`` takes and returns
+    ``Any``; name the actor's types where you keep it, and mypy and editors know the
+    reply's type (the actor's ``response_type``)::
+
+        proxy: TypedHandle[ProxyRequest, ProxyResponse] = runtime.start_actor("openai-proxy")
+        reply = proxy.request(ListModels())      # ProxyResponse
 
     Handles are cheap, thread-safe and may be shared. Every wait has a timeout:
     ``timeout=None`` means :data:`DEFAULT_TIMEOUT`.
@@ -71,7 +81,7 @@ class ActorHandle:
                 ) from None
             return reply.result(0)
 
-    def request(self, message: Any, timeout: float | None = None) -> Any:
+    def request(self, message: ReqT_contra, timeout: float | None = None) -> RespT_co:
         """Send a typed message and wait for the typed reply.
 
         Raises:
@@ -79,7 +89,7 @@ class ActorHandle:
             ActorStopped: the actor stopped before handling it.
             RequestTimeout: no reply within the timeout.
         """
-        return self._call(message, False, timeout)
+        return cast("RespT_co", self._call(message, False, timeout))
 
     def request_json(self, value: Any, timeout: float | None = None) -> Any:
         """Send a JSON value and wait for the reply as a JSON value.
@@ -90,7 +100,7 @@ class ActorHandle:
         """
         return self._call(value, True, timeout)
 
-    def open_channel(self, message: Any, timeout: float | None = None) -> Channel:
+    def open_channel(self, message: ReqT_contra, timeout: float | None = None) -> Channel:
         """Open a channel with a typed message; iterate it for the actor's typed messages.
 
         Args:
@@ -118,7 +128,7 @@ class ActorHandle:
         wait = DEFAULT_TIMEOUT if timeout is None else timeout
         return channel.open_channel(self._current(), value, True, wait)
 
-    def send(self, message: Any) -> None:
+    def send(self, message: ReqT_contra) -> None:
         """Queue a typed message without waiting for anything."""
         self._current().deliver(Envelope(Kind.SEND, message))
 
@@ -163,3 +173,13 @@ class ActorHandle:
 
     def __repr__(self) -> str:
         return f"<ActorHandle {self._name}>"
+
+
+class ActorHandle(TypedHandle[Any, Any]):
+    """Talks to an actor by name; stays valid when a supervisor restarts it.
+
+    Its ``request`` takes and returns ``Any``; assign it to a
+    :class:`TypedHandle` ``[Request, Response]`` to have the types checked.
+    """
+
+    __slots__ = ()

@@ -595,7 +595,9 @@ def load_manifest(
     """Read a manifest file, render it over its init state and validate it.
 
     Args:
-        path: the manifest file; its ``init_state`` is relative to its folder.
+        path: the manifest file; its ``init_state`` is relative to its folder. A bare name
+            (``"openai-proxy"``) names a manifest an installed package ships (see
+            :mod:`theater_py.registry`).
         init: init data merged over the ``init_state`` file (see :func:`parse_init_data`).
 
     Returns:
@@ -603,9 +605,12 @@ def load_manifest(
 
     Raises:
         ManifestError: the file cannot be read, or the manifest, its init state file, a
-            placeholder or the init data is invalid; ``file`` and ``field`` say where.
+            placeholder or the init data is invalid; ``file`` and ``field`` say where. A
+            name that no installed package ships.
     """
-    file = Path(path).absolute()
+    from theater_py.registry import resolve_manifest
+
+    file = resolve_manifest(path)
     try:
         text = file.read_bytes().decode("utf-8")
     except FileNotFoundError:

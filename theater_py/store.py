@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -71,11 +72,14 @@ ON CONFLICT (store_id, label) DO UPDATE SET hash = excluded.hash
 """
 
 
+_DIGEST: Final = re.compile("[0-9a-f]{64}")
+
+
 @attrs.frozen
 class ContentRef:
     """Names content by its digest."""
 
-    hash: str = attrs.field(validator=attrs.validators.matches_re("[0-9a-f]{64}"))
+    hash: str = attrs.field(validator=attrs.validators.matches_re(_DIGEST))
     """The lowercase hex SHA-256 of the content."""
 
     @classmethod
@@ -233,7 +237,7 @@ class ContentStore:
             ).fetchall()
             if not rows:
                 self._require_store(conn, store_id)
-        return [ContentRef(row[0]) for row in rows]
+        return [self._stored_ref(store_id, row[0]) for row in rows]
 
     def calculate_total_size(self, store_id: str) -> int:
         """Return the size in bytes of the store's content, each piece counted once.
@@ -316,7 +320,7 @@ class ContentStore:
             if row is None:
                 self._require_store(conn, store_id)
                 return None
-        return ContentRef(row[0])
+        return self._stored_ref(store_id, row[0])
 
     def remove_label(self, store_id: str, label: str) -> None:
         """Remove ``label``; the content it pointed at stays.
@@ -397,6 +401,14 @@ class ContentStore:
     def _run(self, sql: str, params: tuple[Any, ...]) -> None:
         with self._cursor() as conn:
             conn.execute(sql, params)
+
+    @staticmethod
+    def _stored_ref(store_id: str, digest: object) -> ContentRef:
+        # A digest read back from the file: a damaged one is the store's error to report,
+        # not a ValueError from ContentRef's check.
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            raise StoreError(f"store {store_id!r}: a content digest is damaged ({digest!r:.80})")
+        return ContentRef(digest)
 
     @staticmethod
     def _require_store(conn: sqlite3.Connection, store_id: str) -> None:

@@ -18,7 +18,9 @@
     shutdown = 5000
     significant = false              # true: its exit may end the supervisor
 
-Paths are relative to the file that names them. A child whose manifest is itself
+Paths are relative to the file that names them; a child's ``manifest`` may also be the
+name of a manifest an installed package ships (``manifest = "openai-proxy"``, see
+:mod:`theater_py.registry`) when no file of that name is beside it. A child whose manifest is itself
 a system manifest (it has a ``[supervisor]`` table) is a subtree, ``type =
 "supervisor"``.
 """
@@ -65,7 +67,7 @@ def load_system(
     """Read a system manifest (and the subtrees it names) into a :class:`SupervisorSpec`.
 
     Args:
-        path: the system manifest.
+        path: the system manifest, or the name of a shipped one (``"openai-proxy-system"``).
         init: init data by child name, anywhere in the tree, merged over that child's
             ``init`` by Theater's shallow rule (for instance to point a proxy at a test
             server).
@@ -74,8 +76,10 @@ def load_system(
         ManifestError: the file is unreadable or invalid; the error names the file and
             the field (``child[1].restart``), or ``init`` names no child.
     """
+    from theater_py.registry import resolve_manifest
+
     overrides = dict(init or {})
-    spec = _load(Path(path), (), overrides)
+    spec = _load(resolve_manifest(path), (), overrides)
     if overrides:
         name = sorted(overrides)[0]
         raise ManifestError(f"init names no child {name!r}", file=str(Path(path)), field="init")
@@ -181,7 +185,7 @@ def _child(
         raise ManifestError(
             "expected the path of a manifest", file=str(file), field=f"{where}.manifest"
         )
-    manifest_path = (file.parent / manifest).resolve()
+    manifest_path = _child_manifest(manifest, file, f"{where}.manifest")
     declared = entry.get("type")
     kind = "supervisor" if _is_system(manifest_path, file, where) else "worker"
     if declared is not None and declared != kind:
@@ -213,6 +217,16 @@ def _child(
         field, _, message = str(exc).partition(": ")
         field = field.removeprefix(f"child {entry.get('name')}.")
         raise ManifestError(message, file=str(file), field=f"{where}.{field}") from None
+
+
+def _child_manifest(manifest: str, file: Path, field: str) -> Path:
+    """A child's manifest: a path relative to ``file``, or a shipped manifest's name."""
+    from theater_py.registry import is_name, resolve_manifest
+
+    path = (file.parent / manifest).resolve()
+    if path.exists() or not is_name(manifest):
+        return path
+    return resolve_manifest(manifest, file=str(file), field=field)
 
 
 def _is_system(path: Path, file: Path, where: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import TypeAlias
 
 import attrs
@@ -110,6 +111,13 @@ ToolContent: TypeAlias = ToolText | ToolImage | ToolAudio | ToolResource
 """One part of a tool's result, tagged by ``type``: ``text``, ``image``, ``audio``, ``resource``."""
 
 
+# The converters let a constructor take any iterable of parts, a list[ToolResult] among
+# them (list is invariant: a list[ToolResult] is no list[MessageContent]); the field
+# stays a list, so messages compare and serialize as before.
+def _tool_parts(parts: Iterable[ToolContent]) -> list[ToolContent]:
+    return list(parts)
+
+
 @attrs.frozen
 class Text:
     """Text (``{"type": "text"}``)."""
@@ -154,12 +162,12 @@ class ToolResult:
 
     Attributes:
         tool_use_id: the id of the :class:`ToolUse` this answers.
-        content: what the tool returned.
+        content: what the tool returned (any iterable of parts; kept as a list).
         is_error: whether the tool failed; ``None`` means it did not say.
     """
 
     tool_use_id: str
-    content: list[ToolContent] = attrs.field(factory=list)
+    content: list[ToolContent] = attrs.field(factory=list, converter=_tool_parts)
     is_error: bool | None = None
 
 
@@ -195,17 +203,21 @@ MessageContent: TypeAlias = Text | ToolUse | ToolResult | Image | Audio | Thinki
 ``image``, ``audio``, ``thinking``."""
 
 
+def _parts(parts: Iterable[MessageContent]) -> list[MessageContent]:
+    return list(parts)
+
+
 @attrs.frozen
 class Message:
     """One turn of a conversation.
 
     Attributes:
         role: who speaks.
-        content: the parts, in order.
+        content: the parts, in order (given as any iterable of parts; kept as a list).
     """
 
     role: Role
-    content: list[MessageContent]
+    content: list[MessageContent] = attrs.field(converter=_parts)
 
     @classmethod
     def user(cls, text: str) -> Message:

@@ -23,7 +23,12 @@ import requests
 import urllib3
 from requests.auth import AuthBase
 
-from actors.openai_proxy.errors import ProviderError, classify_response, excerpt
+from actors.openai_proxy.errors import (
+    ProviderError,
+    classify_response,
+    excerpt,
+    header_excerpt,
+)
 from actors.openai_proxy.retry import retry_delay, should_retry
 from actors.openai_proxy.upstream_call import (
     AbandonableAdapter,
@@ -326,9 +331,13 @@ class ChatClient:
                 secret=self._api_key,
                 now=self._wall_clock(),
             )
-        request_id = response.headers.get("x-request-id")
+        request_id = header_excerpt(response.headers, "x-request-id", self._api_key)
+        content = response.content
+        if self._api_key and self._api_key.encode() in content:
+            # A hostile upstream echoing the key in a reply would put it in the chain.
+            content = content.replace(self._api_key.encode(), b"[redacted]")
         try:
-            document = json.loads(response.content)
+            document = json.loads(content)
         except ValueError:
             document = None
         if isinstance(document, dict) and isinstance(document.get("choices"), list):

@@ -125,13 +125,22 @@ def _http_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     raise ConfigError(
         attribute.name,
         "expected an http(s) URL such as 'https://host/v1', without a query string, "
-        f"got {_describe(value)}",
+        f"got {_describe(_without_userinfo(value) if isinstance(value, str) else value)}",
     )
 
 
 def _bool(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, bool):
         raise ConfigError(attribute.name, f"expected true or false, got {_describe(value)}")
+
+
+def _without_userinfo(url: str) -> str:
+    # Everything before the last "@" may be credentials, wherever urlsplit ends the
+    # host: an unencoded password can hold "/", "?", "#", "@" or a space.
+    if "@" not in url:
+        return url
+    scheme, separator, _ = url.partition("://")
+    return f"{scheme}{separator}[redacted]@{url.rpartition('@')[2]}"
 
 
 def _multiplier(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -155,9 +164,11 @@ _PRICE_KEYS = ("input_cost_per_million_tokens", "output_cost_per_million_tokens"
 _OPTIONAL_PRICE_KEYS = ("cached_input_cost_per_million_tokens",)
 
 
-def _unknown_key(path: str, key: str, valid: Iterable[str]) -> ConfigError:
+def _unknown_key(path: str, key: object, valid: Iterable[str]) -> ConfigError:
     """The error of an unknown key: the valid keys there, the closest match first."""
-    return ConfigError(_join(path, key), f"unknown key ({expected_keys(key, valid)})")
+    # From Python, a key need not be a string ({1: ...}): name it by its repr.
+    name = key if isinstance(key, str) else repr(key)
+    return ConfigError(_join(path, name), f"unknown key ({expected_keys(name, valid)})")
 
 
 def _price(path: str, value: Any) -> float:

@@ -1,9 +1,10 @@
 """The demo behind ``make run``: the OpenAI proxy under a supervisor, offline, in one minute.
 
-It starts the loopback simulator, starts ``manifests/system.toml`` with the proxy pointed
-at it, then asks a question, makes a tool-calling round trip, lists models, lives through
-a 429 with ``Retry-After``, crashes the proxy on purpose while requests are in flight
-(none is lost), and checks the event chains. No API key and no network are needed.
+It starts the loopback simulator, starts the shipped ``openai-proxy-system`` (in a clone,
+``manifests/system.toml``) with the proxy pointed at it, then asks a question, makes a
+tool-calling round trip, lists models, lives through a 429 with ``Retry-After``, crashes
+the proxy on purpose while requests are in flight (none is lost), and checks the event
+chains. No API key and no network are needed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from theater_py import ActorHandle, Runtime, Supervisor
 
 __all__ = ["main"]
 
-SYSTEM = Path(__file__).resolve().parents[2] / "manifests" / "system.toml"
+SYSTEM = Path(__file__).resolve().parent / "manifests" / "openai-proxy-system.toml"
 KEY_VARIABLE = "THEATER_PY_DEMO_KEY"
 DEMO_KEY = "demo-key-for-the-loopback-simulator"
 WEATHER_TOOL = {

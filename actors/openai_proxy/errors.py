@@ -29,15 +29,18 @@ __all__ = [
     "ProviderError",
     "classify_response",
     "excerpt",
+    "header_excerpt",
     "redact",
 ]
 
 _REDACTED = "[redacted]"
 _MAX_TEXT = 500
+_MAX_MESSAGE = 2000  # a provider's own message: one line, in replies and the chain
 _FRAGMENT = 8  # a key's first and last this many characters are masked on their own
 # "Bearer <token>" in any spelling: any case, then spaces, "%20", "+", an escaped "\\n" or ":".
 _BEARER = re.compile(r"(?i)\b(bearer)((?:\s|%20|\+|\\[ntr]|[:=])+)[^\s\"'<>,;&\\]+")
-_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s?#@]*@")
+# Up to the last "@" of the token: a password may hold "@", "/", "?" or "#" unencoded.
+_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)\S*@")
 _SECRET_PARAM = re.compile(r"(?i)([?&;](?:api[-_]?key|key|token|sig)=)[^&#\s\"']*")
 
 # Matched against the error's lower-cased ``type`` and ``code``.
@@ -248,6 +251,13 @@ def _kind_in_success(markers: frozenset[str], message: str) -> ErrorKind:
     )
 
 
+def header_excerpt(headers: Mapping[str, str], name: str, secret: str | None) -> str | None:
+    """Return a response header redacted and cut: it is the upstream's text, like a body,
+    and may echo the key."""
+    value = headers.get(name)
+    return None if value is None else excerpt(value, secret, limit=200)
+
+
 def _phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -302,9 +312,9 @@ def classify_response(
     provider_code = code if code is not None else error_type
     return ProviderError(
         kind=kind,
-        message=redact(message, secret),
+        message=excerpt(message, secret, limit=_MAX_MESSAGE),
         status=status,
         retry_after_ms=parse_retry_after(headers, now),
-        request_id=headers.get("x-request-id"),
-        provider_code=None if provider_code is None else redact(provider_code, secret),
+        request_id=header_excerpt(headers, "x-request-id", secret),
+        provider_code=None if provider_code is None else excerpt(provider_code, secret, 200),
     )

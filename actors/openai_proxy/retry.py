@@ -104,6 +104,14 @@ def _non_negative_number(text: str) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
+_LONGEST_WAIT_MS = 86_400_000
+"""A day: a longer wait outlasts every deadline, and ``1e308`` s must not overflow."""
+
+
+def _wait_ms(milliseconds: float) -> int:
+    return math.ceil(min(milliseconds, _LONGEST_WAIT_MS))
+
+
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> int | None:
     """Read how long the server asks the client to wait.
 
@@ -123,7 +131,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> i
     if raw_ms is not None:
         milliseconds = _non_negative_number(raw_ms)
         if milliseconds is not None:
-            return math.ceil(milliseconds)
+            return _wait_ms(milliseconds)
     raw = headers.get("retry-after")
     if raw is None:
         return None
@@ -136,7 +144,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> i
         if when.tzinfo is None:  # "-0000": RFC 9110 dates are UTC anyway
             when = when.replace(tzinfo=UTC)
         seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
-    return math.ceil(seconds * 1000)
+    return _wait_ms(seconds * 1000)
 
 
 def retry_delay(

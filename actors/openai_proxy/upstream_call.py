@@ -29,6 +29,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from theater_py._http import url_without_secrets
+
 __all__ = ["AbandonableAdapter", "Reason", "UpstreamCall", "Watchdog", "running"]
 
 Reason = Literal["timeout", "cancelled", "closed"]
@@ -113,6 +115,33 @@ class UpstreamCall:
         with _owners_lock:
             connection._upstream_call = self  # type: ignore[attr-defined]
             self._connection = connection
+
+
+class _HeaderParsingFilter(logging.Filter):
+    """Keep urllib3's "Failed to parse headers" warning, without the headers it quotes.
+
+    A malformed header line of a reply is logged with its text ("unparsed data") and a
+    traceback repeating it: a hostile upstream that echoes the key there would put it in
+    the log. Only records made while a call runs on the thread are changed.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(_local, "call", None) is not None and str(record.msg).startswith(
+            "Failed to parse headers"
+        ):
+            args = record.args if isinstance(record.args, tuple) else ()
+            url = url_without_secrets(str(args[0])) if args else "?"
+            error = type(args[1]).__name__ if len(args) > 1 else "error"
+            record.msg = "Failed to parse the headers of a reply from %s: %s"
+            record.args = (url, error)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+# urllib3 2 logs it from its connection module, urllib3 1.26 from its pool's.
+for _name in ("urllib3.connection", "urllib3.connectionpool"):
+    logging.getLogger(_name).addFilter(_HeaderParsingFilter())
 
 
 class running:  # noqa: N801 -- used as a context manager, like a function
