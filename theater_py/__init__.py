@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from theater_py.actor import IGNORE, Actor
+from theater_py.channel import ActorChannel, Channel
 from theater_py.context import ActorContext
 from theater_py.errors import (
     ActorFailed,
@@ -22,6 +23,8 @@ from theater_py.errors import (
     ActorStartError,
     ActorStopped,
     CapabilityDenied,
+    ChannelClosed,
+    ChannelRefused,
     ManifestError,
     MessageDecodeError,
     ReplyEncodeError,
@@ -47,6 +50,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "IGNORE",
     "Actor",
+    "ActorChannel",
     "ActorContext",
     "ActorFailed",
     "ActorHandle",
@@ -57,6 +61,9 @@ __all__ = [
     "ActorStopped",
     "Backoff",
     "CapabilityDenied",
+    "Channel",
+    "ChannelClosed",
+    "ChannelRefused",
     "ChildCounts",
     "ChildInfo",
     "ChildSpec",

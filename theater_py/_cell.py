@@ -39,6 +39,7 @@ import pykka
 
 from theater_py import serde
 from theater_py.actor import IGNORE
+from theater_py.channel import ChannelTable
 from theater_py.context import ActorContext
 from theater_py.errors import (
     ActorFailed,
@@ -75,6 +76,9 @@ class Kind(enum.IntEnum):
     STOP = 3
     EXIT = 4
     CRASH = 5
+    OPEN = 6
+    CHANNEL = 7
+    CHANNEL_CLOSE = 8
 
 
 class ActorKilled(Exception):
@@ -425,7 +429,13 @@ class ActorCell:
         was_running = self._detach(process)
         if envelope is not None and error is not None and envelope.kind is not Kind.INIT:
             envelope.fail(error)
-        process.finish()
+        if error is None:
+            error = (
+                ActorFailed(self.name, str(reason))
+                if reason.abnormal
+                else ActorStopped(f"actor {self.name!r} exited: {reason}")
+            )
+        process.finish(error)
         self._stop_children()
         if envelope is not None and error is not None and envelope.kind is Kind.INIT:
             envelope.fail(error)
@@ -500,6 +510,8 @@ class ActorCell:
             finished, flagged = self._await_stop(process, done, timeout, keep_mailbox)
         if flagged is not None:
             self._flag(process, flagged)
+            if process is not None:  # its handler runs on, but its channels end now
+                process.channels.end_all(ActorStopped(f"actor {self.name!r} was stopped"))
         self._stop_children()
         if not keep_mailbox:
             with self._lock:
@@ -612,6 +624,7 @@ class _ActorProcess(pykka.ThreadingActor):
         self.thread: threading.Thread | None = None
         self._finished = False
         self._deferred: set[Envelope] = set()
+        self.channels = ChannelTable(self)
 
     def on_start(self) -> None:
         self.thread = threading.current_thread()
@@ -635,6 +648,12 @@ class _ActorProcess(pykka.ThreadingActor):
                 return
             elif kind is Kind.CRASH:
                 raise ActorKilled(envelope.message)
+            elif kind is Kind.OPEN:
+                self.channels.open(envelope)
+            elif kind is Kind.CHANNEL:
+                self.channels.message(envelope)
+            elif kind is Kind.CHANNEL_CLOSE:
+                self.channels.close(envelope)
         except BaseException as exc:  # noqa: BLE001 -- contain every failure to this actor
             inbox.end()
             self._crash(envelope, exc)
@@ -781,11 +800,16 @@ class _ActorProcess(pykka.ThreadingActor):
             with contextlib.suppress(concurrent.futures.InvalidStateError):
                 envelope.reply.set_result(None)
 
-    def finish(self) -> None:
-        """Run the actor's ``on_stop``, close its capabilities and end the thread."""
+    def finish(self, error: BaseException | None = None) -> None:
+        """End its channels, run the actor's ``on_stop``, close its capabilities, end the thread.
+
+        Args:
+            error: what the callers of its open channels get (``ActorStopped`` if omitted).
+        """
         if self._finished:
             return
         self._finished = True
+        self.channels.end_all(error or ActorStopped(f"actor {self.cell.name!r} stopped"))
         try:
             self.instance.on_stop(self.context)
         except BaseException:

@@ -31,6 +31,7 @@ from theater_py._protocol import (
     error_response,
     ok_response,
 )
+from theater_py.channel import _END, _NOTHING
 from theater_py.errors import MessageDecodeError, TheaterError
 
 if TYPE_CHECKING:
@@ -319,6 +320,8 @@ class ControlServer:
             op = request.get("op")
             if op == "events":
                 usable = self._events(conn, request, request_id)
+            elif op == "request" and _protocol.optional_flag(request, "stream"):
+                usable = self._stream(conn, request, request_id)
             else:
                 handler = self._ops.get(op) if isinstance(op, str) else None
                 if handler is None:
@@ -382,6 +385,53 @@ class ControlServer:
         message = _protocol.required_message(request)
         timeout = _timeout(request, _protocol.DEFAULT_REQUEST_TIMEOUT)
         return self.runtime.handle(name).request_json(message, timeout)
+
+    def _stream(self, conn: socket.socket, request: dict[str, Any], request_id: Any) -> bool:
+        """Open a channel on an actor and stream its messages until it closes it.
+
+        Each message goes as a ``{"message": ...}`` line as it comes; a final response
+        counts them. The client hanging up, or sending its next request, closes the
+        channel. ``timeout`` bounds the wait for the open and for each next message.
+
+        Returns:
+            Whether the connection is still usable.
+        """
+        name = _protocol.required_actor(request)
+        message = _protocol.required_message(request)
+        timeout = _protocol.optional_timeout(request, _protocol.DEFAULT_REQUEST_TIMEOUT)
+        wait = _protocol.DEFAULT_REQUEST_TIMEOUT if timeout is None else timeout
+        channel = self.runtime.handle(name).open_channel_json(message, wait)
+        sent = 0
+        ended = "closed"
+        # The channel is polled so that the client leaving is seen while the actor is quiet.
+        with channel, selectors.DefaultSelector() as selector:
+            selector.register(conn, selectors.EVENT_READ)
+            deadline = time.monotonic() + wait
+            while True:
+                if self._stopping.is_set():
+                    ended = "server stopping"
+                    break
+                item = channel._poll(FOLLOW_POLL)
+                if item is _END:
+                    break
+                if item is not _NOTHING:
+                    conn.sendall(_protocol.encode({"message": item}))
+                    sent += 1
+                    deadline = time.monotonic() + wait
+                    continue
+                if selector.select(0) and not self._stopping.is_set():
+                    if not conn.recv(1, socket.MSG_PEEK):
+                        return False  # the client hung up
+                    ended = "cancelled"  # it sent its next request
+                    break
+                if time.monotonic() >= deadline:
+                    from theater_py.errors import RequestTimeout
+
+                    raise RequestTimeout(
+                        f"actor {name!r} sent nothing on the channel within {wait} s"
+                    )
+        _write(conn, ok_response({"count": sent, "ended": ended}, request_id))
+        return True
 
     def _send(self, request: dict[str, Any]) -> Any:
         name = _protocol.required_actor(request)
@@ -453,9 +503,7 @@ class ControlServer:
             Whether the connection is still usable.
         """
         name = _protocol.required_actor(request)
-        follow = request.get("follow", False)
-        if not isinstance(follow, bool):
-            raise ProtocolError(f"field 'follow': expected true or false, got {follow!r}")
+        follow = _protocol.optional_flag(request, "follow")
         cell = self.runtime.find_cell(name)
         if cell is None:
             with self._guard:

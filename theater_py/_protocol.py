@@ -4,7 +4,8 @@ A client writes a request object and reads response objects, one per line, UTF-8
 ending in ``"\\n"``. Every request has an ``op``; an ``id`` it may carry is echoed in
 the response. A response is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error":
 {"type": ..., "message": ...}}``; the ``events`` op first sends ``{"event": {...}}``
-lines, then its final response. See ``docs/cli.md`` for every op.
+lines, then its final response; a ``request`` with ``"stream": true`` first sends
+``{"message": ...}`` lines, the messages of the channel it opens. See ``docs/cli.md`` for every op.
 
 This module holds what the server and the client share, and imports nothing heavy: the
 CLI's client commands load it without the runtime.
@@ -35,6 +36,7 @@ __all__ = [
     "error_response",
     "lock_path",
     "ok_response",
+    "optional_flag",
     "optional_timeout",
     "required_actor",
     "required_message",
@@ -172,6 +174,18 @@ def required_message(request: dict[str, Any]) -> Any:
         return request["message"]
     except KeyError:
         raise ProtocolError("field 'message': missing") from None
+
+
+def optional_flag(request: dict[str, Any], name: str) -> bool:
+    """Return a request's boolean field ``name``; ``False`` when absent.
+
+    Raises:
+        ProtocolError: it is not ``true`` or ``false``.
+    """
+    flag = request.get(name, False)
+    if not isinstance(flag, bool):
+        raise ProtocolError(f"field {name!r}: expected true or false, got {flag!r}")
+    return flag
 
 
 def optional_timeout(request: dict[str, Any], default: float | None) -> float | None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 if TYPE_CHECKING:
+    import concurrent.futures
+
+    from theater_py.channel import ActorChannel
     from theater_py.context import ActorContext
     from theater_py.errors import MessageDecodeError
 
@@ -66,6 +69,43 @@ class Actor:
             message meanwhile, so a slow reply never blocks the mailbox.
         """
         raise NotImplementedError(f"{type(self).__name__} does not handle requests")
+
+    channel_type: ClassVar[Any] = None
+    """The type of the messages the actor sends on channels, used to encode them as JSON
+    for ``open_channel_json`` callers (and the chain's digest); ``None`` sends JSON values
+    as they are. Messages from the caller, and the open, decode into ``request_type``."""
+
+    channel_buffer: ClassVar[int] = 64
+    """How many messages a channel holds that its caller has not read yet; past it the
+    actor's :meth:`ActorChannel.send <theater_py.ActorChannel.send>` blocks (backpressure)."""
+
+    def handle_channel_open(
+        self, ctx: ActorContext, channel: ActorChannel, message: Any
+    ) -> bool | concurrent.futures.Future[bool]:
+        """Accept or refuse a channel a caller opens with ``message``.
+
+        Keep ``channel`` to stream into it (:meth:`~theater_py.ActorChannel.send`, from
+        any thread) and to close it. Sending more than ``channel_buffer`` messages from
+        here blocks the actor: the caller reads only once this returns ``True``.
+
+        Returns:
+            ``True`` to accept, ``False`` to refuse (the caller gets
+            :class:`~theater_py.errors.ChannelRefused`), or a future of either: the
+            actor handles its next message meanwhile.
+
+        Raises:
+            Exception: refuses the channel, with the exception's message as the reason
+                (a refusal, not a crash). The default refuses every channel.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not accept channels")
+
+    def handle_channel_message(
+        self, ctx: ActorContext, channel: ActorChannel, message: Any
+    ) -> None:
+        """Handle one message the caller sent on an open channel; the default ignores it."""
+
+    def handle_channel_close(self, ctx: ActorContext, channel: ActorChannel) -> None:
+        """Runs when the caller closes a channel (not when the actor closes it itself)."""
 
     def handle_send(self, ctx: ActorContext, message: Any) -> None:
         """Handle one fire-and-forget message; the default ignores it."""

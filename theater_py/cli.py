@@ -390,6 +390,11 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     sub = command("request", _cmd_request, "Send a JSON request and print the JSON reply.")
     sub.add_argument("name", metavar="NAME", nargs="?", help="the actor (omit with --manifest)")
     sub.add_argument("message", metavar="MESSAGE", help="JSON text, @FILE, or - for stdin")
+    sub.add_argument(
+        "--stream",
+        action="store_true",
+        help="open a channel with MESSAGE and print its messages as JSON lines as they come",
+    )
     add_manifest_options(sub)
     add_timeout_option(sub, 60.0)
 
@@ -778,8 +783,41 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_request(args: argparse.Namespace) -> int:
     message = _json_argument(args.message, "MESSAGE")
+    if args.stream:
+        return _stream(args, message)
     reply = ask(args, message, args.timeout, what="MESSAGE")
     print(json.dumps(reply, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _stream(args: argparse.Namespace, message: Any) -> int:
+    """Print a channel's messages as they come, one canonical JSON line each.
+
+    Canonical (sorted keys, no spaces), so the output's SHA-256 is the ``to_caller``
+    digest the actor's ``channel-close`` event records.
+    """
+    if args.manifest is not None and args.name is not None:
+        raise CommandError("give an actor NAME or --manifest, not both", EXIT_USAGE)
+    if args.manifest is None and args.init is not None:
+        raise CommandError("--init goes with --manifest", EXIT_USAGE)
+    if args.manifest is None and args.name is None:
+        raise CommandError(
+            "request --stream: give the actor's NAME and the MESSAGE (or --manifest M)",
+            EXIT_USAGE,
+        )
+    messages: Any
+    with contextlib.ExitStack() as stack:
+        if args.manifest is not None:
+            from theater_py.runtime import Runtime
+
+            runtime = stack.enter_context(Runtime(home=args.home))
+            handle = runtime.start_actor(args.manifest, _init_argument(args.init))
+            messages = stack.enter_context(handle.open_channel_json(message, args.timeout))
+        else:
+            messages = stack.enter_context(_client(args).stream(args.name, message, args.timeout))
+        for value in messages:
+            line = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            print(line, flush=True)
     return EXIT_OK
 
 

@@ -36,12 +36,14 @@ from theater_py.errors import RequestTimeout
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from io import BufferedReader
+    from typing import Self
 
 __all__ = [
     "ControlClient",
     "ControlError",
     "ControlServer",
     "EventStream",
+    "MessageStream",
     "NoServerRunning",
     "ProtocolError",
     "RemoteError",
@@ -148,17 +150,48 @@ class ControlClient:
         """
         if read_timeout is None and not follow:
             read_timeout = self.timeout
+        request = {"op": "events", "actor": actor, "follow": follow}
+        return EventStream(self._open_stream(request, read_timeout), read_timeout)
+
+    def stream(self, actor: str, message: Any, timeout: float | None = None) -> MessageStream:
+        """Open a channel on an actor and stream its messages (JSON values) as they come.
+
+        Iterating the stream ends when the actor closes the channel; closing the stream
+        closes the channel.
+
+        Args:
+            actor: the actor's name.
+            message: the channel's open message, a JSON value.
+            timeout: seconds the server waits for the actor to accept, then for each next
+                message (its default is 60).
+
+        Raises:
+            NoServerRunning: no server listens on the socket.
+        """
+        wait = _protocol.DEFAULT_REQUEST_TIMEOUT if timeout is None else timeout
+        request = {
+            "op": "request",
+            "actor": actor,
+            "message": message,
+            "timeout": wait,
+            "stream": True,
+        }
+        read_timeout = wait + READ_MARGIN
+        return MessageStream(self._open_stream(request, read_timeout), read_timeout)
+
+    def _open_stream(self, request: dict[str, Any], read_timeout: float | None) -> socket.socket:
+        """Connect and send a request whose answer is a stream of lines."""
         sock = self._connect(read_timeout)
         try:
-            sock.sendall(_protocol.encode({"op": "events", "actor": actor, "follow": follow}))
+            sock.sendall(_protocol.encode(request))
         except OSError as exc:
             with sock, sock.makefile("rb") as reader:
                 refusal = _answer_before_close(reader)
             if refusal is None:
                 raise ControlError(f"the connection to {self.path} broke: {exc}") from None
             _result(refusal)  # raises the server's error (Busy)
-            raise ProtocolError("the server answered an event stream with a result") from None
-        return EventStream(sock, read_timeout)
+            raise ProtocolError("the server answered a stream with a result") from None
+        return sock
 
     def call(self, op: str, /, *, read_timeout: float | None = None, **fields: Any) -> Any:
         """Perform one operation and return its ``result``.
@@ -217,49 +250,70 @@ class ControlClient:
         return f"<ControlClient {self.path}>"
 
 
-class EventStream:
-    """An actor's events as the server streams them; iterate once, then close.
+class _LineStream:
+    """Items the server streams as ``{KEY: item}`` lines, then a final response."""
 
-    Each item is an event object with Theater's six keys (``hash``, ``parent_hash``,
-    ``event_type``, ``data``, ``timestamp``, ``description``), so
-    :func:`theater_py.chain.verify_events` checks what arrived.
-    """
+    _key = ""
 
     def __init__(self, sock: socket.socket, read_timeout: float | None) -> None:
         self._sock = sock
         self._reader: BufferedReader = sock.makefile("rb")
         self._read_timeout = read_timeout
         self.summary: dict[str, Any] | None = None
-        """The server's final word once the stream ended: ``count`` (events sent) and
-        ``ended`` (``complete``, ``actor stopped``, ``server stopping``, ``cancelled``)."""
+        """The server's final word once the stream ended: ``count`` (items sent) and
+        ``ended`` (why it ended)."""
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        """Yield each event as it arrives.
+    def __iter__(self) -> Iterator[Any]:
+        """Yield each item as it arrives.
 
         Raises:
-            RemoteError: the server refused the stream (no such actor).
+            RemoteError: the server refused the stream (no such actor), or it failed.
             RequestTimeout: no line arrived within the read timeout.
             ControlError: the connection broke before the stream's end.
         """
+        key = self._key
         while True:
             message = _read_line(self._reader, self._read_timeout)
-            event = message.get("event")
-            if isinstance(event, dict):
-                yield event
+            if key in message:
+                yield message[key]
                 continue
             self.summary = _result(message)
             return
 
     def close(self) -> None:
-        """Close the connection, which ends a followed stream on the server."""
+        """Close the connection, which ends the stream on the server."""
         self._reader.close()
         self._sock.close()
 
-    def __enter__(self) -> EventStream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+class EventStream(_LineStream):
+    """An actor's events as the server streams them; iterate once, then close.
+
+    Each item is an event object with Theater's six keys (``hash``, ``parent_hash``,
+    ``event_type``, ``data``, ``timestamp``, ``description``), so
+    :func:`theater_py.chain.verify_events` checks what arrived. ``summary["ended"]`` is
+    ``complete``, ``actor stopped``, ``server stopping`` or ``cancelled``.
+    """
+
+    _key = "event"
+
+
+class MessageStream(_LineStream):
+    """A channel's messages (JSON values) as the server streams them; iterate once, then close.
+
+    The actor crashing or stopping raises :class:`RemoteError` (``ActorFailed``,
+    ``ActorStopped``) once the messages it sent before have been read. Closing the stream
+    closes the channel. ``summary["ended"]`` is ``closed`` (by the actor), ``server
+    stopping`` or ``cancelled``.
+    """
+
+    _key = "message"
 
 
 def _answer_before_close(reader: BufferedReader) -> dict[str, Any] | None:

@@ -14,6 +14,8 @@ __all__ = [
     "ActorStartError",
     "ActorStopped",
     "CapabilityDenied",
+    "ChannelClosed",
+    "ChannelRefused",
     "ManifestError",
     "MessageDecodeError",
     "RequestTimeout",
@@ -105,6 +107,28 @@ class ActorFailed(TheaterError):
 
 class ActorStopped(TheaterError):
     """The actor has stopped and will not run again, so the message was not handled."""
+
+
+class ChannelRefused(TheaterError):
+    """The actor refused to open the channel (its ``handle_channel_open`` said no or raised).
+
+    Attributes:
+        actor: the actor's name.
+        reason: the actor's reason: the message of what it raised, or ``"refused"``.
+    """
+
+    def __init__(self, actor: str, reason: str):
+        self.actor = actor
+        self.reason = reason
+        super().__init__(f"actor {actor!r} refused the channel: {reason}")
+
+
+class ChannelClosed(TheaterError):
+    """The caller sent on a channel that is closed (by either side).
+
+    The actor's own ``send`` returns ``False`` instead: a caller may close a channel at
+    any moment, and an actor's handler racing that must not crash.
+    """
 
 
 class ReplyEncodeError(TheaterError, TypeError):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import concurrent.futures
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from theater_py import channel
 from theater_py._cell import ActorCell, Envelope, Kind
 from theater_py.errors import ActorNotFound, RequestTimeout
 
 if TYPE_CHECKING:
     from theater_py.chain import ChainEvent, ChainVerification
+    from theater_py.channel import Channel
     from theater_py.runtime import Runtime
 
 __all__ = ["DEFAULT_TIMEOUT", "ActorHandle", "TypedHandle"]
@@ -97,6 +99,34 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
         reply the actor chooses), and the actor keeps running.
         """
         return self._call(value, True, timeout)
+
+    def open_channel(self, message: ReqT_contra, timeout: float | None = None) -> Channel:
+        """Open a channel with a typed message; iterate it for the actor's typed messages.
+
+        Args:
+            message: the open message the actor's ``handle_channel_open`` receives.
+            timeout: seconds to wait for the actor to accept, and then for each next
+                message while iterating.
+
+        Raises:
+            ChannelRefused: the actor refused the channel, with its reason.
+            ActorFailed: the actor crashed before it answered.
+            ActorStopped: the actor stopped before it answered.
+            RequestTimeout: no answer within the timeout.
+        """
+        wait = DEFAULT_TIMEOUT if timeout is None else timeout
+        return channel.open_channel(self._current(), message, False, wait)
+
+    def open_channel_json(self, value: Any, timeout: float | None = None) -> Channel:
+        """Open a channel with a JSON value; iterate it for the actor's messages as JSON.
+
+        The value decodes into the actor's ``request_type`` (a value that does not match
+        raises :class:`~theater_py.errors.MessageDecodeError`), and so does each value
+        :meth:`Channel.send <theater_py.Channel.send>` sends; the actor's messages arrive
+        encoded as its ``channel_type``. Otherwise as :meth:`open_channel`.
+        """
+        wait = DEFAULT_TIMEOUT if timeout is None else timeout
+        return channel.open_channel(self._current(), value, True, wait)
 
     def send(self, message: ReqT_contra) -> None:
         """Queue a typed message without waiting for anything."""
