@@ -6,6 +6,9 @@ pool and returns a future of the reply, so the mailbox never waits on the networ
 Upstream failures come back as ``{"Error": {...}}`` replies, never as crashes; so does
 anything a pool thread raises, scrubbed.
 
+``{"ListModels": {"live": true}}`` goes to the provider's ``GET /models`` the same way,
+through the pool, the client and the deadline.
+
 Each call is an :class:`~actors.openai_proxy.upstream_call.UpstreamCall` from the moment
 it is accepted: at its deadline the caller is answered ``timeout`` and the call is
 abandoned, as it is when the caller stops waiting (the runtime cancels the reply future)
@@ -19,6 +22,7 @@ import concurrent.futures
 import contextlib
 import functools
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actors.genai_types import (
@@ -42,8 +46,10 @@ from theater_py._http import url_without_secrets
 
 if TYPE_CHECKING:
     from actors.genai_types import ModelInfo
-    from actors.openai_proxy.config import ProxyConfig
+    from actors.openai_proxy.config import ProxyConfig, Timeouts
     from actors.openai_proxy.upstream_call import UpstreamCall
+
+    _Job = Callable[[UpstreamCall], ProxyResponse]
 
 __all__ = ["OpenAIProxyActor"]
 
@@ -89,9 +95,11 @@ class OpenAIProxyActor(Actor):
             ctx.http,
             base_url=config.base_url,
             api_key=api_key,
-            timeout_ms=config.timeout_ms,
+            timeout_ms=config.timeouts_for(reasoning=False).attempt_ms,
             retry=config.retry_config,
             max_connections=config.max_concurrent_requests,
+            headers=config.headers,
+            query=config.extra_query,
         )
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.max_concurrent_requests, thread_name_prefix=f"{ctx.name}-http"
@@ -114,8 +122,10 @@ class OpenAIProxyActor(Actor):
         )
 
     def handle_request(self, ctx: ActorContext, message: Any) -> Any:
-        """Answer ``ListModels`` at once; answer ``GenerateCompletion`` from the pool."""
+        """Answer ``ListModels`` at once; a live one and ``GenerateCompletion`` from the pool."""
         if isinstance(message, ListModels):
+            if message.live:
+                return self._submit(self._list_live, self.config.timeouts_for(reasoning=False))
             return ModelList(models=list(self.models))
         if isinstance(message, GenerateCompletion):
             return self._generate(ctx, message.request)
@@ -130,11 +140,12 @@ class OpenAIProxyActor(Actor):
             )
         config = self.config
         model = request.model or config.default_model
+        rules = self.catalog.rules_for(config.base_url, model, config.token_limit_param)
         chat = to_chat_request(
             request,
             default_model=config.default_model,
             content_format=config.content_format,
-            rules=self.catalog.rules_for(config.base_url, model, config.token_limit_param),
+            rules=rules,
         )
         if chat.lossy and config.strict_params:
             return ErrorResponse(
@@ -151,10 +162,12 @@ class OpenAIProxyActor(Actor):
             cached = self.cache.get(key)
             if cached is not None:
                 return Completion(completion=cached)
-        return self._submit(chat.body, key)
+        job = functools.partial(self._call_upstream, chat.body, key)
+        return self._submit(job, config.timeouts_for(rules.reasoning))
 
-    def _submit(self, body: dict[str, Any], cache_key: str | None) -> Any:
-        """Queue the upstream call; its deadline runs from now, not from when it starts."""
+    def _submit(self, job: _Job, timeouts: Timeouts) -> Any:
+        """Queue an upstream call, ``job``; its deadline runs from now, not from when it
+        starts."""
         if not self._slots.acquire(blocking=False):
             return ErrorResponse(
                 error=f"overloaded: {self._capacity} requests are already running or queued "
@@ -164,10 +177,14 @@ class OpenAIProxyActor(Actor):
         # The runtime waits on this future, not the pool's: cancelling it (the caller
         # gave up) must work while the call runs, and the deadline may answer it early.
         reply: concurrent.futures.Future[ProxyResponse] = concurrent.futures.Future()
-        call = self.client.start(functools.partial(self._abandoned, reply))
+        call = self.client.start(
+            functools.partial(self._abandoned, reply),
+            timeout_ms=timeouts.attempt_ms,
+            total_timeout_ms=timeouts.total_ms,
+        )
         reply.add_done_callback(functools.partial(_abandon_if_cancelled, call))
         try:
-            self.pool.submit(self._run, reply, call, body, cache_key)
+            self.pool.submit(self._run, reply, call, job)
         except RuntimeError:  # the pool is shut down: this incarnation is ending
             call.end()
             self._slots.release()
@@ -182,34 +199,39 @@ class OpenAIProxyActor(Actor):
             _settle(reply, error_reply(self.client.abandoned_error(call)))
 
     def _run(
-        self,
-        reply: concurrent.futures.Future[ProxyResponse],
-        call: UpstreamCall,
-        body: dict[str, Any],
-        cache_key: str | None,
+        self, reply: concurrent.futures.Future[ProxyResponse], call: UpstreamCall, job: _Job
     ) -> None:
         try:
             if not reply.done():  # else it was cancelled or timed out while queued
-                _settle(reply, self._complete(body, cache_key, call))
+                _settle(reply, self._complete(job, call))
         finally:
             call.end()
             self._slots.release()
 
-    def _complete(
-        self, body: dict[str, Any], cache_key: str | None, call: UpstreamCall
-    ) -> ProxyResponse:
+    def _complete(self, job: _Job, call: UpstreamCall) -> ProxyResponse:
         # Runs on a pool thread: everything it touches is thread-safe. Nothing may escape
         # it: the runtime would copy the exception's text, which can quote a header or a
         # body, into the caller's ActorFailed, the chain and the log.
         try:
-            return self._call_upstream(body, cache_key, call)
+            return job(call)
         except BaseException as exc:  # noqa: BLE001 -- the boundary of the pool thread
             detail = self.client.redact(f"{type(exc).__name__}: {exc}")
-            self._log.error("chat completion failed unexpectedly: %s", detail)
+            self._log.error("upstream call failed unexpectedly: %s", detail)
             return ErrorResponse(
                 error=f"invalid_response: the proxy could not handle the reply: {detail}",
                 kind="invalid_response",
             )
+
+    def _list_live(self, call: UpstreamCall) -> ProxyResponse:
+        """Ask the provider for its models; describe them with what the catalog knows."""
+        try:
+            result = self.client.list_models(call)
+        except ProviderError as error:
+            return error_reply(error)
+        listed = self.catalog.merge_live(
+            self.config.base_url, result.body["data"], self.config.models
+        )
+        return ModelList(models=listed)
 
     def _call_upstream(
         self, body: dict[str, Any], cache_key: str | None, call: UpstreamCall
