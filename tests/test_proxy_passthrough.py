@@ -36,7 +36,7 @@ def start_proxy(
 ) -> Callable[..., ActorHandle]:
     monkeypatch.setenv("SIM_KEY", KEY)
 
-    def start(**config: Any) -> ActorHandle:
+    def start(name: str = "proxy", **config: Any) -> ActorHandle:
         retry = {**FAST, **config.pop("retry_config", {})}
         settings = {
             "base_url": sim.base_url,
@@ -44,7 +44,7 @@ def start_proxy(
             "retry_config": retry,
             **config,
         }
-        return runtime.start_actor(MANIFEST, {"config": settings}, name="proxy")
+        return runtime.start_actor(MANIFEST, {"config": settings}, name=name)
 
     return start
 
@@ -237,3 +237,62 @@ def test_an_unknown_key_in_list_models_is_named(start_proxy: Callable[..., Actor
     assert error["kind"] == "invalid_request"
     assert "'lve'" in error["error"]
     assert "did you mean 'live'" in error["error"]
+
+
+# --- a chat template that cannot render content parts ---------------------------------------
+
+TEMPLATE_FAILURE = {
+    "error": {
+        "message": 'can only concatenate str (not "list") to str',
+        "type": "internal_server_error",
+    }
+}
+
+
+def contents(sim: OpenAISimulator) -> list[Any]:
+    return [seen.body["messages"][-1]["content"] for seen in sim.requests]
+
+
+def test_content_parts_a_template_fails_on_are_sent_again_as_strings(
+    start_proxy: Callable[..., ActorHandle],
+    sim: OpenAISimulator,
+    caplog: pytest.LogCaptureFixture,
+):
+    proxy = start_proxy(retry_config={"max_retries": 3})
+    sim.fail_next(500, body=TEMPLATE_FAILURE)
+    reply = generate(proxy, "smollm")
+    assert reply["Completion"]["completion"]["content"][0]["text"] == "You said: hi"
+    # At once: the parts are not retried (a retry would have succeeded with them here).
+    assert contents(sim) == [[{"type": "text", "text": "hi"}], "hi"]
+    # The model is remembered: its next request goes as a string at once.
+    assert "Completion" in generate(proxy, "smollm")
+    assert contents(sim)[2:] == ["hi"]
+    assert caplog.text.count("failed on content as a list of parts") == 1
+    # Other models keep the configured format.
+    assert "Completion" in generate(proxy, "gpt-4o")
+    assert contents(sim)[3:] == [[{"type": "text", "text": "hi"}]]
+
+
+def test_a_template_failure_is_reported_when_there_is_nothing_to_flatten(
+    start_proxy: Callable[..., ActorHandle], sim: OpenAISimulator
+):
+    proxy = start_proxy(retry_config={"max_retries": 0})
+    sim.fail_next(500, body=TEMPLATE_FAILURE)
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    request = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}]}
+    reply = proxy.request_json({"GenerateCompletion": {"request": request}}, timeout=30)
+    assert reply["Error"]["status"] == 500
+    assert sim.requests_seen == 1
+    strings = start_proxy("strings", content_format="String", retry_config={"max_retries": 0})
+    sim.fail_next(500, body=TEMPLATE_FAILURE)
+    assert generate(strings)["Error"]["status"] == 500
+    assert sim.requests_seen == 2
+
+
+def test_another_server_error_is_not_taken_for_a_template_failure(
+    start_proxy: Callable[..., ActorHandle], sim: OpenAISimulator
+):
+    proxy = start_proxy(retry_config={"max_retries": 0})
+    sim.fail_next(500, body={"error": {"message": "out of memory", "type": "server_error"}})
+    assert generate(proxy)["Error"]["status"] == 500
+    assert sim.requests_seen == 1

@@ -53,6 +53,11 @@ if TYPE_CHECKING:
 
 __all__ = ["OpenAIProxyActor"]
 
+# What Python says when a Jinja chat template adds a list of content parts to a string:
+# llama-cpp-python answers it with a 500 for a model whose template wants text.
+_NO_ARRAYS = 'can only concatenate str (not "list") to str'
+_MAX_NO_ARRAYS = 1024
+
 
 def error_reply(error: ProviderError) -> ErrorResponse:
     """Turn a provider failure into the wire format's error reply."""
@@ -115,6 +120,8 @@ class OpenAIProxyActor(Actor):
         self.catalog = load_catalog()
         self.models: list[ModelInfo] = self.catalog.for_base_url(config.base_url, config.models)
         self._adaptations_noted: set[tuple[str, str]] = set()
+        # Models whose chat template failed on content parts: they get strings from then on.
+        self._no_arrays: set[str] = set()
         ctx.log.info(
             "serving %s (default model %s)",
             url_without_secrets(config.base_url),
@@ -141,10 +148,13 @@ class OpenAIProxyActor(Actor):
         config = self.config
         model = request.model or config.default_model
         rules = self.catalog.rules_for(config.base_url, model, config.token_limit_param)
+        content_format = config.content_format
+        if model in self._no_arrays:
+            content_format = "String"
         chat = to_chat_request(
             request,
             default_model=config.default_model,
-            content_format=config.content_format,
+            content_format=content_format,
             rules=rules,
         )
         if chat.lossy and config.strict_params:
@@ -162,7 +172,10 @@ class OpenAIProxyActor(Actor):
             cached = self.cache.get(key)
             if cached is not None:
                 return Completion(completion=cached)
-        job = functools.partial(self._call_upstream, chat.body, key)
+        fallback = None
+        if content_format == "Array":
+            fallback = functools.partial(self._strings_instead, request, model, chat.body)
+        job = functools.partial(self._call_upstream, chat.body, key, fallback)
         return self._submit(job, config.timeouts_for(rules.reasoning))
 
     def _submit(self, job: _Job, timeouts: Timeouts) -> Any:
@@ -233,11 +246,47 @@ class OpenAIProxyActor(Actor):
         )
         return ModelList(models=listed)
 
+    def _strings_instead(
+        self, request: CompletionRequest, model: str, body: dict[str, Any], error: ProviderError
+    ) -> dict[str, Any] | None:
+        """The body with text content as strings, if the provider's chat template just
+        failed on content parts (and there were some to flatten); else ``None``.
+
+        Runs on a pool thread; it remembers the model, so that the next requests to it
+        go as strings from the start.
+        """
+        if error.status is None or error.status < 500 or _NO_ARRAYS not in error.message:
+            return None
+        config = self.config
+        flat = to_chat_request(
+            request,
+            default_model=config.default_model,
+            content_format="String",
+            rules=self.catalog.rules_for(config.base_url, model, config.token_limit_param),
+        ).body
+        if flat == body:
+            return None  # nothing was an array of text: the failure is something else
+        if model not in self._no_arrays:
+            if len(self._no_arrays) >= _MAX_NO_ARRAYS:
+                self._no_arrays.clear()  # model ids come from requests: stay bounded
+            self._no_arrays.add(model)
+            self._log.warning(
+                "model %s failed on content as a list of parts (HTTP %s, its chat template "
+                "wants text): sending text-only content to it as strings from now on",
+                model,
+                error.status,
+            )
+        return flat
+
     def _call_upstream(
-        self, body: dict[str, Any], cache_key: str | None, call: UpstreamCall
+        self,
+        body: dict[str, Any],
+        cache_key: str | None,
+        fallback: Callable[[ProviderError], dict[str, Any] | None] | None,
+        call: UpstreamCall,
     ) -> ProxyResponse:
         try:
-            result = self.client.complete(body, call)
+            result = self.client.complete(body, call, fallback=fallback)
         except ProviderError as error:
             return error_reply(error)
         model = result.body.get("model") if isinstance(result.body, dict) else None

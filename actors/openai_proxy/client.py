@@ -280,12 +280,22 @@ class ChatClient:
             )
         return ProviderError("connection", "client closed", attempts=call.attempts)
 
-    def complete(self, body: Mapping[str, Any], call: UpstreamCall | None = None) -> ChatResult:
+    def complete(
+        self,
+        body: Mapping[str, Any],
+        call: UpstreamCall | None = None,
+        *,
+        fallback: Callable[[ProviderError], Mapping[str, Any] | None] | None = None,
+    ) -> ChatResult:
         """Send one chat completion, retrying transient failures.
 
         Args:
             body: the Chat Completions request, as JSON-ready data.
             call: the call this is, from :meth:`start`; by default one started now.
+            fallback: given the error an attempt failed with, returns another body to
+                send at once instead, or ``None`` to go on as usual (retry or fail). It
+                is consulted until it returns a body, once; the attempts that follow
+                share the call's deadline and retries.
 
         Returns:
             The provider's response.
@@ -299,13 +309,9 @@ class ChatClient:
         if call is None:
             call = self.start()
         try:
-            try:
-                data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
-            except (TypeError, ValueError) as exc:
-                raise ProviderError(
-                    "invalid_request", f"request body is not JSON: {exc}", attempts=0
-                ) from None
-            return self._exchange("POST", self._url, data, call, "choices")
+            return self._exchange(
+                "POST", self._url, _json(body), call, "choices", fallback=fallback
+            )
         finally:
             call.end()
 
@@ -330,9 +336,19 @@ class ChatClient:
             call.end()
 
     def _exchange(
-        self, method: str, url: str, data: bytes | None, call: UpstreamCall, expect: str
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        call: UpstreamCall,
+        expect: str,
+        *,
+        fallback: Callable[[ProviderError], Mapping[str, Any] | None] | None = None,
     ) -> ChatResult:
-        """Make attempts until one succeeds, one may not be retried, or time runs out."""
+        """Make attempts until one succeeds, one may not be retried, or time runs out.
+
+        ``fallback``: see :meth:`complete`.
+        """
         timeout = call.timeout if isinstance(call, ChatCall) else self._timeout
         while True:
             if self._closed.is_set():
@@ -353,6 +369,10 @@ class ChatClient:
                 raise self.abandoned_error(call)
             assert not isinstance(outcome, ChatResult)
             error, headers = outcome
+            other = None if fallback is None else fallback(error)
+            if other is not None:
+                data, fallback = _json(other), None
+                continue  # another request, not a retry of this one: no backoff
             if attempt > self._retry.max_retries or not should_retry(
                 error.kind, error.status, headers, attempt=attempt
             ):
@@ -489,6 +509,15 @@ class ChatClient:
             )
         detail = self.redact(f"{type(cause).__name__}: {cause}")
         return ProviderError("connection", f"could not reach the provider: {detail}")
+
+
+def _json(body: Mapping[str, Any]) -> bytes:
+    try:
+        return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ProviderError(
+            "invalid_request", f"request body is not JSON: {exc}", attempts=0
+        ) from None
 
 
 def _why(error: ProviderError) -> str:
