@@ -168,6 +168,7 @@ COMPLETION_RESPONSE = {
 
 PROXY_REQUEST_EXAMPLES = [
     "ListModels",
+    {"ListModels": {"live": True}},
     {"GenerateCompletion": {"request": COMPLETION_REQUEST}},
     {"GenerateCompletion": {"request": COMPLETION_REQUEST_WITH_EXTENSIONS}},
 ]
@@ -246,10 +247,22 @@ def test_other_examples_round_trip(wire: Any, cls: Any) -> None:
     round_trip(wire, cls)
 
 
+def test_list_models_reads_bare_or_live_and_writes_bare_unless_live() -> None:
+    """The unit variant grew an extension: old writers' and readers' JSON still works."""
+    for bare in ("ListModels", {"ListModels": None}, {"ListModels": {}}):
+        assert serde.structure(bare, ProxyRequest) == ListModels()
+    assert serde.structure({"ListModels": {"live": True}}, ProxyRequest) == ListModels(live=True)
+    assert serde.unstructure(ListModels(), ProxyRequest) == "ListModels"
+    assert serde.unstructure(ListModels(live=False), ProxyRequest) == {
+        "ListModels": {"live": False}
+    }
+    assert serde.unstructure(ListModels(live=True), ProxyRequest) == {"ListModels": {"live": True}}
+
+
 def test_examples_read_as_the_expected_objects() -> None:
     """The JSON reads into the classes a Python user expects."""
     assert serde.structure("ListModels", ProxyRequest) == ListModels()
-    request = serde.structure(PROXY_REQUEST_EXAMPLES[1], ProxyRequest)
+    request = serde.structure(PROXY_REQUEST_EXAMPLES[2], ProxyRequest)
     assert isinstance(request, GenerateCompletion)
     user = request.request.messages[1]
     assert user.role is Role.USER

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
@@ -10,7 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.contract import derive_schema
-from tests.openapi_contract import chat_request_validator, validate_chat_request
+from tests.openapi_contract import (
+    validate_chat_request,
+    validate_list_models_response,
+    validator_for,
+)
 from theater_py_actors.genai_types import (
     Audio,
     Base64Source,
@@ -34,6 +40,7 @@ from theater_py_actors.genai_types import (
 from theater_py_actors.openai_proxy.catalog import load_catalog
 from theater_py_actors.openai_proxy.convert import to_chat_request
 from theater_py_actors.openai_proxy.rules import ModelRules
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 WEATHER = Tool(name="get_weather", description="Get the weather", input_schema=SCHEMA)
@@ -160,9 +167,12 @@ def test_the_validator_catches_bad_bodies(body: dict[str, Any], where: str) -> N
 # -- the committed schema ----------------------------------------------------------------
 
 
-def test_the_committed_schema_is_self_contained_and_says_where_it_came_from() -> None:
-    schema = chat_request_validator().schema
+@pytest.mark.parametrize("root", derive_schema.ROOTS)
+def test_the_committed_schema_is_self_contained_and_says_where_it_came_from(root: str) -> None:
+    schema = validator_for(root).schema
     source = schema["x-source"]
+    assert source["roots"] == [root]
+    assert schema["$ref"] == f"#/$defs/{root}"
     assert source["repository"] == "https://github.com/openai/openai-openapi"
     assert source["commit"] == derive_schema.SOURCE_COMMIT
     assert source["license"] == "MIT"
@@ -188,11 +198,14 @@ def _refs(node: Any) -> list[str]:
     not derive_schema.DEFAULT_SPEC.is_file(),
     reason=f"the OpenAI OpenAPI spec is not at {derive_schema.DEFAULT_SPEC}",
 )
-def test_the_committed_schema_is_derived_from_the_spec() -> None:
-    """Regenerating from the spec beside the repository gives the committed file, byte for byte."""
-    derived = derive_schema.render(derive_schema.derive(derive_schema.DEFAULT_SPEC.read_bytes()))
-    committed = derive_schema.SCHEMA_PATH.read_text(encoding="utf-8")
-    assert derived == committed, "run: python -m tests.contract.derive_schema"
+def test_the_committed_schemas_are_derived_from_the_spec() -> None:
+    """Regenerating from the spec beside the repository gives the committed files, byte for
+    byte."""
+    spec = derive_schema.DEFAULT_SPEC.read_bytes()
+    for root, path in derive_schema.SCHEMAS.items():
+        derived = derive_schema.render(derive_schema.derive(spec, root=root))
+        committed = path.read_text(encoding="utf-8")
+        assert derived == committed, f"{path.name}: run python -m tests.contract.derive_schema"
 
 
 def test_nullable_and_discriminators_are_adapted() -> None:
@@ -300,3 +313,61 @@ def test_generated_bodies_conform(
         request, default_model="gpt-4o", content_format=content_format, rules=rules
     )
     validate_chat_request(result.body)
+
+
+# -- GET /models: the reply the proxy parses ---------------------------------------------
+
+# The shape of OpenAI's reply, as its API reference shows it.
+OPENAI_MODELS = {
+    "object": "list",
+    "data": [
+        {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"},
+        {
+            "id": "gpt-4o-2024-08-06",
+            "object": "model",
+            "created": 1722814719,
+            "owned_by": "system",
+            "shutdown_date": None,
+        },
+        {"id": "o3", "object": "model", "created": 1744225308, "owned_by": "system"},
+    ],
+}
+
+
+def test_a_canned_openai_models_reply_conforms_and_is_merged_with_the_catalog() -> None:
+    validate_list_models_response(OPENAI_MODELS)
+    models = load_catalog().merge_live("https://api.openai.com/v1", OPENAI_MODELS["data"])
+    assert [(m.id, m.provider, m.max_tokens) for m in models] == [
+        ("gpt-4o", "openai", 128000),
+        ("gpt-4o-2024-08-06", "openai", 128000),
+        ("o3", "openai", 200000),
+    ]
+    assert all(model.pricing is not None for model in models)
+
+
+def test_the_simulator_s_models_reply_conforms() -> None:
+    with OpenAISimulator() as simulator:
+        url = f"{simulator.base_url}/models"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            status, body = reply.status, json.load(reply)
+    assert status == 200
+    validate_list_models_response(body)
+
+
+@pytest.mark.parametrize(
+    ("reply", "where"),
+    [
+        ({"data": []}, "object"),
+        ({"object": "list", "data": [{"id": "x", "object": "model"}]}, "created"),
+        (
+            {
+                "object": "list",
+                "data": [{"id": 5, "object": "model", "created": 1, "owned_by": "a"}],
+            },
+            "id",
+        ),
+    ],
+)
+def test_the_models_validator_catches_bad_replies(reply: dict[str, Any], where: str) -> None:
+    with pytest.raises(jsonschema.ValidationError, match=where):
+        validate_list_models_response(reply)

@@ -15,6 +15,7 @@ from theater_py_actors.openai_proxy.config import (
     ProxyConfig,
     ProxyInit,
     RetryConfig,
+    Timeouts,
     parse_init,
 )
 
@@ -57,13 +58,16 @@ def test_defaults_are_the_seed_s():
     assert config.api_key_env == "OPENAI_API_KEY"
     assert config.content_format == "Array"
     assert config.max_cache_size == 100
-    assert config.timeout_ms == 30000
+    # Unset, the timeouts are the seed's (30 s and 120 s) for a chat model; a reasoning
+    # model gets longer ones (see test_timeouts_*).
+    assert config.timeout_ms is None
+    assert config.timeouts_for(reasoning=False) == Timeouts(30000, 120000)
     assert config.retry_config == RetryConfig(
         max_retries=4,
         initial_delay_ms=1000,
         max_delay_ms=30000,
         backoff_multiplier=2.0,
-        max_total_timeout_ms=120000,
+        max_total_timeout_ms=None,
     )
     assert config.max_concurrent_requests == 64
     assert config.models == ()
@@ -72,7 +76,11 @@ def test_defaults_are_the_seed_s():
 
 def test_the_seed_s_full_example_reads_back_as_the_defaults():
     init = parse_init(SEED_INIT)
-    assert init == ProxyInit(store_id="optional-store-id", config=ProxyConfig())
+    # Spelled out, the seed's timeouts are set: they hold for reasoning models too.
+    retry = RetryConfig(max_total_timeout_ms=120000)
+    expected = ProxyConfig(timeout_ms=30000, retry_config=retry)
+    assert init == ProxyInit(store_id="optional-store-id", config=expected)
+    assert init.config.timeouts_for(reasoning=True) == Timeouts(30000, 120000)
 
 
 @pytest.mark.parametrize("state", [None, {}, {"config": None}, {"config": {}}, b"", "  ", "{}"])
@@ -322,3 +330,109 @@ def test_the_api_key_is_not_part_of_the_config():
     message = str(error_for({"config": {"api_key": "sk-secret"}}))
     assert message.startswith("config.api_key: unknown key (did you mean 'api_key_env'?")
     assert "sk-secret" not in message
+
+
+# --- organization, project, extra_headers, extra_query ----------------------------------
+
+
+def test_organization_project_and_extra_headers_make_the_headers():
+    config = parse_init(
+        {
+            "config": {
+                "organization": "org-abc",
+                "project": "proj_xyz",
+                "extra_headers": {"OpenAI-Beta": "assistants=v2", "X-Team": "a b"},
+                "extra_query": {"api-version": "2024-10-21"},
+            }
+        }
+    ).config
+    assert config.headers == {
+        "OpenAI-Organization": "org-abc",
+        "OpenAI-Project": "proj_xyz",
+        "OpenAI-Beta": "assistants=v2",
+        "X-Team": "a b",
+    }
+    assert config.extra_query == {"api-version": "2024-10-21"}
+    assert ProxyConfig().headers == {}
+
+
+@pytest.mark.parametrize("name", ["Authorization", "authorization", "AUTHORIZATION"])
+def test_extra_headers_may_not_override_authorization(name: str):
+    error = error_for({"config": {"extra_headers": {name: "Bearer sk-other-key-123"}}})
+    assert error.path == f"config.extra_headers.{name}"
+    assert "cannot be overridden" in error.reason
+    assert "sk-other" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("headers", "path"),
+    [
+        ({"X-Key": "sk-secret-value\n"}, "config.extra_headers.X-Key"),
+        ({"X-Key": "sk-secret\r\nX-Injected: 1"}, "config.extra_headers.X-Key"),
+        ({"X-Key": "sk-secret\x00"}, "config.extra_headers.X-Key"),
+        ({"X-Key": "sk-secret\u2028"}, "config.extra_headers.X-Key"),
+        ({"X-Key": " sk-secret"}, "config.extra_headers.X-Key"),
+        ({"X-Key": ""}, "config.extra_headers.X-Key"),
+        ({"X-Key": 5}, "config.extra_headers.X-Key"),
+        ({"X-Bad\nName": "v"}, "config.extra_headers"),
+        ({"X Bad": "v"}, "config.extra_headers"),
+        ({"": "v"}, "config.extra_headers"),
+        (["X-Key"], "config.extra_headers"),
+    ],
+)
+def test_a_header_with_control_characters_is_a_config_error_naming_the_field(
+    headers: Any, path: str
+):
+    error = error_for({"config": {"extra_headers": headers}})
+    assert error.path == path
+    assert "sk-secret" not in str(error)  # a value is never echoed
+
+
+@pytest.mark.parametrize("field", ["organization", "project"])
+@pytest.mark.parametrize("value", ["org-1\n", "org\r\nX: y", "", 7])
+def test_organization_and_project_are_checked_as_header_values(field: str, value: Any):
+    assert error_for({"config": {field: value}}).path == f"config.{field}"
+
+
+@pytest.mark.parametrize(
+    ("query", "path"),
+    [
+        ({"api-version": 2024}, "config.extra_query.api-version"),
+        ({"sig": "abc\ndef"}, "config.extra_query.sig"),
+        ({"": "x"}, "config.extra_query"),
+        ("api-version=1", "config.extra_query"),
+    ],
+)
+def test_bad_extra_query_is_a_config_error_naming_the_field(query: Any, path: str):
+    error = error_for({"config": {"extra_query": query}})
+    assert error.path == path
+    assert "abc" not in str(error)
+
+
+def test_secret_looking_header_and_query_values_are_masked_in_the_repr():
+    config = ProxyConfig(
+        extra_headers={"api-key": "azure-secret-1", "OpenAI-Beta": "assistants=v2"},
+        extra_query={"api-version": "2024-10-21", "sig": "sas-secret-2", "code": "fn-secret-3"},
+    )
+    text = repr(config)
+    for secret in ("azure-secret-1", "sas-secret-2", "fn-secret-3"):
+        assert secret not in text
+    assert "assistants=v2" in text
+    assert "2024-10-21" in text
+
+
+# --- timeouts: long for reasoning models, unless set ------------------------------------
+
+
+def test_timeouts_are_long_for_a_reasoning_model_when_unset():
+    config = ProxyConfig()
+    assert config.timeouts_for(reasoning=True) == Timeouts(600_000, 1_200_000)
+    assert config.timeouts_for(reasoning=False) == Timeouts(30_000, 120_000)
+
+
+def test_timeouts_set_in_the_config_always_win():
+    only_attempt = ProxyConfig(timeout_ms=5000)
+    assert only_attempt.timeouts_for(reasoning=True) == Timeouts(5000, 1_200_000)
+    only_total = ProxyConfig(retry_config=RetryConfig(max_total_timeout_ms=9000))
+    assert only_total.timeouts_for(reasoning=True) == Timeouts(600_000, 9000)
+    assert only_total.timeouts_for(reasoning=False) == Timeouts(30_000, 9000)

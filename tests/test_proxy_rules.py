@@ -276,3 +276,25 @@ def test_an_unknown_field_is_refused_naming_the_closest_one(start_proxy, sim: Op
     request["allow_unknown"] = True
     assert "Completion" in proxy.request_json({"GenerateCompletion": {"request": request}})
     assert "max_token" not in sent_bodies(sim)[0]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "model", "reasoning"),
+    [
+        (OPENAI, "o3", True),
+        (OPENAI, "o4-mini-2025-04-16", True),
+        (OPENAI, "o1", True),
+        (OPENAI, "o1-mini", True),
+        (OPENAI, "gpt-5", True),
+        (LOCAL, "openai/gpt-5-mini", True),
+        (OPENAI, "gpt-5-chat-latest", False),
+        (OPENAI, "gpt-4o", False),
+        (OPENAI, "gpt-4.1", False),
+        (MOONSHOT, "kimi-k2-thinking", True),
+        (MOONSHOT, "moonshot-v1-8k", False),
+        (LOCAL, "llama3.2", False),
+    ],
+)
+def test_the_rules_table_says_which_models_reason(base_url: str, model: str, reasoning: bool):
+    """The long timeouts of reasoning models follow the table, not a pattern in code."""
+    assert load_catalog().rules_for(base_url, model).reasoning is reasoning

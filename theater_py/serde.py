@@ -495,7 +495,9 @@ def register_externally_tagged(
 
     A member with no fields is a unit variant, a bare string (``"ListModels"``); a member
     listed in ``newtypes`` has one field and is written ``{"other": <that field>}``; any
-    other member is a struct variant, ``{"GenerateCompletion": {...its fields...}}``.
+    other member is a struct variant, ``{"GenerateCompletion": {...its fields...}}``. A
+    unit variant that grew :func:`extension` fields (and has no other) reads both ways, and
+    is written as the bare string while they are all absent, so old readers still read it.
     Register the members' own field types first: the members' hooks are made here.
 
     Args:
@@ -523,6 +525,10 @@ def register_externally_tagged(
         elif not fields:
             units[name] = member
             writers[member] = functools.partial(_unit_name, name)
+        elif all(_EXTENSION in field.metadata for field in fields):
+            units[name] = member
+            readers[name], write = _struct_hooks(conv, member, name)
+            writers[member] = functools.partial(_unit_unless_extended, name, write)
         else:
             readers[name], writers[member] = _struct_hooks(conv, member, name)
     expected = f"one of {_choices(variants.values())}"
@@ -540,10 +546,10 @@ def register_externally_tagged(
         if not isinstance(value, dict) or len(value) != 1:
             raise _expect(f"{expected}, or an object with one of them as its only key", value)
         ((name, body),) = value.items()
+        if body is None and name in units:  # serde also reads {"ListModels": null}
+            return units[name]()
         reader = readers.get(name)
         if reader is None:
-            if name in units and body is None:  # serde also reads {"ListModels": null}
-                return units[name]()
             raise _InvalidValueError(f"unknown variant {_describe(name)}, expected {expected}")
         try:
             return reader(body)
@@ -559,6 +565,11 @@ def register_externally_tagged(
 
 def _unit_name(name: str, _: Any) -> str:
     return name
+
+
+def _unit_unless_extended(name: str, write: Callable[[Any], Any], value: Any) -> Any:
+    written = write(value)
+    return name if not written[name] else written
 
 
 def _struct_hooks(

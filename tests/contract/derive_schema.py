@@ -2,10 +2,11 @@
 
 The spec (``openapi.yaml`` of https://github.com/openai/openai-openapi, MIT) is 3 MB of
 YAML that mixes OpenAPI 3.0 into a 3.1 document. This script takes from it the schemas the
-tests use (:data:`ROOTS`) and every schema they reach through ``$ref``, adapts them so that
-plain JSON Schema 2020-12 validates them as the spec intends, and writes one self-contained
-JSON file, ``chat_completions_request.schema.json`` beside this script, which the tests
-load (:mod:`tests.openapi_contract`). The adaptation:
+tests use (:data:`SCHEMAS`) and every schema each reaches through ``$ref``, adapts them so
+that plain JSON Schema 2020-12 validates them as the spec intends, and writes one
+self-contained JSON file per root beside this script (``chat_completions_request.schema.json``
+for the chat request, ``list_models_response.schema.json`` for ``GET /models``' reply),
+which the tests load (:mod:`tests.openapi_contract`). The adaptation:
 
 - ``nullable: true`` becomes a type (or an ``anyOf``) that admits ``null``;
 - a ``discriminator`` without a ``mapping`` is dropped (JSON Schema ignores it, but some
@@ -17,8 +18,8 @@ spec does. To refresh it after the spec moves on, fetch the new ``openapi.yaml``
 
     python -m tests.contract.derive_schema --spec PATH/openapi.yaml --commit SHA
 
-``tests/test_openapi_contract.py`` regenerates the file whenever the spec is beside the
-repository and checks that it is unchanged.
+``tests/test_openapi_contract.py`` regenerates the files whenever the spec is beside the
+repository and checks that they are unchanged.
 """
 
 from __future__ import annotations
@@ -31,13 +32,30 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["DEFAULT_SPEC", "ROOTS", "SCHEMA_PATH", "derive", "render"]
-
-ROOTS: Final = ("CreateChatCompletionRequest",)
-"""The schemas the tests validate against; the file holds these and all they reach."""
+__all__ = [
+    "DEFAULT_SPEC",
+    "LIST_MODELS_SCHEMA_PATH",
+    "ROOTS",
+    "SCHEMAS",
+    "SCHEMA_PATH",
+    "derive",
+    "render",
+]
 
 SCHEMA_PATH: Final = Path(__file__).with_name("chat_completions_request.schema.json")
-"""The committed, derived schema."""
+"""The committed, derived schema of the chat request."""
+
+LIST_MODELS_SCHEMA_PATH: Final = Path(__file__).with_name("list_models_response.schema.json")
+"""The committed, derived schema of ``GET /models``' reply."""
+
+SCHEMAS: Final = {
+    "CreateChatCompletionRequest": SCHEMA_PATH,
+    "ListModelsResponse": LIST_MODELS_SCHEMA_PATH,
+}
+"""The schemas the tests validate against, and the file of each: it holds the schema and
+all it reaches."""
+
+ROOTS: Final = tuple(SCHEMAS)
 
 DEFAULT_SPEC: Final = Path(
     os.environ.get("THEATER_PY_OPENAPI_SPEC")
@@ -93,16 +111,17 @@ def _references(node: Any) -> set[str]:
     return found
 
 
-def derive(spec_bytes: bytes, commit: str = SOURCE_COMMIT) -> dict[str, Any]:
-    """Build the self-contained schema from the spec's bytes.
+def derive(spec_bytes: bytes, commit: str = SOURCE_COMMIT, root: str = ROOTS[0]) -> dict[str, Any]:
+    """Build the self-contained schema of one root from the spec's bytes.
 
     Args:
         spec_bytes: the content of ``openapi.yaml``, unmodified.
         commit: the source repository's commit those bytes came from, for the record.
+        root: the schema to derive, one of :data:`ROOTS`.
 
     Returns:
-        A JSON Schema 2020-12 document: ``$defs`` holds :data:`ROOTS` and every schema they
-        reach; the document itself validates the first root.
+        A JSON Schema 2020-12 document: ``$defs`` holds ``root`` and every schema it
+        reaches; the document itself validates ``root``.
     """
     import yaml  # type: ignore[import-untyped]
 
@@ -110,7 +129,7 @@ def derive(spec_bytes: bytes, commit: str = SOURCE_COMMIT) -> dict[str, Any]:
     spec = yaml.load(spec_bytes, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     schemas: dict[str, Any] = spec["components"]["schemas"]
     reached: set[str] = set()
-    pending = list(ROOTS)
+    pending = [root]
     while pending:
         name = pending.pop()
         if name not in reached:
@@ -130,9 +149,9 @@ def derive(spec_bytes: bytes, commit: str = SOURCE_COMMIT) -> dict[str, Any]:
             "version": spec["info"]["version"],
             "sha256": hashlib.sha256(spec_bytes).hexdigest(),
             "license": spec["info"]["license"]["identifier"],
-            "roots": list(ROOTS),
+            "roots": [root],
         },
-        "$ref": f"#/$defs/{ROOTS[0]}",
+        "$ref": f"#/$defs/{root}",
         "$defs": {name: adapt(schemas[name]) for name in sorted(reached)},
     }
 
@@ -143,21 +162,24 @@ def render(schema: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write (or with ``--check``, compare) the derived schema; return the exit status."""
+    """Write (or with ``--check``, compare) the derived schemas; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--spec", type=Path, default=DEFAULT_SPEC, help="default: %(default)s")
     parser.add_argument("--commit", default=SOURCE_COMMIT, help="the spec's source commit")
-    parser.add_argument("--out", type=Path, default=SCHEMA_PATH, help="default: %(default)s")
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args(argv)
-    text = render(derive(args.spec.read_bytes(), args.commit))
-    if args.check:
-        same = args.out.is_file() and args.out.read_text(encoding="utf-8") == text
-        print(f"{args.out}: {'up to date' if same else 'differs from the spec: regenerate'}")
-        return 0 if same else 1
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out} ({len(text):,} characters)")
-    return 0
+    spec = args.spec.read_bytes()
+    status = 0
+    for root, out in SCHEMAS.items():
+        text = render(derive(spec, args.commit, root))
+        if args.check:
+            same = out.is_file() and out.read_text(encoding="utf-8") == text
+            print(f"{out}: {'up to date' if same else 'differs from the spec: regenerate'}")
+            status = status if same else 1
+        else:
+            out.write_text(text, encoding="utf-8")
+            print(f"wrote {out} ({len(text):,} characters)")
+    return status
 
 
 if __name__ == "__main__":

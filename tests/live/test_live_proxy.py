@@ -62,23 +62,12 @@ def assert_text_completion(result: dict[str, Any]) -> None:
     assert 0 < usage["output_tokens"] <= 12
 
 
-ARRAY_CONTENT_DEFECT = (
-    "issue 9, provider rules: the default content_format Array sends text as a list of "
-    "parts, which llama-cpp-python's chat template cannot render (HTTP 500 'can only "
-    'concatenate str (not "list") to str\'); the proxy must send text-only content as a '
-    "string to a provider that does not take arrays"
-)
-
-
-@pytest.mark.parametrize(
-    "content_format",
-    [
-        pytest.param("Array", marks=pytest.mark.xfail(strict=True, reason=ARRAY_CONTENT_DEFECT)),
-        "String",
-    ],
-)
+@pytest.mark.parametrize("content_format", ["Array", "String"])
 def test_plain_chat(start_proxy, content_format: str):
+    # With "Array", llama-cpp-python's chat template fails on a list of parts (HTTP 500
+    # 'can only concatenate str (not "list") to str'): the proxy sends strings instead.
     proxy = start_proxy(content_format=content_format)
+    assert_text_completion(completion(generate(proxy)))
     assert_text_completion(completion(generate(proxy)))
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias, get_args
+from collections.abc import Mapping
+from typing import Any, Literal, TypeAlias, get_args
 
 import attrs
 
 from theater_py import serde
-from theater_py_actors.genai_types._completion import CompletionRequest, CompletionResponse
+from theater_py._suggest import expected_keys
+from theater_py_actors.genai_types._completion import (
+    CompletionRequest,
+    CompletionResponse,
+    UnknownFieldError,
+)
 from theater_py_actors.genai_types._models import ModelInfo
 
 __all__ = [
@@ -25,7 +31,15 @@ __all__ = [
 
 @attrs.frozen
 class ListModels:
-    """Ask for the models the proxy serves (``"ListModels"``)."""
+    """Ask for the models the proxy serves (``"ListModels"``).
+
+    Attributes:
+        live: ask the provider (an extension, ``{"ListModels": {"live": true}}``) instead
+            of answering from what the proxy knows; absent or ``false`` is the bare
+            ``"ListModels"``.
+    """
+
+    live: bool | None = attrs.field(default=None, metadata=serde.extension())
 
 
 @attrs.frozen
@@ -106,6 +120,25 @@ ProxyResponse: TypeAlias = ModelList | Completion | ErrorResponse
 """A proxy actor's reply."""
 
 
+def _list_models_hook() -> Any:
+    """Name an unknown key (``{"ListModels": {"lve": true}}``) instead of ignoring it."""
+    structure = serde.converter.get_structure_hook(ListModels)
+    known = [field.name for field in attrs.fields(ListModels)]
+
+    def structure_list_models(value: Any, cls: Any) -> ListModels:
+        if isinstance(value, Mapping):
+            unknown = [str(name) for name in value if name not in known]
+            if unknown:
+                raise UnknownFieldError(
+                    f"unknown field {unknown[0]!r} ({expected_keys(unknown[0], known)})"
+                )
+        request: ListModels = structure(value, cls)
+        return request
+
+    return structure_list_models
+
+
+serde.converter.register_structure_hook(ListModels, _list_models_hook())
 serde.register_externally_tagged(
     ProxyRequest, {ListModels: "ListModels", GenerateCompletion: "GenerateCompletion"}
 )

@@ -6,6 +6,9 @@ pool and returns a future of the reply, so the mailbox never waits on the networ
 Upstream failures come back as ``{"Error": {...}}`` replies, never as crashes; so does
 anything a pool thread raises, scrubbed.
 
+``{"ListModels": {"live": true}}`` goes to the provider's ``GET /models`` the same way,
+through the pool, the client and the deadline.
+
 Each call is an :class:`~theater_py_actors.openai_proxy.upstream_call.UpstreamCall` from the moment
 it is accepted: at its deadline the caller is answered ``timeout`` and the call is
 abandoned, as it is when the caller stops waiting (the runtime cancels the reply future)
@@ -19,6 +22,7 @@ import concurrent.futures
 import contextlib
 import functools
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from theater_py import Actor, ActorContext, MessageDecodeError
@@ -46,10 +50,17 @@ from theater_py_actors.openai_proxy.errors import ProviderError
 
 if TYPE_CHECKING:
     from theater_py_actors.genai_types import ModelInfo
-    from theater_py_actors.openai_proxy.config import ProxyConfig
+    from theater_py_actors.openai_proxy.config import ProxyConfig, Timeouts
     from theater_py_actors.openai_proxy.upstream_call import UpstreamCall
 
+    _Job = Callable[[UpstreamCall], ProxyResponse]
+
 __all__ = ["OpenAIProxyActor"]
+
+# What Python says when a Jinja chat template adds a list of content parts to a string:
+# llama-cpp-python answers it with a 500 for a model whose template wants text.
+_NO_ARRAYS = 'can only concatenate str (not "list") to str'
+_MAX_NO_ARRAYS = 1024
 
 
 def error_reply(error: ProviderError) -> ErrorResponse:
@@ -93,9 +104,11 @@ class OpenAIProxyActor(Actor):
             ctx.http,
             base_url=config.base_url,
             api_key=api_key,
-            timeout_ms=config.timeout_ms,
+            timeout_ms=config.timeouts_for(reasoning=False).attempt_ms,
             retry=config.retry_config,
             max_connections=config.max_concurrent_requests,
+            headers=config.headers,
+            query=config.extra_query,
         )
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.max_concurrent_requests, thread_name_prefix=f"{ctx.name}-http"
@@ -111,6 +124,8 @@ class OpenAIProxyActor(Actor):
         self.catalog = load_catalog()
         self.models: list[ModelInfo] = self.catalog.for_base_url(config.base_url, config.models)
         self._adaptations_noted: set[tuple[str, str]] = set()
+        # Models whose chat template failed on content parts: they get strings from then on.
+        self._no_arrays: set[str] = set()
         ctx.log.info(
             "serving %s (default model %s)",
             url_without_secrets(config.base_url),
@@ -118,8 +133,10 @@ class OpenAIProxyActor(Actor):
         )
 
     def handle_request(self, ctx: ActorContext, message: Any) -> Any:
-        """Answer ``ListModels`` at once; answer ``GenerateCompletion`` from the pool."""
+        """Answer ``ListModels`` at once; a live one and ``GenerateCompletion`` from the pool."""
         if isinstance(message, ListModels):
+            if message.live:
+                return self._submit(self._list_live, self.config.timeouts_for(reasoning=False))
             return ModelList(models=list(self.models))
         if isinstance(message, GenerateCompletion):
             return self._generate(ctx, message.request)
@@ -134,11 +151,15 @@ class OpenAIProxyActor(Actor):
             )
         config = self.config
         model = request.model or config.default_model
+        rules = self.catalog.rules_for(config.base_url, model, config.token_limit_param)
+        content_format = config.content_format
+        if model in self._no_arrays:
+            content_format = "String"
         chat = to_chat_request(
             request,
             default_model=config.default_model,
-            content_format=config.content_format,
-            rules=self.catalog.rules_for(config.base_url, model, config.token_limit_param),
+            content_format=content_format,
+            rules=rules,
         )
         if chat.lossy and config.strict_params:
             return ErrorResponse(
@@ -155,10 +176,15 @@ class OpenAIProxyActor(Actor):
             cached = self.cache.get(key)
             if cached is not None:
                 return Completion(completion=cached)
-        return self._submit(chat.body, key)
+        fallback = None
+        if content_format == "Array":
+            fallback = functools.partial(self._strings_instead, request, model, chat.body)
+        job = functools.partial(self._call_upstream, chat.body, key, fallback)
+        return self._submit(job, config.timeouts_for(rules.reasoning))
 
-    def _submit(self, body: dict[str, Any], cache_key: str | None) -> Any:
-        """Queue the upstream call; its deadline runs from now, not from when it starts."""
+    def _submit(self, job: _Job, timeouts: Timeouts) -> Any:
+        """Queue an upstream call, ``job``; its deadline runs from now, not from when it
+        starts."""
         if not self._slots.acquire(blocking=False):
             return ErrorResponse(
                 error=f"overloaded: {self._capacity} requests are already running or queued "
@@ -168,10 +194,14 @@ class OpenAIProxyActor(Actor):
         # The runtime waits on this future, not the pool's: cancelling it (the caller
         # gave up) must work while the call runs, and the deadline may answer it early.
         reply: concurrent.futures.Future[ProxyResponse] = concurrent.futures.Future()
-        call = self.client.start(functools.partial(self._abandoned, reply))
+        call = self.client.start(
+            functools.partial(self._abandoned, reply),
+            timeout_ms=timeouts.attempt_ms,
+            total_timeout_ms=timeouts.total_ms,
+        )
         reply.add_done_callback(functools.partial(_abandon_if_cancelled, call))
         try:
-            self.pool.submit(self._run, reply, call, body, cache_key)
+            self.pool.submit(self._run, reply, call, job)
         except RuntimeError:  # the pool is shut down: this incarnation is ending
             call.end()
             self._slots.release()
@@ -186,40 +216,81 @@ class OpenAIProxyActor(Actor):
             _settle(reply, error_reply(self.client.abandoned_error(call)))
 
     def _run(
-        self,
-        reply: concurrent.futures.Future[ProxyResponse],
-        call: UpstreamCall,
-        body: dict[str, Any],
-        cache_key: str | None,
+        self, reply: concurrent.futures.Future[ProxyResponse], call: UpstreamCall, job: _Job
     ) -> None:
         try:
             if not reply.done():  # else it was cancelled or timed out while queued
-                _settle(reply, self._complete(body, cache_key, call))
+                _settle(reply, self._complete(job, call))
         finally:
             call.end()
             self._slots.release()
 
-    def _complete(
-        self, body: dict[str, Any], cache_key: str | None, call: UpstreamCall
-    ) -> ProxyResponse:
+    def _complete(self, job: _Job, call: UpstreamCall) -> ProxyResponse:
         # Runs on a pool thread: everything it touches is thread-safe. Nothing may escape
         # it: the runtime would copy the exception's text, which can quote a header or a
         # body, into the caller's ActorFailed, the chain and the log.
         try:
-            return self._call_upstream(body, cache_key, call)
+            return job(call)
         except BaseException as exc:  # noqa: BLE001 -- the boundary of the pool thread
             detail = self.client.redact(f"{type(exc).__name__}: {exc}")
-            self._log.error("chat completion failed unexpectedly: %s", detail)
+            self._log.error("upstream call failed unexpectedly: %s", detail)
             return ErrorResponse(
                 error=f"invalid_response: the proxy could not handle the reply: {detail}",
                 kind="invalid_response",
             )
 
+    def _list_live(self, call: UpstreamCall) -> ProxyResponse:
+        """Ask the provider for its models; describe them with what the catalog knows."""
+        try:
+            result = self.client.list_models(call)
+        except ProviderError as error:
+            return error_reply(error)
+        listed = self.catalog.merge_live(
+            self.config.base_url, result.body["data"], self.config.models
+        )
+        return ModelList(models=listed)
+
+    def _strings_instead(
+        self, request: CompletionRequest, model: str, body: dict[str, Any], error: ProviderError
+    ) -> dict[str, Any] | None:
+        """The body with text content as strings, if the provider's chat template just
+        failed on content parts (and there were some to flatten); else ``None``.
+
+        Runs on a pool thread; it remembers the model, so that the next requests to it
+        go as strings from the start.
+        """
+        if error.status is None or error.status < 500 or _NO_ARRAYS not in error.message:
+            return None
+        config = self.config
+        flat = to_chat_request(
+            request,
+            default_model=config.default_model,
+            content_format="String",
+            rules=self.catalog.rules_for(config.base_url, model, config.token_limit_param),
+        ).body
+        if flat == body:
+            return None  # nothing was an array of text: the failure is something else
+        if model not in self._no_arrays:
+            if len(self._no_arrays) >= _MAX_NO_ARRAYS:
+                self._no_arrays.clear()  # model ids come from requests: stay bounded
+            self._no_arrays.add(model)
+            self._log.warning(
+                "model %s failed on content as a list of parts (HTTP %s, its chat template "
+                "wants text): sending text-only content to it as strings from now on",
+                model,
+                error.status,
+            )
+        return flat
+
     def _call_upstream(
-        self, body: dict[str, Any], cache_key: str | None, call: UpstreamCall
+        self,
+        body: dict[str, Any],
+        cache_key: str | None,
+        fallback: Callable[[ProviderError], dict[str, Any] | None] | None,
+        call: UpstreamCall,
     ) -> ProxyResponse:
         try:
-            result = self.client.complete(body, call)
+            result = self.client.complete(body, call, fallback=fallback)
         except ProviderError as error:
             return error_reply(error)
         model = result.body.get("model") if isinstance(result.body, dict) else None

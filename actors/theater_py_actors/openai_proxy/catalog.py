@@ -13,7 +13,7 @@ import importlib.resources
 import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import attrs
@@ -151,6 +151,54 @@ class Catalog:
             return list(extra_models)
         return _merge(self._providers.get(provider, ()), extra_models)
 
+    def merge_live(
+        self,
+        base_url: str,
+        listed: Iterable[Any],
+        extra_models: Sequence[ModelInfo] = (),
+    ) -> list[ModelInfo]:
+        """Describe the models a provider's ``GET /models`` lists, with what is known of them.
+
+        Args:
+            base_url: the proxy's configured API root.
+            listed: the ``data`` entries of the provider's reply, in its order; an entry
+                is an object with an ``id`` string (others are skipped, and so is a repeat).
+            extra_models: models from the proxy's configuration; they win over the catalog.
+
+        Returns:
+            One model per listed id: the config's entry for it; else the catalog's
+            context window and prices (a dated snapshot gets its base model's, under its
+            own id); else the context window the provider states (``context_window``,
+            ``context_length`` or ``max_model_len``, as Groq, OpenRouter and vLLM do), or
+            0 where nobody says, and no prices.
+        """
+        provider = self.provider_for(base_url) or "custom"
+        extras = {model.id: model for model in extra_models}
+        models: dict[str, ModelInfo] = {}
+        for entry in listed:
+            model_id = entry.get("id") if isinstance(entry, dict) else None
+            if not isinstance(model_id, str) or not model_id or model_id in models:
+                continue
+            known = self.model(model_id)
+            if model_id in extras:
+                models[model_id] = extras[model_id]
+            elif known is not None:
+                models[model_id] = ModelInfo(
+                    id=model_id,
+                    display_name=known.display_name if known.id == model_id else model_id,
+                    max_tokens=known.max_tokens,
+                    provider=provider,
+                    pricing=known.pricing,
+                )
+            else:
+                models[model_id] = ModelInfo(
+                    id=model_id,
+                    display_name=model_id,
+                    max_tokens=_stated_context(entry),
+                    provider=provider,
+                )
+        return list(models.values())
+
     def model(self, model_id: str) -> CatalogModel | None:
         """Find a model by id; a dated snapshot (``gpt-4o-2024-08-06``) finds its base model.
 
@@ -215,6 +263,17 @@ def _model_info(provider: str, model: CatalogModel) -> ModelInfo:
         provider=provider,
         pricing=model.pricing,
     )
+
+
+_CONTEXT_KEYS: Final = ("context_window", "context_length", "max_model_len")
+
+
+def _stated_context(entry: dict[str, Any]) -> int:
+    for key in _CONTEXT_KEYS:
+        value = entry.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
 
 
 def _merge(catalog: Iterable[ModelInfo], extra_models: Sequence[ModelInfo]) -> list[ModelInfo]:

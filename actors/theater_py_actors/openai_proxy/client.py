@@ -1,10 +1,15 @@
-"""The HTTP client that sends chat completions upstream, retrying as :mod:`.retry` decides.
+"""The HTTP client that talks to the provider, retrying as :mod:`.retry` decides.
+
+It sends chat completions (``POST /chat/completions``) and lists the provider's models
+(``GET /models``), both with the same key, headers, query parameters, retries, deadline
+and redaction.
 
 One :class:`ChatClient` serves every request of a proxy actor, from many threads at once:
-a request's state is its :class:`~theater_py_actors.openai_proxy.upstream_call.UpstreamCall` (its
-deadline, its attempts), and the session's connection pool is sized so that each thread
-can hold its own keep-alive connection. Every exception of an exchange becomes a
-:class:`ProviderError` whose text is scrubbed of the key.
+a request's state is its
+:class:`~theater_py_actors.openai_proxy.upstream_call.UpstreamCall` (its deadline, its
+attempts), and the session's connection pool is sized so that each thread can hold its own
+keep-alive connection. Every exception of an exchange becomes a :class:`ProviderError`
+whose text is scrubbed of the key.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import urllib3
 from requests.auth import AuthBase
 
 from theater_py._http import url_without_secrets
+from theater_py_actors.openai_proxy.config import DEFAULT_TOTAL_TIMEOUT_MS, looks_secret
 from theater_py_actors.openai_proxy.errors import (
     ProviderError,
     classify_response,
@@ -41,7 +47,7 @@ from theater_py_actors.openai_proxy.upstream_call import (
 if TYPE_CHECKING:
     from theater_py_actors.openai_proxy.config import RetryConfig
 
-__all__ = ["ChatClient", "ChatResult"]
+__all__ = ["ChatCall", "ChatClient", "ChatResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +75,29 @@ class ChatResult:
     attempts: int
     request_id: str | None
     status: int = 200
+
+
+class ChatCall(UpstreamCall):
+    """An :class:`UpstreamCall` of a :class:`ChatClient`, with the limits it runs under.
+
+    Attributes:
+        timeout: the timeout of one attempt, in seconds.
+        total_ms: the deadline, in milliseconds from the call's start (for its error).
+    """
+
+    __slots__ = ("timeout", "total_ms")
+
+    def __init__(
+        self,
+        deadline: float,
+        on_abandon: Callable[[UpstreamCall], object] | None,
+        *,
+        timeout: float,
+        total_ms: int,
+    ) -> None:
+        super().__init__(deadline, on_abandon)
+        self.timeout = timeout
+        self.total_ms = total_ms
 
 
 class _BearerAuth(AuthBase):
@@ -116,8 +145,15 @@ class ChatClient:
             ``max_connections`` keep-alive connections, with urllib3's retries off.
         base_url: the API root, such as ``https://api.openai.com/v1``.
         api_key: the bearer token; it goes into the ``Authorization`` header only.
-        timeout_ms: the timeout of one attempt (connect and each read).
-        retry: the retry policy.
+        timeout_ms: the timeout of one attempt (connect and each read), unless
+            :meth:`start` is given another.
+        retry: the retry policy; its ``max_total_timeout_ms`` is the deadline unless
+            :meth:`start` is given another (``None``: ``DEFAULT_TOTAL_TIMEOUT_MS``).
+        headers: more headers for every request (``OpenAI-Organization``, extra ones);
+            ``Authorization`` is always the key's.
+        query: query parameters for every request's URL (Azure's ``api-version``). The
+            values of headers and parameters whose names look secret (``api-key``,
+            ``sig``) are redacted like the key.
         max_connections: the connection pool's size (the most requests in flight at once
             that reuse connections; more still work, on throwaway connections).
         clock: a monotonic clock in seconds, for the deadline (its watchdog too).
@@ -136,6 +172,8 @@ class ChatClient:
         timeout_ms: int,
         retry: RetryConfig,
         max_connections: int,
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
         random: Callable[[], float] = _random.random,
@@ -143,14 +181,25 @@ class ChatClient:
     ) -> None:
         root = base_url.rstrip("/")
         self._url = f"{root}/chat/completions"
+        self._models_url = f"{root}/models"
         self._base_url = root
         self._session = session
         self._auth = _BearerAuth(api_key)
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        extra = dict(headers or {})
+        self._get_headers = {"Accept": "application/json", **extra}
+        self._headers = {"Content-Type": "application/json", **self._get_headers}
+        self._params = dict(query or {}) or None
+        # Credentials that may travel beside the key: Azure's api-key header, a SAS sig.
+        self._secrets = tuple(
+            value
+            for name, value in (*extra.items(), *(query or {}).items())
+            if looks_secret(name) and value
+        )
         self._api_key = api_key
         self._timeout = timeout_ms / 1000
         self._retry = retry
-        self._total = retry.max_total_timeout_ms / 1000
+        total_ms = retry.max_total_timeout_ms
+        self._total_ms = DEFAULT_TOTAL_TIMEOUT_MS if total_ms is None else total_ms
         self._closed = threading.Event()
         self._clock = clock
         self._sleep = sleep
@@ -171,7 +220,12 @@ class ChatClient:
     def redact(self, text: str) -> str:
         """Return ``text`` fit for a message, an event or a log: the key, bearer tokens and
         URL credentials masked, on one line, at most 500 characters."""
-        return excerpt(text, self._api_key)
+        return excerpt(self._mask_secrets(text), self._api_key)
+
+    def _mask_secrets(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
     @property
     def closed(self) -> bool:
@@ -188,24 +242,37 @@ class ChatClient:
         self._watchdog.close()
         self._adapter.close()
 
-    def start(self, on_abandon: Callable[[UpstreamCall], object] | None = None) -> UpstreamCall:
-        """Start a call now: its ``max_total_timeout_ms`` deadline runs from this moment.
+    def start(
+        self,
+        on_abandon: Callable[[UpstreamCall], object] | None = None,
+        *,
+        timeout_ms: int | None = None,
+        total_timeout_ms: int | None = None,
+    ) -> ChatCall:
+        """Start a call now: its deadline runs from this moment.
 
-        Pass it to :meth:`complete` (on any thread). Abandon it to stop it; the client
-        abandons it itself, with reason ``timeout``, when the deadline passes.
+        Pass it to :meth:`complete` or :meth:`list_models` (on any thread). Abandon it to
+        stop it; the client abandons it itself, with reason ``timeout``, when the deadline
+        passes.
 
         Args:
             on_abandon: called with the call when it is abandoned (see
                 :class:`~theater_py_actors.openai_proxy.upstream_call.UpstreamCall`).
+            timeout_ms: the timeout of each attempt; by default the client's.
+            total_timeout_ms: the deadline; by default the client's.
         """
-        call = UpstreamCall(self._clock() + self._total, on_abandon)
+        total_ms = self._total_ms if total_timeout_ms is None else total_timeout_ms
+        timeout = self._timeout if timeout_ms is None else timeout_ms / 1000
+        call = ChatCall(
+            self._clock() + total_ms / 1000, on_abandon, timeout=timeout, total_ms=total_ms
+        )
         self._watchdog.watch(call)
         return call
 
     def abandoned_error(self, call: UpstreamCall) -> ProviderError:
         """The error a call abandoned for ``call.reason`` fails with."""
         if call.reason == "timeout":
-            limit = self._retry.max_total_timeout_ms
+            limit = call.total_ms if isinstance(call, ChatCall) else self._total_ms
             return ProviderError(
                 "timeout",
                 f"no response within max_total_timeout_ms ({limit})",
@@ -219,12 +286,22 @@ class ChatClient:
             )
         return ProviderError("connection", "client closed", attempts=call.attempts)
 
-    def complete(self, body: Mapping[str, Any], call: UpstreamCall | None = None) -> ChatResult:
+    def complete(
+        self,
+        body: Mapping[str, Any],
+        call: UpstreamCall | None = None,
+        *,
+        fallback: Callable[[ProviderError], Mapping[str, Any] | None] | None = None,
+    ) -> ChatResult:
         """Send one chat completion, retrying transient failures.
 
         Args:
             body: the Chat Completions request, as JSON-ready data.
             call: the call this is, from :meth:`start`; by default one started now.
+            fallback: given the error an attempt failed with, returns another body to
+                send at once instead, or ``None`` to go on as usual (retry or fail). It
+                is consulted until it returns a body, once; the attempts that follow
+                share the call's deadline and retries.
 
         Returns:
             The provider's response.
@@ -238,17 +315,47 @@ class ChatClient:
         if call is None:
             call = self.start()
         try:
-            return self._complete(body, call)
+            return self._exchange(
+                "POST", self._url, _json(body), call, "choices", fallback=fallback
+            )
         finally:
             call.end()
 
-    def _complete(self, body: Mapping[str, Any], call: UpstreamCall) -> ChatResult:
+    def list_models(self, call: UpstreamCall | None = None) -> ChatResult:
+        """Ask the provider which models it serves (``GET /models``), retrying as
+        :meth:`complete` does.
+
+        Args:
+            call: the call this is, from :meth:`start`; by default one started now.
+
+        Returns:
+            The provider's response, a dict with a ``data`` list.
+
+        Raises:
+            ProviderError: as :meth:`complete`.
+        """
+        if call is None:
+            call = self.start()
         try:
-            data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:
-            raise ProviderError(
-                "invalid_request", f"request body is not JSON: {exc}", attempts=0
-            ) from None
+            return self._exchange("GET", self._models_url, None, call, "data")
+        finally:
+            call.end()
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        call: UpstreamCall,
+        expect: str,
+        *,
+        fallback: Callable[[ProviderError], Mapping[str, Any] | None] | None = None,
+    ) -> ChatResult:
+        """Make attempts until one succeeds, one may not be retried, or time runs out.
+
+        ``fallback``: see :meth:`complete`.
+        """
+        timeout = call.timeout if isinstance(call, ChatCall) else self._timeout
         while True:
             if self._closed.is_set():
                 call.abandon("closed")
@@ -259,7 +366,7 @@ class ChatClient:
                 raise self.abandoned_error(call)
             call.attempts += 1
             attempt = call.attempts
-            outcome = self._attempt(data, call, min(self._timeout, left))
+            outcome = self._attempt(method, url, data, call, min(timeout, left), expect=expect)
             if isinstance(outcome, ChatResult) and call.reason is None:
                 return outcome
             if call.reason is not None:
@@ -268,6 +375,10 @@ class ChatClient:
                 raise self.abandoned_error(call)
             assert not isinstance(outcome, ChatResult)
             error, headers = outcome
+            other = None if fallback is None else fallback(error)
+            if other is not None:
+                data, fallback = _json(other), None
+                continue  # another request, not a retry of this one: no backoff
             if attempt > self._retry.max_retries or not should_retry(
                 error.kind, error.status, headers, attempt=attempt
             ):
@@ -296,15 +407,24 @@ class ChatClient:
                 self._sleep(delay)
 
     def _attempt(
-        self, data: bytes, call: UpstreamCall, timeout: float
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        call: UpstreamCall,
+        timeout: float,
+        *,
+        expect: str,
     ) -> ChatResult | tuple[ProviderError, Mapping[str, str] | None]:
         """Make one HTTP attempt: the result, or the error and the response's headers."""
         try:
             with running(call):
-                response = self._session.post(
-                    self._url,
+                response = self._session.request(
+                    method,
+                    url,
                     data=data,
-                    headers=self._headers,
+                    headers=self._headers if data is not None else self._get_headers,
+                    params=self._params,
                     auth=self._auth,
                     timeout=timeout,
                     allow_redirects=False,
@@ -314,15 +434,24 @@ class ChatClient:
         except Exception as exc:  # noqa: BLE001 -- see _unsendable
             return self._unsendable(exc), None
         try:
-            outcome = self._result(response, call.attempts)
+            outcome = self._result(response, call.attempts, expect)
         except ProviderError as broken:
-            return broken, None
+            return self._masked(broken), None
         if isinstance(outcome, ChatResult):
             return outcome
-        return outcome, response.headers
+        return self._masked(outcome), response.headers
 
-    def _result(self, response: requests.Response, attempt: int) -> ChatResult | ProviderError:
-        """Read a response: a result, or the error it reports (to retry or raise)."""
+    def _masked(self, error: ProviderError) -> ProviderError:
+        """``error`` with the secret header and query values masked in its message."""
+        if not self._secrets:
+            return error
+        return attrs.evolve(error, message=self._mask_secrets(error.message))
+
+    def _result(
+        self, response: requests.Response, attempt: int, expect: str
+    ) -> ChatResult | ProviderError:
+        """Read a response: a result (a JSON object with an ``expect`` list), or the
+        error it reports (to retry or raise)."""
         if not 200 <= response.status_code < 300:
             return classify_response(
                 response.status_code,
@@ -340,7 +469,7 @@ class ChatClient:
             document = json.loads(content)
         except ValueError:
             document = None
-        if isinstance(document, dict) and isinstance(document.get("choices"), list):
+        if isinstance(document, dict) and isinstance(document.get(expect), list):
             return ChatResult(document, attempt, request_id, response.status_code)
         if isinstance(document, dict) and document.get("error"):
             # Some gateways report failures with a 200: classified like the error it is.
@@ -354,7 +483,7 @@ class ChatClient:
         if document is None:
             message = f"response body is not JSON (HTTP {response.status_code})"
         else:
-            message = f"response has no 'choices' list (HTTP {response.status_code})"
+            message = f"response has no {expect!r} list (HTTP {response.status_code})"
         raise ProviderError(
             "invalid_response",
             message,
@@ -370,7 +499,7 @@ class ChatClient:
             return ProviderError(
                 "configuration", f"request could not be sent: {type(exc).__name__}"
             )
-        detail = excerpt(f"{type(exc).__name__}: {exc}", self._api_key)
+        detail = self.redact(f"{type(exc).__name__}: {exc}")
         return ProviderError("connection", f"request failed: {detail}")
 
     def _transport_error(self, exc: requests.RequestException, timeout: float) -> ProviderError:
@@ -386,12 +515,19 @@ class ChatClient:
             # Not transient: a wrong CA bundle or an impostor; a retry would only repeat it.
             return ProviderError(
                 "configuration",
-                excerpt(
-                    f"the provider's TLS certificate failed verification: {cause}", self._api_key
-                ),
+                self.redact(f"the provider's TLS certificate failed verification: {cause}"),
             )
-        detail = excerpt(f"{type(cause).__name__}: {cause}", self._api_key)
+        detail = self.redact(f"{type(cause).__name__}: {cause}")
         return ProviderError("connection", f"could not reach the provider: {detail}")
+
+
+def _json(body: Mapping[str, Any]) -> bytes:
+    try:
+        return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ProviderError(
+            "invalid_request", f"request body is not JSON: {exc}", attempts=0
+        ) from None
 
 
 def _why(error: ProviderError) -> str:

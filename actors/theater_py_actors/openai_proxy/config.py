@@ -41,15 +41,31 @@ from theater_py_actors.genai_types import ModelInfo, ModelPricing
 from theater_py_actors.openai_proxy.errors import excerpt
 
 __all__ = [
+    "DEFAULT_TIMEOUT_MS",
+    "DEFAULT_TOTAL_TIMEOUT_MS",
+    "REASONING_TIMEOUT_MS",
+    "REASONING_TOTAL_TIMEOUT_MS",
     "ConfigError",
     "ContentFormat",
     "ProxyConfig",
     "ProxyInit",
     "RetryConfig",
+    "Timeouts",
     "TokenLimitParam",
+    "looks_secret",
     "parse_init",
     "read_api_key",
 ]
+
+DEFAULT_TIMEOUT_MS = 30_000
+"""The timeout of one attempt when ``timeout_ms`` is not set (the seed's)."""
+DEFAULT_TOTAL_TIMEOUT_MS = 120_000
+"""The deadline of a request when ``max_total_timeout_ms`` is not set (the seed's)."""
+REASONING_TIMEOUT_MS = 600_000
+"""Those two for a reasoning model: an attempt may think for 600 s (the OpenAI SDK's
+default timeout)..."""
+REASONING_TOTAL_TIMEOUT_MS = 1_200_000
+"""...and the whole request, a retry included, 1200 s."""
 
 ContentFormat = Literal["Array", "String"]
 """How message content goes out: a list of parts, or one string (older Moonshot models)."""
@@ -126,6 +142,94 @@ def _http_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         attribute.name,
         "expected an http(s) URL such as 'https://host/v1', without a query string, "
         f"got {_describe(_without_userinfo(value) if isinstance(value, str) else value)}",
+    )
+
+
+# RFC 9110's token: what a header name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Names whose values may be credentials: masked in reprs (Azure's ``api-key`` header, a
+# SAS ``sig``, Azure Functions' ``code``); ``api-version`` and ``OpenAI-Beta`` are shown.
+_SECRET_NAME = re.compile(r"(?i)key|token|secret|sig|auth|pass|code|cred|cookie")
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a header or query parameter named ``name`` may carry a credential."""
+    return _SECRET_NAME.search(name) is not None
+
+
+def _unsendable(text: str) -> bool:
+    """Whether ``text`` holds a character no HTTP header (or query value) should carry."""
+    return any(not " " <= char <= "\xff" or "\x7f" <= char <= "\x9f" for char in text)
+
+
+def _header_value_problem(value: Any) -> str | None:
+    # The value is never echoed: it may be a credential (Azure's api-key header).
+    if not isinstance(value, str) or not value:
+        return f"expected a non-empty string, got {type(value).__name__}"
+    if _unsendable(value):
+        return "holds a control character or one outside latin-1, which a header cannot carry"
+    if value != value.strip():
+        return "starts or ends with whitespace"
+    return None
+
+
+def _header_value(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    problem = _header_value_problem(value)
+    if problem is not None:
+        raise ConfigError(attribute.name, problem)
+
+
+def _to_headers(value: Any) -> dict[str, str]:
+    # Runs as the field's converter: every name and value is checked here.
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            "extra_headers", f"expected an object of header names to values, got {_describe(value)}"
+        )
+    for name, text in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(
+                "extra_headers",
+                f"invalid header name {_describe(name)}: a name is letters, digits and "
+                "!#$%&'*+-.^_`|~, without spaces or control characters",
+            )
+        if name.lower() == "authorization":
+            raise ConfigError(
+                f"extra_headers.{name}",
+                "Authorization carries the key read from api_key_env and cannot be overridden",
+            )
+        problem = _header_value_problem(text)
+        if problem is not None:
+            raise ConfigError(f"extra_headers.{name}", problem)
+    return dict(value)
+
+
+def _to_query(value: Any) -> dict[str, str]:
+    # Runs as the field's converter. Values are never echoed: one may be a signature.
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            "extra_query",
+            f"expected an object of parameter names to values, got {_describe(value)}",
+        )
+    for name, text in value.items():
+        if not isinstance(name, str) or not name or _unsendable(name):
+            raise ConfigError(
+                "extra_query",
+                f"invalid parameter name {_describe(name)}: expected a non-empty string "
+                "without control characters",
+            )
+        if not isinstance(text, str) or _unsendable(text):
+            raise ConfigError(
+                f"extra_query.{name}",
+                "expected a string without control characters, "
+                f"got {'a string with one' if isinstance(text, str) else type(text).__name__}",
+            )
+    return dict(value)
+
+
+def _masked(pairs: Mapping[str, str]) -> str:
+    """The repr of headers or query parameters, with values that may be secret masked."""
+    return repr(
+        {name: "[redacted]" if looks_secret(name) else text for name, text in pairs.items()}
     )
 
 
@@ -235,6 +339,19 @@ def _to_models(value: Any) -> tuple[ModelInfo, ...]:
 
 
 @attrs.frozen
+class Timeouts:
+    """The time limits of one request, in milliseconds.
+
+    Attributes:
+        attempt_ms: the timeout of one HTTP attempt.
+        total_ms: the deadline of the whole request.
+    """
+
+    attempt_ms: int
+    total_ms: int
+
+
+@attrs.frozen
 class RetryConfig:
     """How the HTTP client retries a failed request.
 
@@ -243,7 +360,8 @@ class RetryConfig:
         initial_delay_ms: the backoff before the first retry, before jitter.
         max_delay_ms: the cap on a computed backoff.
         backoff_multiplier: the growth of the backoff from one retry to the next.
-        max_total_timeout_ms: the deadline of the whole request, retries and waits included.
+        max_total_timeout_ms: the deadline of the whole request, retries and waits
+            included; ``None``: decided by the model (see :meth:`ProxyConfig.timeouts_for`).
     """
 
     max_retries: int = attrs.field(default=4, validator=_int_at_least(0, "a non-negative integer"))
@@ -254,8 +372,8 @@ class RetryConfig:
         default=30000, validator=_int_at_least(0, "a non-negative integer")
     )
     backoff_multiplier: float = attrs.field(default=2.0, validator=_multiplier)
-    max_total_timeout_ms: int = attrs.field(
-        default=120000, validator=_int_at_least(1, "a positive integer")
+    max_total_timeout_ms: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_int_at_least(1, "a positive integer"))
     )
 
     def __attrs_post_init__(self) -> None:
@@ -277,7 +395,8 @@ class ProxyConfig:
         api_key_env: the environment variable that holds the API key.
         content_format: ``"Array"`` sends content parts, ``"String"`` one string.
         max_cache_size: how many responses the actor caches (0 disables the cache).
-        timeout_ms: the timeout of one HTTP attempt.
+        timeout_ms: the timeout of one HTTP attempt; ``None``: decided by the model (see
+            :meth:`timeouts_for`).
         retry_config: the retry policy.
         max_concurrent_requests: how many requests the actor runs upstream at once.
         max_queued_requests: how many more may wait for one of those; past that, a
@@ -291,6 +410,12 @@ class ProxyConfig:
             decide by provider and model.
         strict_params: refuse (``invalid_request``) a request the model's rules would
             change by dropping or clamping a parameter, instead of adapting it.
+        organization: sent as the ``OpenAI-Organization`` header, as the official SDK does.
+        project: sent as the ``OpenAI-Project`` header.
+        extra_headers: more headers for every request; they win over the proxy's own,
+            except ``Authorization``, which they may not name.
+        extra_query: query parameters added to every request's URL (Azure's
+            ``api-version``).
     """
 
     default_model: str = attrs.field(default="gpt-4o", validator=_non_empty_str)
@@ -304,7 +429,9 @@ class ProxyConfig:
     max_cache_size: int = attrs.field(
         default=100, validator=_int_at_least(0, "a non-negative integer")
     )
-    timeout_ms: int = attrs.field(default=30000, validator=_int_at_least(1, "a positive integer"))
+    timeout_ms: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_int_at_least(1, "a positive integer"))
+    )
     retry_config: RetryConfig = attrs.field(
         factory=RetryConfig, validator=attrs.validators.instance_of(RetryConfig)
     )
@@ -320,6 +447,41 @@ class ProxyConfig:
         default=None, validator=attrs.validators.optional(_one_of(TokenLimitParam))
     )
     strict_params: bool = attrs.field(default=False, validator=_bool)
+    organization: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_header_value)
+    )
+    project: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_header_value)
+    )
+    extra_headers: dict[str, str] = attrs.field(factory=dict, converter=_to_headers, repr=_masked)
+    extra_query: dict[str, str] = attrs.field(factory=dict, converter=_to_query, repr=_masked)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers every request carries besides the proxy's own: ``OpenAI-Organization``
+        and ``OpenAI-Project`` when set, then ``extra_headers``."""
+        headers = {}
+        if self.organization is not None:
+            headers["OpenAI-Organization"] = self.organization
+        if self.project is not None:
+            headers["OpenAI-Project"] = self.project
+        headers.update(self.extra_headers)
+        return headers
+
+    def timeouts_for(self, reasoning: bool) -> Timeouts:
+        """The timeouts of a request to a model, reasoning or not.
+
+        ``timeout_ms`` and ``retry_config.max_total_timeout_ms`` win when set; otherwise a
+        reasoning model (as the catalog's rules say) gets :data:`REASONING_TIMEOUT_MS` and
+        :data:`REASONING_TOTAL_TIMEOUT_MS`, any other :data:`DEFAULT_TIMEOUT_MS` and
+        :data:`DEFAULT_TOTAL_TIMEOUT_MS`.
+        """
+        attempt, total = self.timeout_ms, self.retry_config.max_total_timeout_ms
+        if attempt is None:
+            attempt = REASONING_TIMEOUT_MS if reasoning else DEFAULT_TIMEOUT_MS
+        if total is None:
+            total = REASONING_TOTAL_TIMEOUT_MS if reasoning else DEFAULT_TOTAL_TIMEOUT_MS
+        return Timeouts(attempt, total)
 
     @property
     def queued_limit(self) -> int:
@@ -355,7 +517,14 @@ def _make_converter() -> cattrs.Converter:
     for primitive in (int, float, str, bool):
         converter.register_structure_hook(primitive, _passthrough)
     # The validators judge the literals, and the models field's converter its entries.
-    passed_through = (ContentFormat, TokenLimitParam | None, tuple[ModelInfo, ...])
+    passed_through = (
+        ContentFormat,
+        TokenLimitParam | None,
+        tuple[ModelInfo, ...],
+        dict[str, str],
+        int | None,
+        str | None,
+    )
     converter.register_structure_hook_func(lambda t: t in passed_through, _passthrough)
 
     def object_hook(cls: type[_T]) -> Callable[[Any, type[_T]], _T]:
@@ -426,7 +595,7 @@ def read_api_key(variable: str, value: str | None) -> str:
         raise ConfigError(
             "config.api_key_env", f"environment variable {variable} is not set or is empty"
         )
-    if any(not " " <= char <= "\xff" or "\x7f" <= char <= "\x9f" for char in key):
+    if _unsendable(key):
         raise ConfigError(
             "config.api_key_env",
             f"environment variable {variable} holds a control character or one outside "

@@ -63,6 +63,8 @@ class RuleLayer:
             ``"content": null``; when not, it carries ``""``.
         reasoning_content: whether the provider returns ``reasoning_content`` and wants it
             back on assistant turns that carry tool calls (Moonshot's reasoning models).
+        reasoning: whether the model thinks before it answers, which can take minutes:
+            unless the config sets them, its requests get longer timeouts.
     """
 
     family: str | None = None
@@ -76,6 +78,7 @@ class RuleLayer:
     content_array: bool | None = None
     content_null: bool | None = None
     reasoning_content: bool | None = None
+    reasoning: bool | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -114,17 +117,23 @@ class ModelRules:
     content_array: bool = True
     content_null: bool = True
     reasoning_content: bool = False
+    reasoning: bool = False
     families: tuple[str, ...] = ()
 
 
 def _apply(rules: ModelRules, layer: RuleLayer) -> ModelRules:
     changes: dict[str, Any] = {}
-    for name in ("token_limit_param", "system_role", "content_array", "content_null"):
+    for name in (
+        "token_limit_param",
+        "system_role",
+        "content_array",
+        "content_null",
+        "reasoning_content",
+        "reasoning",
+    ):
         value = getattr(layer, name)
         if value is not None:
             changes[name] = value
-    if layer.reasoning_content is not None:
-        changes["reasoning_content"] = layer.reasoning_content
     if layer.unsupported is not None:
         changes["unsupported"] = tuple(layer.unsupported)
     if layer.unsupported_values is not None:
