@@ -9,6 +9,7 @@ socket file left behind by a killed server (nothing accepts on it) is replaced.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import logging
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from theater_py import _protocol
+from theater_py._cell import Envelope, Kind
 from theater_py._protocol import (
     ControlError,
     ProtocolError,
@@ -54,7 +56,11 @@ _STOP_TIMEOUT: Final = 10.0
 MAX_CONNECTIONS: Final = 64
 """How many connections a server serves at once by default; more are refused."""
 IDLE_TIMEOUT: Final = 300.0
-"""Seconds a connection may stay silent between requests before the server closes it."""
+"""Seconds a connection may take to send its next whole request line before the server
+closes it: silent or trickling a byte at a time, it frees its slot after that."""
+MAX_STOPPED: Final = 256
+"""How many actors stopped through a server it remembers (newest first) for ``restart``
+and ``events``; the oldest is forgotten past that."""
 
 
 class ControlServer:
@@ -75,6 +81,7 @@ class ControlServer:
         max_line: int = _protocol.MAX_LINE,
         max_connections: int = MAX_CONNECTIONS,
         idle_timeout: float = IDLE_TIMEOUT,
+        max_stopped: int = MAX_STOPPED,
     ) -> None:
         """Prepare a server; nothing is created until :meth:`claim` or :meth:`start`.
 
@@ -85,14 +92,19 @@ class ControlServer:
             max_line: the longest request line read, in bytes.
             max_connections: how many connections are served at once (a thread each);
                 one more is answered with a ``Busy`` error and closed.
-            idle_timeout: seconds a connection may send nothing while the server waits
-                for its next request (or the server's reply waits for the client to
-                read) before it is closed. A followed event stream is not idle.
+            idle_timeout: seconds a connection may take to send its next whole
+                request line (however it trickles in), or the server's reply may wait
+                for the client to read, before it is closed. A followed event stream is
+                not idle.
+            max_stopped: how many actors stopped through this server it remembers, to
+                ``restart`` them and read their ``events``; the oldest are forgotten.
         """
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {max_connections}")
         if not idle_timeout > 0:
             raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
+        if max_stopped < 0:
+            raise ValueError(f"max_stopped must be at least 0, not {max_stopped}")
         self.runtime = runtime
         self.home = runtime.home if home is None else home
         self.path = _protocol.socket_path(self.home)
@@ -100,6 +112,7 @@ class ControlServer:
         self.max_line = max_line
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        self.max_stopped = max_stopped
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
         self._accepter: threading.Thread | None = None
@@ -110,15 +123,15 @@ class ControlServer:
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": self._ping,
             "list": self._list,
-            "request": self._request,
             "send": self._send,
             "stop": self._stop_actor,
             "start": self._start_actor,
             "restart": self._restart_actor,
         }
         self._stopped: dict[str, tuple[Supervisor, ChildSpec, ActorCell]] = {}
-        """Each actor stopped through this server, by name: its supervisor and spec, to
-        start it again, and its cell, whose chain ``events`` still reads."""
+        """Each actor stopped through this server, by name, oldest first (at most
+        ``max_stopped``): its supervisor and spec, to start it again, and its cell, whose
+        chain ``events`` still reads."""
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -289,20 +302,22 @@ class ControlServer:
         thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
+        lines = _LineReader(conn, self.max_line, self.idle_timeout)
         try:
-            with conn, conn.makefile("rb") as reader:
+            with conn:
                 while True:
-                    line = reader.readline(self.max_line + 1)
-                    if not line:
-                        return
-                    if len(line) > self.max_line:
+                    try:
+                        line = lines.next()
+                    except _LineTooLong:
                         message = f"request line longer than {self.max_line} bytes"
                         _write(conn, error_response("BadRequest", message))
                         return  # no way to find the next line's start cheaply
+                    if line is None:
+                        return
                     if line.strip() and not self._handle_line(conn, line):
                         return
         except OSError:
-            pass  # the client went away
+            pass  # the client went away, or took longer than the idle timeout
         finally:
             with self._guard:
                 self._connections.pop(conn, None)
@@ -310,6 +325,7 @@ class ControlServer:
     def _handle_line(self, conn: socket.socket, line: bytes) -> bool:
         """Answer one request line and log it; return whether the connection is usable."""
         began = time.monotonic()
+        outcome = "ok"
         request: dict[str, Any] = {}
         request_id = None
         usable = True
@@ -322,6 +338,8 @@ class ControlServer:
                 usable = self._events(conn, request, request_id)
             elif op == "request" and _protocol.optional_flag(request, "stream"):
                 usable = self._stream(conn, request, request_id)
+            elif op == "request":
+                response = ok_response(self._request(conn, request), request_id)
             else:
                 handler = self._ops.get(op) if isinstance(op, str) else None
                 if handler is None:
@@ -334,6 +352,9 @@ class ControlServer:
             response = error_response(type(exc).__name__, str(exc), request_id, exc.path)
         except TheaterError as exc:
             response = error_response(type(exc).__name__, str(exc), request_id)
+        except _ClientLeft:
+            usable = False  # nobody to answer; its request was abandoned
+            outcome = "client left"
         except ConnectionError:
             raise  # the client went away mid-stream: nobody to answer
         except Exception as exc:
@@ -341,7 +362,7 @@ class ControlServer:
             response = error_response("InternalError", f"{type(exc).__name__}: {exc}", request_id)
         if response is not None:
             _write(conn, response)
-        outcome = "ok" if response is None or response["ok"] else response["error"]["type"]
+            outcome = "ok" if response["ok"] else response["error"]["type"]
         # Who, what and how it went: never a message, a reply or init data (secrets).
         logger.info(
             "%s: %s in %.3f s", _describe_request(request), outcome, time.monotonic() - began
@@ -380,11 +401,49 @@ class ControlServer:
             )
         return listed
 
-    def _request(self, request: dict[str, Any]) -> Any:
+    def _request(self, conn: socket.socket, request: dict[str, Any]) -> Any:
+        """Ask an actor and wait for its reply, watching the client meanwhile.
+
+        A client that hangs up (Ctrl-C) abandons the request as a caller's timeout
+        does: a deferred reply's future is cancelled, so the actor can drop the work.
+
+        Raises:
+            _ClientLeft: the client closed the connection before the reply.
+        """
         name = _protocol.required_actor(request)
         message = _protocol.required_message(request)
         timeout = _timeout(request, _protocol.DEFAULT_REQUEST_TIMEOUT)
-        return self.runtime.handle(name).request_json(message, timeout)
+        wait = _protocol.DEFAULT_REQUEST_TIMEOUT if timeout is None else timeout
+        cell = self.runtime.find_cell(name)
+        if cell is None:
+            from theater_py.errors import ActorNotFound
+
+            raise ActorNotFound(f"no actor named {name!r} is running")
+        reply: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        envelope = Envelope(Kind.REQUEST, message, True, reply)
+        cell.deliver(envelope)
+        deadline = time.monotonic() + wait
+        with selectors.DefaultSelector() as selector:
+            selector.register(conn, selectors.EVENT_READ)
+            watching = True
+            while True:
+                # The reply ends the wait at once; the socket is looked at between polls.
+                left = deadline - time.monotonic()
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    return reply.result(max(0.0, min(FOLLOW_POLL, left)))
+                if watching and selector.select(0):
+                    if self._stopping.is_set() or conn.recv(1, socket.MSG_PEEK):
+                        # A server stopping shuts reading down: the reply is still
+                        # wanted. A client that sent its next request still waits.
+                        selector.unregister(conn)
+                        watching = False
+                    else:
+                        _abandon(envelope, reply)
+                        raise _ClientLeft
+                if left <= 0 and _abandon(envelope, reply):
+                    from theater_py.errors import RequestTimeout
+
+                    raise RequestTimeout(f"actor {name!r} did not reply within {wait} s")
 
     def _stream(self, conn: socket.socket, request: dict[str, Any], request_id: Any) -> bool:
         """Open a channel on an actor and stream its messages until it closes it.
@@ -454,10 +513,18 @@ class ControlServer:
         owner = cell.owner or self.runtime.root
         spec = owner.get_childspec(name)
         finished = self.runtime.stop_actor(name, timeout)
-        with self._guard:
-            self._stopped[name] = (owner, spec, cell)
+        self._remember_stopped(name, (owner, spec, cell))
         logger.info("stopped actor %s%s", name, "" if finished else " (it did not finish in time)")
         return finished
+
+    def _remember_stopped(self, name: str, origin: tuple[Supervisor, ChildSpec, ActorCell]) -> None:
+        """Remember a stopped actor, forgetting the oldest beyond ``max_stopped``."""
+        with self._guard:
+            stopped = self._stopped
+            stopped.pop(name, None)  # re-inserted: it is now the newest
+            stopped[name] = origin
+            while len(stopped) > self.max_stopped:
+                del stopped[next(iter(stopped))]
 
     def _start_actor(self, request: dict[str, Any]) -> Any:
         manifest = request.get("manifest")
@@ -487,8 +554,7 @@ class ControlServer:
         try:
             target = owner.start_child(spec)
         except TheaterError:
-            with self._guard:
-                self._stopped.setdefault(name, origin)  # it may be mended and retried
+            self._remember_stopped(name, origin)  # it may be mended and retried
             raise
         if target is None:  # its init returned IGNORE: OTP keeps the spec, with no process
             logger.info("restarted actor %s: its init chose to be ignored", name)
@@ -499,11 +565,15 @@ class ControlServer:
     def _events(self, conn: socket.socket, request: dict[str, Any], request_id: Any) -> bool:
         """Stream an actor's events; with ``follow``, until it stops or the client leaves.
 
+        With ``verify``, the final response carries the chain's :meth:`verify
+        <theater_py.chain.EventChain.verify>` result as ``verification``.
+
         Returns:
             Whether the connection is still usable.
         """
         name = _protocol.required_actor(request)
         follow = _protocol.optional_flag(request, "follow")
+        verify = _protocol.optional_flag(request, "verify")
         cell = self.runtime.find_cell(name)
         if cell is None:
             with self._guard:
@@ -537,8 +607,81 @@ class ControlServer:
                         ended = "actor stopped"  # its last events were recorded a poll ago
                         break
         _send_new_events(conn, cell, sent)
-        _write(conn, ok_response({"count": sent.count, "ended": ended}, request_id))
+        summary: dict[str, Any] = {"count": sent.count, "ended": ended}
+        if verify:
+            # The chain's own check: a saved chain's numbers show a recorded loss as the
+            # run it lost, where a check of the streamed list sees a broken link.
+            summary["verification"] = attrs.asdict(cell.chain.verify())
+        _write(conn, ok_response(summary, request_id))
         return True
+
+
+class _ClientLeft(Exception):
+    """The client closed its connection while the server waited on its behalf."""
+
+
+class _LineTooLong(Exception):
+    """A request line is longer than the server reads."""
+
+
+class _LineReader:
+    """Reads a connection's request lines, each whole line within a time limit.
+
+    A socket's timeout bounds each read, which a client trickling a byte per read never
+    meets: the time left for the whole line is set before each read instead.
+    """
+
+    def __init__(self, conn: socket.socket, max_line: int, timeout: float) -> None:
+        self._conn = conn
+        self._max_line = max_line
+        self._timeout = timeout
+        self._buffer = bytearray()
+
+    def next(self) -> bytes | None:
+        """Return the next line with its newline (the last one may have none), or
+        ``None`` at the end of the connection.
+
+        Raises:
+            _LineTooLong: the line is longer than ``max_line`` bytes.
+            TimeoutError: the whole line did not arrive within the timeout.
+            OSError: the connection broke.
+        """
+        buffer = self._buffer
+        deadline = time.monotonic() + self._timeout
+        searched = 0
+        try:
+            while True:
+                end = buffer.find(b"\n", searched)
+                if end >= 0 or len(buffer) > self._max_line:
+                    if end < 0 or end >= self._max_line:
+                        raise _LineTooLong
+                    line = bytes(buffer[: end + 1])
+                    del buffer[: end + 1]
+                    return line
+                searched = len(buffer)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the request line took too long")
+                self._conn.settimeout(left)
+                chunk = self._conn.recv(65536)
+                if not chunk:
+                    line = bytes(buffer)
+                    buffer.clear()
+                    return line or None
+                buffer += chunk
+        finally:
+            self._conn.settimeout(self._timeout)  # writes and peeks keep their own bound
+
+
+def _abandon(envelope: Envelope, reply: concurrent.futures.Future[Any]) -> bool:
+    """Stop waiting for a reply, as a handle's timeout does; ``False`` if it came meanwhile.
+
+    The envelope's deferred work, if the actor returned a future, is cancelled with it.
+    """
+    if reply.cancel() or not reply.done():
+        envelope.abandon()
+        return True
+    return False
 
 
 _TAG: Final = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")

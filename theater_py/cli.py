@@ -842,12 +842,9 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_events(args: argparse.Namespace) -> int:
-    received: list[dict[str, Any]] = []
-    with _client(args).events(args.name, follow=args.follow) as stream:
+    with _client(args).events(args.name, follow=args.follow, verify=args.verify) as stream:
         try:
             for index, event in enumerate(stream):
-                if args.verify:
-                    received.append(event)
                 if args.json:
                     print(json.dumps(event, ensure_ascii=False), flush=args.follow)
                 else:
@@ -855,14 +852,20 @@ def _cmd_events(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             if not args.follow:
                 raise  # Ctrl-C is how a follow ends; anywhere else it interrupts
+            return EXIT_OK  # the stream ended early: no verdict on the whole chain
+        summary = stream.summary or {}
     if not args.verify:
         return EXIT_OK
-    from theater_py.chain import verify_events
-
-    verification = verify_events(received)
-    if not verification.ok:
-        raise CommandError(f"the chain is broken: {verification.reason}")
-    print(f"chain verified: {verification.checked} events", file=sys.stderr)
+    # The server checks the chain itself (what `handle.verify()` says): the streamed
+    # events carry no numbers, so a saved chain's recorded loss would read as a break.
+    verification = summary.get("verification")
+    if not isinstance(verification, dict):
+        raise CommandError("the server did not verify the chain (is it an older theater-py?)")
+    if verification.get("missing"):
+        raise CommandError(f"the chain is incomplete: {verification.get('reason')}")
+    if not verification.get("ok"):
+        raise CommandError(f"the chain is broken: {verification.get('reason')}")
+    print(f"chain verified: {verification.get('checked')} events", file=sys.stderr)
     return EXIT_OK
 
 

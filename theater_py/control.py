@@ -134,7 +134,12 @@ class ControlClient:
         return bool(result["finished"])
 
     def events(
-        self, actor: str, *, follow: bool = False, read_timeout: float | None = None
+        self,
+        actor: str,
+        *,
+        follow: bool = False,
+        verify: bool = False,
+        read_timeout: float | None = None,
     ) -> EventStream:
         """Open a stream of an actor's events (Theater's six keys each), oldest first.
 
@@ -142,6 +147,10 @@ class ControlClient:
             actor: the actor's name.
             follow: keep streaming new events until the actor stops or the stream is
                 closed.
+            verify: have the server check the chain once the stream ends; its
+                :class:`~theater_py.chain.ChainVerification` fields are then in
+                ``summary["verification"]`` (what ``handle.verify()`` says, a saved
+                chain's recorded losses included).
             read_timeout: seconds to wait for each line; by default the client's
                 ``timeout``, or no limit when following (an idle actor sends nothing).
 
@@ -150,7 +159,7 @@ class ControlClient:
         """
         if read_timeout is None and not follow:
             read_timeout = self.timeout
-        request = {"op": "events", "actor": actor, "follow": follow}
+        request = {"op": "events", "actor": actor, "follow": follow, "verify": verify}
         return EventStream(self._open_stream(request, read_timeout), read_timeout)
 
     def stream(self, actor: str, message: Any, timeout: float | None = None) -> MessageStream:
@@ -298,7 +307,8 @@ class EventStream(_LineStream):
     Each item is an event object with Theater's six keys (``hash``, ``parent_hash``,
     ``event_type``, ``data``, ``timestamp``, ``description``), so
     :func:`theater_py.chain.verify_events` checks what arrived. ``summary["ended"]`` is
-    ``complete``, ``actor stopped``, ``server stopping`` or ``cancelled``.
+    ``complete``, ``actor stopped``, ``server stopping`` or ``cancelled``; with
+    ``verify``, ``summary["verification"]`` holds the server's check of the chain.
     """
 
     _key = "event"
