@@ -118,3 +118,43 @@ def test_the_repository_manifests_folder_links_to_the_package_files() -> None:
         assert link.is_symlink()
         assert link.resolve().parent == PACKAGE_MANIFESTS
     assert links["system.toml"].resolve().name == "openai-proxy-system.toml"
+
+
+# -- init files shipped beside a manifest ---------------------------------------------------
+
+
+def test_a_shipped_init_file_is_named_manifest_colon_file() -> None:
+    # In an installed wheel the proxy's init files had no path a user could type.
+    from theater_py.registry import resolve_shipped_file
+
+    moonshot = PACKAGE_MANIFESTS / "init-moonshot.json"
+    assert resolve_shipped_file("openai-proxy:init-moonshot") == moonshot
+    assert resolve_shipped_file("openai-proxy:init-moonshot.json") == moonshot
+    assert resolve_shipped_file("init-moonshot.json") is None  # a path stays a path
+    assert resolve_shipped_file("some/folder:file") is None
+
+
+def test_an_unknown_shipped_init_file_lists_those_that_are_shipped() -> None:
+    from theater_py.registry import resolve_shipped_file
+
+    with pytest.raises(ManifestError, match=r"ships no file 'init-moon\.json'") as caught:
+        resolve_shipped_file("openai-proxy:init-moon", field="--init")
+    assert "openai-proxy:init-moonshot" in str(caught.value)
+    assert caught.value.field == "--init"
+    with pytest.raises(ManifestError, match=r"shipped: .*openai-proxy"):
+        resolve_shipped_file("no-such-manifest:init")
+
+
+def test_init_takes_a_shipped_init_file_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from theater_py.cli import _init_argument, main
+
+    monkeypatch.chdir(tmp_path)  # nothing of that name here: no repository path helps
+    expected = json.loads((PACKAGE_MANIFESTS / "init-moonshot.json").read_text())
+    assert _init_argument("openai-proxy:init-moonshot") == expected
+    status = main(["--home", str(tmp_path / "h"), "start", "openai-proxy", "--init", "x:y"])
+    assert status == 2
+    assert "no installed package ships a manifest of that name" in capsys.readouterr().err

@@ -503,7 +503,9 @@ def _add_common(parser: argparse.ArgumentParser, default: Any) -> None:
 
 def _add_init(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--init", metavar="FILE|JSON", help="init data: inline JSON, or a JSON file"
+        "--init",
+        metavar="FILE|JSON",
+        help="init data: inline JSON, a JSON file, or a shipped one (openai-proxy:init-moonshot)",
     )
 
 
@@ -548,11 +550,17 @@ def _json_argument(text: str, what: str) -> Any:
 
 
 def _init_argument(text: str | None) -> Any:
-    """Read ``--init``: inline JSON when it starts with ``{`` or ``[``, else a file."""
+    """Read ``--init``: inline JSON when it starts with ``{`` or ``[``, else a file: a
+    path, or ``MANIFEST:FILE``, a JSON file an installed package ships beside a manifest."""
     if text is None:
         return None
     if text.lstrip().startswith(("{", "[")):
         return _parse_json(text, "--init")
+    from theater_py.registry import resolve_shipped_file
+
+    shipped = resolve_shipped_file(text, field="--init")
+    if shipped is not None:
+        return _parse_json(_read_file(os.fspath(shipped), "--init"), text)
     return _json_argument(text if text.startswith("@") or text == "-" else f"@{text}", "--init")
 
 

@@ -9,6 +9,10 @@ package that holds ``NAME.toml`` (and the init files the manifest names beside i
 
 The runtime knows no plugin: it reads the entry points of whatever is installed. A path
 (anything that is a file, or has a folder or a ``.toml`` suffix in it) is never looked up.
+
+The JSON files shipped beside a manifest are named ``MANIFEST:FILE``
+(``openai-proxy:init-moonshot`` is ``init-moonshot.json`` beside ``openai-proxy.toml``), so
+that ``--init`` can take them from an installed wheel, where they have no short path.
 """
 
 from __future__ import annotations
@@ -21,12 +25,19 @@ from typing import Final
 
 from theater_py.errors import ManifestError
 
-__all__ = ["MANIFEST_GROUP", "is_name", "resolve_manifest", "shipped_manifests"]
+__all__ = [
+    "MANIFEST_GROUP",
+    "is_name",
+    "resolve_manifest",
+    "resolve_shipped_file",
+    "shipped_manifests",
+]
 
 MANIFEST_GROUP: Final = "theater_py.manifests"
 """The entry point group through which a package ships its manifests."""
 
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SHIPPED_FILE: Final = re.compile(rf"({_NAME.pattern}):({_NAME.pattern})")
 
 
 def shipped_manifests() -> dict[str, str]:
@@ -66,6 +77,45 @@ def resolve_manifest(
         return Path(reference).absolute()
     name = os.fspath(reference)
     where = {"file": name if file is None else file, "field": field}
+    return _shipped_folder(name, where) / f"{name}.toml"
+
+
+def resolve_shipped_file(reference: str, *, field: str | None = None) -> Path | None:
+    """The JSON file a ``MANIFEST:FILE`` reference names, shipped beside that manifest.
+
+    ``openai-proxy:init-moonshot`` (or ``...:init-moonshot.json``) is the file
+    ``init-moonshot.json`` in the folder of the shipped manifest ``openai-proxy``.
+
+    Args:
+        reference: what the user typed.
+        field: the field an error names (``--init``), if any.
+
+    Returns:
+        The file, or ``None`` when ``reference`` is not of that form, or is a file here
+        (a path is never looked up).
+
+    Raises:
+        ManifestError: no installed package ships that manifest, or no such file beside
+            it (the error lists the JSON files that are shipped there).
+    """
+    match = _SHIPPED_FILE.fullmatch(reference)
+    if match is None or Path(reference).exists():
+        return None
+    manifest, name = match.groups()
+    where = {"file": reference, "field": field}
+    folder = _shipped_folder(manifest, where)
+    found = folder / (name if name.endswith(".json") else f"{name}.json")
+    if not found.is_file():
+        known = ", ".join(f"{manifest}:{path.stem}" for path in sorted(folder.glob("*.json")))
+        raise ManifestError(
+            f"the manifest {manifest!r} ships no file {found.name!r} (shipped: {known or 'none'})",
+            **where,
+        )
+    return found
+
+
+def _shipped_folder(name: str, where: dict[str, str | None]) -> Path:
+    """The folder of the package that ships the manifest ``name``."""
     shipped = shipped_manifests()
     package = shipped.get(name)
     if package is None:
@@ -76,7 +126,7 @@ def resolve_manifest(
             **where,
         )
     try:
-        found = resources.files(package).joinpath(f"{name}.toml")
+        found = resources.files(package)
     except ImportError as exc:
         raise ManifestError(
             f"the package {package!r} that ships this manifest cannot be imported: {exc}",
