@@ -73,6 +73,8 @@ def test_import_and_help_load_no_plugin() -> None:
         "    try: theater_py.cli.main(['--help'])\n"
         "    except SystemExit: pass\n"
         "assert 'mock-openai' in out.getvalue(), out.getvalue()\n"
+        # Each with its own line, read from its source: the generic one said nothing.
+        "assert 'Ask an OpenAI proxy actor one question.' in out.getvalue(), out.getvalue()\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] == {PLUGINS!r}))\n"
     )
     done = subprocess.run(
@@ -106,7 +108,7 @@ def test_help_lists_plugins_without_loading_them(capsys: pytest.CaptureFixture[s
 
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    assert "    hello" in out
+    assert "    hello" in out and "Say hello." in out  # read from this file's source
     assert "    broken" in out  # listed, never imported
     assert "(from tests.no_such_module; see broken --help)" in out
 
@@ -150,3 +152,13 @@ def test_a_plugin_cannot_replace_a_built_in_command(
 
     assert status == 3  # the built-in `list`: no server runs on this home
     assert "no theater-py server is running" in capsys.readouterr().err
+
+
+def test_a_summary_is_read_only_from_a_literal_in_the_source() -> None:
+    from theater_py._plugin_summary import command_summary
+
+    assert command_summary(f"{__name__}:HELLO") == "Say hello."
+    assert command_summary(f"{__name__}:NOT_A_COMMAND") is None  # no summary= given
+    assert command_summary(f"{__name__}:MISSING") is None
+    assert command_summary("tests.no_such_module:X") is None
+    assert command_summary("json.decoder.nothing:X") is None  # a module holds no submodule

@@ -105,6 +105,15 @@ def test_help_lists_the_proxys_commands(venv: Path, outside: Path) -> None:
     out = _run(venv / "theater-py", "--help", cwd=outside)
     for command in ("start", "run", "chat", "models", "mock-openai", "demo"):
         assert f"\n    {command}" in out
+    assert "Ask an OpenAI proxy actor one question." in out  # read without importing it
+
+
+def test_init_takes_a_shipped_init_file_by_name(venv: Path, outside: Path) -> None:
+    code = (
+        "from theater_py.cli import _init_argument\n"
+        "print(_init_argument('openai-proxy:init-moonshot')['config']['api_key_env'])\n"
+    )
+    assert _run(venv / "python", "-c", code, cwd=outside) == "MOONSHOT_API_KEY\n"
 
 
 def test_the_demo_runs(venv: Path, outside: Path) -> None:

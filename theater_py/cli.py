@@ -442,8 +442,9 @@ def _add_plugin_commands(
 ) -> None:
     """Add the commands installed packages contribute through :data:`COMMAND_GROUP`.
 
-    Only the chosen one is imported; the others are listed by name and package, so
-    ``theater-py --help`` imports no plugin.
+    Only the chosen one is imported; the others are listed by name, with the summary
+    read from their source (:mod:`theater_py._plugin_summary`), so ``theater-py --help``
+    imports no plugin.
     """
     from importlib.metadata import entry_points
 
@@ -451,9 +452,16 @@ def _add_plugin_commands(
         if entry.name in commands.choices:
             continue  # a built-in command, or a name an earlier package took
         if entry.name != chosen:
+            summary = None
+            if chosen is None:  # the list of commands may be shown: read each one's line
+                from theater_py._plugin_summary import command_summary
+
+                summary = command_summary(entry.value)
             package = entry.value.partition(":")[0]
             commands.add_parser(
-                entry.name, help=f"(from {package}; see {entry.name} --help)", add_help=False
+                entry.name,
+                help=summary or f"(from {package}; see {entry.name} --help)",
+                add_help=False,
             )
             continue
         plugin = _load_command(entry.name, entry.load)
