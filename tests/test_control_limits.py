@@ -3,6 +3,7 @@ the actors it stopped; and `events --verify` says what the chain's own verify sa
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import socket
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import test_deferred_cancel
-from tests.conftest import ManifestFactory
+from tests.conftest import ManifestFactory, gate
 from theater_py import Runtime
 from theater_py.control import ControlClient, ControlServer, RemoteError
 
@@ -68,11 +69,11 @@ def test_a_client_trickling_its_line_is_closed_after_the_idle_timeout(
         while not closed and time.monotonic() < deadline:
             try:
                 sock.sendall(b" ")
+                if select.select([sock], [], [], 0.1)[0]:
+                    closed = sock.recv(1) == b""
             except OSError:
-                closed = True  # the server closed it: the write fails
-                break
-            if select.select([sock], [], [], 0.1)[0]:
-                closed = sock.recv(1) == b""
+                closed = True  # the server closed it: a write, or the read, fails
+            # (closing with unread bytes resets the connection: either may see it)
         assert closed, "the server still reads a line trickled for 10 s"
 
 
@@ -143,3 +144,25 @@ def test_events_verify_names_a_recorded_loss_as_the_chain_does(
         assert stream.summary is not None
         verification = stream.summary["verification"]
         assert verification["missing"] == [list(run) for run in expected.missing]
+
+
+@pytest.mark.usefixtures("shared")
+def test_a_client_that_sends_its_next_request_still_gets_its_reply(
+    runtime: Runtime, tmp_path: Path, make_manifest: ManifestFactory
+) -> None:
+    release = gate("next")
+    runtime.start_actor(make_manifest("Worker"))
+    with (
+        ControlServer(runtime, tmp_path / "h") as server,
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock,
+    ):
+        sock.settimeout(10)
+        sock.connect(os.fspath(server.path))
+        sock.sendall(b'{"op": "request", "actor": "worker", "message": {"gate": "next"}}\n')
+        sock.sendall(b'{"op": "ping", "id": 2}\n')  # while the first waits on the actor
+        threading.Event().wait(0.2)  # lets the server see it (not needed for the outcome)
+        release.set()
+        with sock.makefile("rb") as reader:
+            first, second = (json.loads(reader.readline()) for _ in range(2))
+        assert first["result"]["message"] == {"gate": "next"}
+        assert (second["id"], second["ok"]) == (2, True)

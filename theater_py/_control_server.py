@@ -432,14 +432,17 @@ class ControlServer:
                 with contextlib.suppress(concurrent.futures.TimeoutError):
                     return reply.result(max(0.0, min(FOLLOW_POLL, left)))
                 if watching and selector.select(0):
-                    if self._stopping.is_set() or conn.recv(1, socket.MSG_PEEK):
+                    try:
                         # A server stopping shuts reading down: the reply is still
                         # wanted. A client that sent its next request still waits.
-                        selector.unregister(conn)
-                        watching = False
-                    else:
+                        waits = self._stopping.is_set() or bool(conn.recv(1, socket.MSG_PEEK))
+                    except OSError:
+                        waits = False  # the connection broke: nobody waits either
+                    if not waits:
                         _abandon(envelope, reply)
                         raise _ClientLeft
+                    selector.unregister(conn)
+                    watching = False
                 if left <= 0 and _abandon(envelope, reply):
                     from theater_py.errors import RequestTimeout
 
