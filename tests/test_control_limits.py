@@ -166,3 +166,27 @@ def test_a_client_that_sends_its_next_request_still_gets_its_reply(
             first, second = (json.loads(reader.readline()) for _ in range(2))
         assert first["result"]["message"] == {"gate": "next"}
         assert (second["id"], second["ok"]) == (2, True)
+
+
+def test_events_verify_reports_a_broken_chain_as_the_chain_does(
+    runtime: Runtime,
+    tmp_path: Path,
+    make_manifest: ManifestFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import attrs
+
+    from theater_py.cli import main
+
+    home = tmp_path / "h"
+    handle = runtime.start_actor(make_manifest("Echo"))
+    with ControlServer(runtime, home):
+        ControlClient(home, timeout=10).request("echo", "hi")
+        kept = handle._current().chain._storage._events  # type: ignore[attr-defined]
+        kept[1] = attrs.evolve(kept[1], description="rewritten")
+        expected = handle.verify()
+        assert not expected.ok and expected.reason is not None
+        capsys.readouterr()
+        assert main(["--home", str(home), "events", "echo", "--verify"]) == 1
+        err = capsys.readouterr().err
+        assert err == f"theater-py: error: the chain is broken: {expected.reason}\n"

@@ -877,7 +877,9 @@ def _cmd_events(args: argparse.Namespace) -> int:
     verification = summary.get("verification")
     if not isinstance(verification, dict):
         raise CommandError("the server did not verify the chain (is it an older theater-py?)")
-    if verification.get("missing"):
+    missing = verification.get("missing") or []
+    if missing and verification.get("first_broken") == missing[0][0]:
+        # Nothing broken, but a run of events was lost (and recorded as lost).
         raise CommandError(f"the chain is incomplete: {verification.get('reason')}")
     if not verification.get("ok"):
         raise CommandError(f"the chain is broken: {verification.get('reason')}")
