@@ -124,6 +124,18 @@ class Envelope:
         if work is not None:
             work.cancel()
 
+    def give_up(self) -> bool:
+        """The caller's wait for the reply ended: abandon the envelope unless it was answered.
+
+        Returns:
+            ``True`` if it was abandoned, ``False`` if the reply came meanwhile (read it).
+        """
+        reply = self.reply
+        if reply is not None and not reply.cancel() and reply.done():
+            return False
+        self.abandon()
+        return True
+
     def fail(self, error: BaseException) -> None:
         """Fail the envelope's caller, if it still waits."""
         reply = self.reply

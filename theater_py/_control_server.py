@@ -439,11 +439,11 @@ class ControlServer:
                     except OSError:
                         waits = False  # the connection broke: nobody waits either
                     if not waits:
-                        _abandon(envelope, reply)
+                        envelope.give_up()
                         raise _ClientLeft
                     selector.unregister(conn)
                     watching = False
-                if left <= 0 and _abandon(envelope, reply):
+                if left <= 0 and envelope.give_up():
                     from theater_py.errors import RequestTimeout
 
                     raise RequestTimeout(f"actor {name!r} did not reply within {wait} s")
@@ -674,17 +674,6 @@ class _LineReader:
                 buffer += chunk
         finally:
             self._conn.settimeout(self._timeout)  # writes and peeks keep their own bound
-
-
-def _abandon(envelope: Envelope, reply: concurrent.futures.Future[Any]) -> bool:
-    """Stop waiting for a reply, as a handle's timeout does; ``False`` if it came meanwhile.
-
-    The envelope's deferred work, if the actor returned a future, is cancelled with it.
-    """
-    if reply.cancel() or not reply.done():
-        envelope.abandon()
-        return True
-    return False
 
 
 _TAG: Final = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")

@@ -74,8 +74,7 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
         try:
             return reply.result(wait)
         except concurrent.futures.TimeoutError:
-            if reply.cancel() or not reply.done():
-                envelope.abandon()
+            if envelope.give_up():
                 raise RequestTimeout(
                     f"actor {self._name!r} did not reply within {wait} s"
                 ) from None
