@@ -30,18 +30,28 @@ _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def shipped_manifests() -> dict[str, str]:
-    """The shipped manifests' names, each with the package that holds it (nothing imported)."""
-    return {ep.name: ep.value for ep in metadata.entry_points(group=MANIFEST_GROUP)}
+    """The shipped manifests' names, each with the package that holds it (nothing imported).
+
+    A name two packages claim maps to both, joined by `` and `` (:func:`resolve_manifest`
+    refuses it): which one wins must not depend on the order of ``sys.path``.
+    """
+    claims: dict[str, list[str]] = {}
+    for ep in metadata.entry_points(group=MANIFEST_GROUP):
+        packages = claims.setdefault(ep.name, [])
+        if ep.value not in packages:  # one distribution seen twice is no clash
+            packages.append(ep.value)
+    return {name: " and ".join(sorted(packages)) for name, packages in claims.items()}
 
 
 def is_name(reference: str | os.PathLike[str]) -> bool:
     """Whether ``reference`` reads as a manifest's name rather than as a file's path.
 
-    A name has no folder and no ``.toml`` suffix, and no file of that name exists here.
+    A name has no folder and no ``.toml`` suffix, and no file of that name exists here (a
+    folder of that name, such as a checkout named like its actor, is not a manifest).
     """
     if not isinstance(reference, str) or not _NAME.fullmatch(reference):
         return False
-    return not reference.endswith(".toml") and not Path(reference).exists()
+    return not reference.endswith(".toml") and not Path(reference).is_file()
 
 
 def resolve_manifest(
@@ -75,11 +85,19 @@ def resolve_manifest(
             f"that name (shipped: {known}); give the path of a manifest.toml",
             **where,
         )
+    if " and " in package:
+        raise ManifestError(
+            f"two installed packages ship a manifest of that name ({package}); "
+            "uninstall one, or give the path of a manifest.toml",
+            **where,
+        )
     try:
         found = resources.files(package).joinpath(f"{name}.toml")
-    except ImportError as exc:
+    except Exception as exc:  # noqa: BLE001 -- a plugin's import may raise anything
+        # ImportError, TypeError (a module, not a package), ValueError, the plugin's own.
         raise ManifestError(
-            f"the package {package!r} that ships this manifest cannot be imported: {exc}",
+            f"the package {package!r} that ships this manifest cannot be read: "
+            f"{type(exc).__name__}: {exc}",
             **where,
         ) from None
     if not isinstance(found, Path):
