@@ -1,0 +1,112 @@
+"""Review 2: probes of the runtime (issue 10) that found defects, or guard their fixes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import test_runtime_edge_cases as edge_cases
+from tests.edge_actors import GATES, signal
+from tests.test_runtime_edge_cases import (
+    WAIT,
+    in_thread,
+    new_gate,
+    supervisor_spec,
+    wait_until,
+    worker,
+)
+from theater_py import (
+    Actor,
+    ActorContext,
+    ActorFailed,
+    ActorStopped,
+    ChildSpec,
+    Runtime,
+)
+
+edge = edge_cases.edge
+rt = edge_cases.rt
+manifest = edge_cases.manifest
+
+STOPPED: dict[int, threading.Event] = {}
+THREADS: dict[int, threading.Thread] = {}
+
+
+class Parent(Actor):
+    """Spawns children on request; a request may block on a gate, then crash."""
+
+    incarnations = 0
+
+    def init(self, ctx: ActorContext, state: Any) -> None:
+        type(self).incarnations += 1
+        self.incarnation = type(self).incarnations
+        STOPPED[self.incarnation] = threading.Event()
+
+    def handle_request(self, ctx: ActorContext, message: Any) -> Any:
+        if "spawn" in message:
+            ctx.spawn(message["manifest"], name=message["spawn"])
+        if "gate" in message:
+            THREADS[self.incarnation] = threading.current_thread()
+            signal(f"parent:{self.incarnation}:blocked").set()
+            GATES[message["gate"]].wait(WAIT)
+            raise RuntimeError("the old handler crashes at last")
+        return {"incarnation": self.incarnation}
+
+    def on_stop(self, ctx: ActorContext) -> None:
+        STOPPED[self.incarnation].set()
+
+
+def parent_manifest(tmp_path: Path) -> Path:
+    folder = tmp_path / "parent"
+    folder.mkdir()
+    path = folder / "manifest.toml"
+    path.write_text(
+        'name = "parent"\nversion = "0.1.0"\n'
+        'component = "tests.test_review2_runtime:Parent"\n\n'
+        '[[handler]]\ntype = "supervisor"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_late_crash_of_a_replaced_incarnation_leaves_the_new_ones_children(
+    rt: Runtime, manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A handler that outlived its shutdown in a one_for_all restart, then crashed, used to
+    stop the children the *next* incarnation spawned: the cell's children are stopped on
+    any exit of any incarnation, not only of the current one."""
+    Parent.incarnations = 0
+    STOPPED.clear()
+    THREADS.clear()
+    gate = new_gate("old")
+    rt.start_supervisor(
+        supervisor_spec(
+            "sup",
+            ChildSpec(name="parent", manifest=parent_manifest(tmp_path), shutdown=50),
+            worker(manifest, "sib"),
+            strategy="one_for_all",
+        )
+    )
+    parent = rt.handle("parent")
+    blocked = in_thread(parent.request, {"gate": "old"}, WAIT)
+    assert signal("parent:1:blocked").wait(WAIT)
+    with pytest.raises(ActorFailed):
+        rt.handle("sib").request({"crash": "restart the group"}, timeout=WAIT)
+    with pytest.raises(ActorStopped):  # its handler outlived the 50 ms shutdown
+        blocked.result(WAIT)
+    wait_until(lambda: parent.request("up", timeout=WAIT)["incarnation"] == 2)
+    kid_manifest = manifest(name="kid")
+    parent.request({"spawn": "kid", "manifest": str(kid_manifest)}, timeout=WAIT)
+    assert rt.handle("kid").request("hello", timeout=WAIT)["message"] == "hello"
+
+    gate.set()  # the old incarnation's handler now crashes
+    assert STOPPED[1].wait(WAIT)
+    THREADS[1].join(WAIT)  # its thread ends once the crash is handled
+    assert not THREADS[1].is_alive()
+
+    assert rt.handle("kid").request("still here", timeout=WAIT)["message"] == "still here"
+    assert parent.request("fine", timeout=WAIT)["incarnation"] == 2
