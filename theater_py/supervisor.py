@@ -526,12 +526,16 @@ class Supervisor:
             child is ``temporary`` or the supervisor ``simple_one_for_one``).
 
         Raises:
-            SupervisorError: a child of that name exists, or a name is given to a
-                supervisor that has no template.
+            SupervisorError: a child of that name exists, a name is given to a
+                supervisor that has no template, or the spec is not a ChildSpec or is
+                ``significant`` under ``auto_shutdown = "never"`` (OTP's
+                ``bad_combination``).
             ActorStartError: its start failed or timed out (the child is not kept).
         """
         if isinstance(spec, str):
             spec = self._from_template(spec, init)
+        else:  # OTP's check_childspec/2 against this supervisor's auto_shutdown
+            check_childspecs([spec], self.flags.auto_shutdown)
         target = target if target is not None else self.runtime.make_target(spec)
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         done.set_running_or_notify_cancel()
