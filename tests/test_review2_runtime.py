@@ -20,6 +20,7 @@ from tests.test_runtime_edge_cases import (
     worker,
 )
 from theater_py import (
+    IGNORE,
     Actor,
     ActorContext,
     ActorFailed,
@@ -27,6 +28,7 @@ from theater_py import (
     ChildSpec,
     Runtime,
 )
+from theater_py._cell import CellStatus
 
 edge = edge_cases.edge
 rt = edge_cases.rt
@@ -110,3 +112,66 @@ def test_a_late_crash_of_a_replaced_incarnation_leaves_the_new_ones_children(
 
     assert rt.handle("kid").request("still here", timeout=WAIT)["message"] == "still here"
     assert parent.request("fine", timeout=WAIT)["incarnation"] == 2
+
+
+class SlowIgnore(Actor):
+    """Its second init waits on the gate ``ignore``, then returns IGNORE."""
+
+    incarnations = 0
+
+    def init(self, ctx: ActorContext, state: Any) -> Any:
+        type(self).incarnations += 1
+        self.incarnation = type(self).incarnations
+        if self.incarnation == 2:
+            signal("slow:init:2").set()
+            GATES["ignore"].wait(WAIT)
+            return IGNORE
+        return None
+
+    def handle_request(self, ctx: ActorContext, message: Any) -> Any:
+        return {"incarnation": self.incarnation, "message": message}
+
+
+def test_an_ignore_from_an_incarnation_being_replaced_keeps_the_mailbox(
+    rt: Runtime, manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """rest_for_one [b, slow]: b's crash restarts both; slow's init (incarnation 2) is
+    still running when b crashes again, so the supervisor stops slow to restart it (keeping
+    its mailbox); that init then returns IGNORE. The incarnation being replaced used to give
+    the whole cell up: the request queued for slow failed with ActorStopped, and slow came
+    back as a new actor (a new id). It is the restart's to decide, and it keeps the queue."""
+    SlowIgnore.incarnations = 0
+    gate = new_gate("ignore")
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    slow_manifest = folder / "manifest.toml"
+    slow_manifest.write_text(
+        'name = "slow"\nversion = "0.1.0"\ncomponent = "tests.test_review2_runtime:SlowIgnore"\n',
+        encoding="utf-8",
+    )
+    rt.start_supervisor(
+        supervisor_spec(
+            "sup",
+            worker(manifest, "b"),
+            ChildSpec(name="slow", manifest=slow_manifest, shutdown=5000),
+            strategy="rest_for_one",
+        )
+    )
+    slow = rt.handle("slow")
+    first_id = slow.id
+    with pytest.raises(ActorFailed):
+        rt.handle("b").request({"crash": "restart b and slow"}, timeout=WAIT)
+    assert signal("slow:init:2").wait(WAIT)
+    queued = in_thread(slow.request, "queued while it restarts", WAIT)
+    wait_until(lambda: rt.find_cell("slow") is not None and rt.find_cell("slow").queued() == 1)
+    crasher = in_thread(rt.handle("b").request, {"crash": "again"}, WAIT)
+    cell = rt.find_cell("slow")
+    assert cell is not None
+    # The supervisor's thread now waits for slow to stop (its mailbox kept for the restart).
+    wait_until(lambda: cell.status is CellStatus.EXITED)
+    gate.set()  # slow's init returns IGNORE while its supervisor stops it for the restart
+    with pytest.raises(ActorFailed):
+        crasher.result(WAIT)
+
+    assert queued.result(WAIT) == {"incarnation": 3, "message": "queued while it restarts"}
+    assert slow.id == first_id

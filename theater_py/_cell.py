@@ -449,12 +449,16 @@ class ActorCell:
             listener(self, process.incarnation, reason)
 
     def _ignored(self, process: _ActorProcess) -> None:
-        """End an incarnation whose ``init`` returned IGNORE: no process, none to come."""
+        """End an incarnation whose ``init`` returned IGNORE: no process, none to come.
+
+        Unless :meth:`stop` replaced the incarnation meanwhile: then the stop (and the
+        supervisor's restart behind it) decides, and the mailbox is kept for it.
+        """
         _, current = self._detach(process)
         process.finish()
         if current:
             self._stop_children()
-        self.terminate("its init returned ignore")
+            self.terminate("its init returned ignore")
 
     def request_exit(self, reason: ExitReason, origin: Any = None) -> None:
         """Make the current incarnation exit with ``reason`` after its current message."""
