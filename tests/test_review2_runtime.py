@@ -175,3 +175,81 @@ def test_an_ignore_from_an_incarnation_being_replaced_keeps_the_mailbox(
 
     assert queued.result(WAIT) == {"incarnation": 3, "message": "queued while it restarts"}
     assert slow.id == first_id
+
+
+BEGUN: list[tuple[int, Any]] = []
+BEGUN_LOCK = threading.Lock()
+
+
+class Counter(Actor):
+    """Notes each message as its handler begins, with the incarnation that took it."""
+
+    incarnations = 0
+
+    def init(self, ctx: ActorContext, state: Any) -> None:
+        with BEGUN_LOCK:
+            type(self).incarnations += 1
+            self.incarnation = type(self).incarnations
+
+    def handle_send(self, ctx: ActorContext, message: Any) -> None:
+        with BEGUN_LOCK:
+            BEGUN.append((self.incarnation, message))
+
+    def handle_request(self, ctx: ActorContext, message: Any) -> Any:
+        self.handle_send(ctx, message)
+        return message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shutdown", ["brutal_kill", 0, 2000])
+def test_one_senders_messages_begin_once_in_order_across_sibling_restarts(
+    rt: Runtime, manifest: Callable[..., Path], tmp_path: Path, shutdown: str | int
+) -> None:
+    """one_for_all [counter, crasher]: the crasher crashes at random while one thread sends
+    to the counter; each restart stops the counter (brutal_kill, or within its shutdown)
+    and hands its queue to the next incarnation. Every message begins exactly once, in
+    the order sent, and no incarnation begins one after a later incarnation began any."""
+    Counter.incarnations = 0
+    BEGUN.clear()
+    folder = tmp_path / "counter"
+    folder.mkdir()
+    counter_manifest = folder / "manifest.toml"
+    counter_manifest.write_text(
+        'name = "counter"\nversion = "0.1.0"\ncomponent = "tests.test_review2_runtime:Counter"\n',
+        encoding="utf-8",
+    )
+    rt.start_supervisor(
+        supervisor_spec(
+            "sup",
+            ChildSpec(name="counter", manifest=counter_manifest, shutdown=shutdown),
+            worker(manifest, "crasher"),
+            strategy="one_for_all",
+            intensity=100_000,
+        )
+    )
+    counter, crasher = rt.handle("counter"), rt.handle("crasher")
+    stop = threading.Event()
+
+    def chaos() -> None:
+        while not stop.wait(0.002):
+            crasher.crash("chaos")
+
+    monkey = threading.Thread(target=chaos)
+    monkey.start()
+    pace = threading.Event()
+    try:
+        for n in range(500):
+            counter.send(n)
+            pace.wait(0.001)  # spread the sends over many restarts
+    finally:
+        stop.set()
+        monkey.join(WAIT)
+    assert counter.request("sync", timeout=WAIT) == "sync"
+
+    with BEGUN_LOCK:
+        begun = list(BEGUN)
+    numbers = [message for _, message in begun if isinstance(message, int)]
+    assert numbers == list(range(500))
+    incarnations = [incarnation for incarnation, _ in begun]
+    assert incarnations == sorted(incarnations)
+    assert Counter.incarnations > 3
