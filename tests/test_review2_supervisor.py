@@ -98,3 +98,54 @@ def test_all_significant_in_simple_one_for_one_waits_for_the_last_dynamic_child(
     assert statuses(top) == {"inner": "running"}
     rt.handle("d2").request({"exit": True}, timeout=WAIT)
     wait_until(lambda: statuses(top) == {"inner": "exited"})
+
+
+def _escalate(rt: Runtime, crasher: str) -> None:
+    """Crash ``crasher``, whose supervisor (intensity 0) gives up and is restarted."""
+    with pytest.raises(ActorFailed):
+        rt.handle(crasher).request({"crash": "escalate"}, timeout=WAIT)
+
+
+def test_a_restarted_supervisor_starts_its_static_specs_again(
+    rt: Runtime, manifest: Callable[..., Path]
+) -> None:
+    """supervisor.erl: a restarted supervisor runs init again, so its children are the
+    specs init returns: a static child deleted with delete_child is back."""
+    inner = supervisor_spec("inner", worker(manifest, "a"), worker(manifest, "b"), intensity=0)
+    top = rt.start_supervisor(
+        supervisor_spec("top", ChildSpec(name="inner", type="supervisor", supervisor=inner))
+    )
+    sup = rt.supervisor("inner")
+    sup.terminate_child("b")
+    sup.delete_child("b")
+    assert statuses(sup) == {"a": "running"}
+
+    _escalate(rt, "a")
+    wait_until(lambda: [row.restarts for row in top.which_children()] == [1])
+    sup = rt.supervisor("inner")
+    wait_until(lambda: statuses(sup) == {"a": "running", "b": "running"})
+    assert rt.handle("b").request("back", timeout=WAIT)["message"] == "back"
+
+
+def test_a_restarted_simple_one_for_one_supervisor_has_no_dynamic_children(
+    rt: Runtime, manifest: Callable[..., Path]
+) -> None:
+    """supervisor.erl init_dynamic: a restarted simple_one_for_one starts empty; its
+    dynamic children (start_child's) ended with the old incarnation."""
+    template = worker(manifest, "tpl")
+    inner = SupervisorSpec(
+        "inner", SupervisorFlags("simple_one_for_one", intensity=0, period=60), (template,)
+    )
+    top = rt.start_supervisor(
+        supervisor_spec("top", ChildSpec(name="inner", type="supervisor", supervisor=inner))
+    )
+    sup = rt.supervisor("inner")
+    sup.start_child("d1")
+    sup.start_child("d2")
+
+    _escalate(rt, "d1")
+    wait_until(lambda: [row.restarts for row in top.which_children()] == [1])
+    wait_until(lambda: statuses(top) == {"inner": "running"})
+    assert statuses(rt.supervisor("inner")) == {}
+    assert rt.find_cell("d1") is None
+    assert rt.find_cell("d2") is None
