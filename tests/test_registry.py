@@ -18,7 +18,7 @@ PACKAGE_MANIFESTS = Path(shipped.__file__).resolve().parent
 
 
 def test_the_proxy_ships_its_manifest_through_an_entry_point() -> None:
-    assert shipped_manifests()["openai-proxy"] == "theater_py_actors.openai_proxy.manifests"
+    assert shipped_manifests()["openai-proxy"] == ("theater_py_actors.openai_proxy.manifests",)
     assert resolve_manifest("openai-proxy") == PACKAGE_MANIFESTS / "openai-proxy.toml"
 
 

@@ -398,15 +398,19 @@ class ActorCell:
             if self._process is process:
                 self.status = CellStatus.RUNNING
 
-    def _detach(self, process: _ActorProcess) -> bool:
-        """Take the inbox of an ending incarnation; say if it was running (not starting).
+    def _detach(self, process: _ActorProcess) -> tuple[bool, bool]:
+        """Take the inbox of an ending incarnation; say if it was running (not starting),
+        and if it was still the current one.
 
         Runs on the incarnation's own thread, before anyone hears of its end, so the
-        next incarnation cannot start before the queue is back in the cell.
+        next incarnation cannot start before the queue is back in the cell. An
+        incarnation that is no longer current was replaced by :meth:`stop`, which
+        stopped its children: the cell's children may be the next incarnation's now.
         """
         with self._lock:
-            was_running = self._process is process and self.status is CellStatus.RUNNING
-            if self._process is process:
+            current = self._process is process
+            was_running = current and self.status is CellStatus.RUNNING
+            if current:
                 self._process = None
                 if self.status in (CellStatus.RUNNING, CellStatus.STARTING):
                     self.status = CellStatus.EXITED
@@ -423,7 +427,7 @@ class ActorCell:
                 self._pending.extendleft(reversed(drained))
         for envelope in failed:
             envelope.fail(ActorStopped(f"actor {self.name!r} stopped before handling it"))
-        return was_running
+        return was_running, current
 
     def _exited(
         self,
@@ -438,7 +442,7 @@ class ActorCell:
         answered, ``on_stop`` runs, and only then do the supervisor or the starter
         hear of it: a restart never overtakes the old incarnation's queue.
         """
-        was_running = self._detach(process)
+        was_running, current = self._detach(process)
         if envelope is not None and error is not None and envelope.kind is not Kind.INIT:
             envelope.fail(error)
         if error is None:
@@ -448,7 +452,8 @@ class ActorCell:
                 else ActorStopped(f"actor {self.name!r} exited: {reason}")
             )
         process.finish(error)
-        self._stop_children()
+        if current:
+            self._stop_children()
         if envelope is not None and error is not None and envelope.kind is Kind.INIT:
             envelope.fail(error)
         listener = self.exit_listener
@@ -456,11 +461,16 @@ class ActorCell:
             listener(self, process.incarnation, reason)
 
     def _ignored(self, process: _ActorProcess) -> None:
-        """End an incarnation whose ``init`` returned IGNORE: no process, none to come."""
-        self._detach(process)
+        """End an incarnation whose ``init`` returned IGNORE: no process, none to come.
+
+        Unless :meth:`stop` replaced the incarnation meanwhile: then the stop (and the
+        supervisor's restart behind it) decides, and the mailbox is kept for it.
+        """
+        _, current = self._detach(process)
         process.finish()
-        self._stop_children()
-        self.terminate("its init returned ignore")
+        if current:
+            self._stop_children()
+            self.terminate("its init returned ignore")
 
     def request_exit(self, reason: ExitReason, origin: Any = None) -> None:
         """Make the current incarnation exit with ``reason`` after its current message."""

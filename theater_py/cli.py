@@ -476,7 +476,13 @@ def _add_plugin_commands(
                 epilog=_EXIT_CODES_HELP,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
             )
-            plugin.add_arguments(sub)
+            try:
+                plugin.add_arguments(sub)
+            except Exception as exc:  # noqa: BLE001 -- as a plugin that cannot load
+                raise CommandError(
+                    f"the command {entry.name!r} cannot be loaded: it cannot add its options: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
         sub.set_defaults(run=plugin.run, passthrough=plugin.passthrough)
 
 

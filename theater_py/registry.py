@@ -40,19 +40,27 @@ _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _SHIPPED_FILE: Final = re.compile(rf"({_NAME.pattern}):({_NAME.pattern})")
 
 
-def shipped_manifests() -> dict[str, str]:
-    """The shipped manifests' names, each with the package that holds it (nothing imported)."""
-    return {ep.name: ep.value for ep in metadata.entry_points(group=MANIFEST_GROUP)}
+def shipped_manifests() -> dict[str, tuple[str, ...]]:
+    """The shipped manifests' names, each with the packages that hold it (nothing imported).
+
+    A name two packages claim maps to both, sorted (:func:`resolve_manifest` refuses it):
+    which one wins must not depend on the order of ``sys.path``.
+    """
+    claims: dict[str, set[str]] = {}
+    for ep in metadata.entry_points(group=MANIFEST_GROUP):
+        claims.setdefault(ep.name, set()).add(ep.value)  # one distribution seen twice: one
+    return {name: tuple(sorted(packages)) for name, packages in claims.items()}
 
 
 def is_name(reference: str | os.PathLike[str]) -> bool:
     """Whether ``reference`` reads as a manifest's name rather than as a file's path.
 
-    A name has no folder and no ``.toml`` suffix, and no file of that name exists here.
+    A name has no folder and no ``.toml`` suffix, and no file of that name exists here (a
+    folder of that name, such as a checkout named like its actor, is not a manifest).
     """
     if not isinstance(reference, str) or not _NAME.fullmatch(reference):
         return False
-    return not reference.endswith(".toml") and not Path(reference).exists()
+    return not reference.endswith(".toml") and not Path(reference).is_file()
 
 
 def resolve_manifest(
@@ -117,19 +125,28 @@ def resolve_shipped_file(reference: str, *, field: str | None = None) -> Path | 
 def _shipped_folder(name: str, where: dict[str, str | None]) -> Path:
     """The folder of the package that ships the manifest ``name``."""
     shipped = shipped_manifests()
-    package = shipped.get(name)
-    if package is None:
+    packages = shipped.get(name)
+    if packages is None:
         known = ", ".join(sorted(shipped)) or "none"
         raise ManifestError(
             f"no manifest file {name!r} here, and no installed package ships a manifest of "
             f"that name (shipped: {known}); give the path of a manifest.toml",
             **where,
         )
+    if len(packages) > 1:
+        raise ManifestError(
+            f"two installed packages ship a manifest of that name ({' and '.join(packages)}); "
+            "uninstall one, or give the path of a manifest.toml",
+            **where,
+        )
+    [package] = packages
     try:
         found = resources.files(package)
-    except ImportError as exc:
+    except Exception as exc:  # noqa: BLE001 -- a plugin's import may raise anything
+        # ImportError, TypeError (a module, not a package), ValueError, the plugin's own.
         raise ManifestError(
-            f"the package {package!r} that ships this manifest cannot be imported: {exc}",
+            f"the package {package!r} that ships this manifest cannot be read: "
+            f"{type(exc).__name__}: {exc}",
             **where,
         ) from None
     if not isinstance(found, Path):

@@ -526,12 +526,16 @@ class Supervisor:
             child is ``temporary`` or the supervisor ``simple_one_for_one``).
 
         Raises:
-            SupervisorError: a child of that name exists, or a name is given to a
-                supervisor that has no template.
+            SupervisorError: a child of that name exists, a name is given to a
+                supervisor that has no template, or the spec is not a ChildSpec or is
+                ``significant`` under ``auto_shutdown = "never"`` (OTP's
+                ``bad_combination``).
             ActorStartError: its start failed or timed out (the child is not kept).
         """
         if isinstance(spec, str):
             spec = self._from_template(spec, init)
+        else:  # OTP's check_childspec/2 against this supervisor's auto_shutdown
+            check_childspecs([spec], self.flags.auto_shutdown)
         target = target if target is not None else self.runtime.make_target(spec)
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         done.set_running_or_notify_cancel()
@@ -777,15 +781,27 @@ class Supervisor:
         self._status = "starting"
         self._restart_times.clear()
         self._begin = message.done
-        if not self._children:
-            try:
-                for spec in self.spec.children:
-                    if self.flags.strategy == "simple_one_for_one":
-                        break  # its spec is a template for start_child
-                    self._children.append(_Child(spec, self.runtime.make_target(spec)))
-            except TheaterError as exc:
-                self._fail_begin(None, exc)
-                return
+        # As OTP's init runs again: the children are the static specs (a simple_one_for_one
+        # has none: its spec is a template for start_child). A restart reuses each one's
+        # target, so its waiting messages go to its next incarnation; a child added by
+        # start_child ended with the last incarnation, and a deleted static one is back.
+        previous = {c.spec.name: c for c in self._children}
+        self._children = []
+        try:
+            for spec in () if self._simple() else self.spec.children:
+                child = previous.pop(spec.name, None)
+                if child is not None and child.spec is not spec:  # start_child took the name
+                    child.target.terminate("its supervisor restarted without it")
+                    child = None
+                if child is None:
+                    child = _Child(spec, self.runtime.make_target(spec))
+                self._children.append(child)
+        except TheaterError as exc:
+            self._fail_begin(None, exc)
+            return
+        finally:
+            for dropped in previous.values():
+                dropped.target.terminate("its supervisor restarted without it")
         for child in self._children:
             child.target.owner = self
             child.initial = True
