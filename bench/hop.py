@@ -1,21 +1,31 @@
 """The runtime hop: a request round trip and a send through theater-py, against bare Pykka.
 
-Three ways of asking an echo actor for a reply, timed call by call and interleaved:
+Four ways of asking an echo actor for a reply, timed call by call and interleaved:
 ``pykka_ask`` (``ActorRef.ask`` to a bare :class:`pykka.ThreadingActor`), ``request_typed``
-(``ActorHandle.request`` with an attrs message) and ``request_json`` (``request_json``,
-decoded into and encoded from the same attrs types by :mod:`theater_py.serde`). Then the
-throughput of fire-and-forget messages: ``tell`` against ``send`` and ``send_json``.
+(``ActorHandle.request`` with an attrs message), ``request_typed_saved`` (the same, to the
+same actor started with ``save_chain = true``, so its ``request`` and ``response`` events
+go to a SQLite file in a temporary ``THEATER_PY_HOME``) and ``request_json``
+(``request_json``, decoded into and encoded from the same attrs types by
+:mod:`theater_py.serde`). Then the throughput of fire-and-forget messages: ``tell``
+against ``send`` (chain in memory, and saved) and ``send_json``.
+
+Each ratio to ``pykka_ask`` is given two ways: of the overall medians, and ``paired``:
+the median (and range) of the per-repeat ratios, each of two blocks that ran back to back.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from bench._timing import compare
-from bench.actors import ECHO_MANIFEST, Count, Ping, Pong, PykkaEcho, Tick
-from theater_py import Runtime
+from bench._timing import compare, paired_ratio
+from bench.actors import ECHO_MANIFEST, ECHO_SAVED_MANIFEST, Count, Ping, Pong, PykkaEcho, Tick
+from theater_py import ActorHandle, Runtime
+from theater_py._home import HOME_ENV_VAR
 
 __all__ = ["run"]
 
@@ -64,6 +74,38 @@ def _throughputs(
     return results
 
 
+@contextlib.contextmanager
+def temporary_home() -> Iterator[str]:
+    """Point ``THEATER_PY_HOME`` at a new temporary folder; restore it and delete the folder."""
+    before = os.environ.get(HOME_ENV_VAR)
+    with tempfile.TemporaryDirectory(prefix="theater-py-bench-") as home:
+        os.environ[HOME_ENV_VAR] = home
+        try:
+            yield home
+        finally:
+            if before is None:
+                del os.environ[HOME_ENV_VAR]
+            else:
+                os.environ[HOME_ENV_VAR] = before
+
+
+def _check_echo(handle: ActorHandle) -> None:
+    if handle.request(Ping(0)) != Pong(0, "ping"):
+        raise RuntimeError(f"{handle.name} does not echo")
+
+
+def _check_saved(runtime: Runtime, handle: ActorHandle) -> int:
+    """Check that the saved actor's events reached its file, and are intact; count them."""
+    database = runtime.event_database
+    if database.path is None or not database.path.exists():
+        raise RuntimeError("the saved actor's chain is not in a file")
+    database.flush()
+    verified = handle.verify()
+    if not verified.ok:
+        raise RuntimeError(f"the saved chain does not verify: {verified.reason}")
+    return verified.checked
+
+
 def run(
     *, count: int, repeats: int, messages: int, progress: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -77,24 +119,30 @@ def run(
 
     Returns:
         ``latency`` (per contender: median, p99, spread, CPU per call), ``throughput``
-        (per contender: messages per second and the caller's cost of a send) and
-        ``ratios`` (each against its Pykka baseline).
+        (per contender: messages per second and the caller's cost of a send),
+        ``ratios`` (each against its Pykka baseline: of the medians), ``paired_ratios``
+        (latency, per repeat: median and range) and ``saved_events`` (how many events
+        the saved actor wrote and verified).
     """
     ping = Ping(0)
     ping_json = {"Ping": {"seq": 0, "text": "ping"}}
     pong_json = {"seq": 0, "text": "ping"}
     ref = PykkaEcho.start()
     try:
-        with Runtime(in_memory=True) as runtime:
+        with temporary_home(), Runtime() as runtime:
             handle = runtime.start_actor(ECHO_MANIFEST)
-            if ref.ask(ping) != Pong(0, "ping") or handle.request(ping) != Pong(0, "ping"):
-                raise RuntimeError("an echo actor does not echo")
+            saved = runtime.start_actor(ECHO_SAVED_MANIFEST)
+            if ref.ask(ping) != Pong(0, "ping"):
+                raise RuntimeError("the Pykka echo actor does not echo")
+            _check_echo(handle)
+            _check_echo(saved)
             if handle.request_json(ping_json) != pong_json:
                 raise RuntimeError("the echo actor does not echo JSON")
             latency = compare(
                 {
                     "pykka_ask": lambda: ref.ask(ping),
                     "request_typed": lambda: handle.request(ping),
+                    "request_typed_saved": lambda: saved.request(ping),
                     "request_json": lambda: handle.request_json(ping_json),
                 },
                 count=count,
@@ -113,10 +161,15 @@ def run(
                 pong: Pong = handle.request(count_message)
                 return pong.seq
 
+            def count_saved() -> int:
+                pong: Pong = saved.request(count_message)
+                return pong.seq
+
             throughput = _throughputs(
                 {
                     "pykka_tell": (lambda seq: ref.tell(Tick(seq)), count_pykka),
                     "send_typed": (lambda seq: handle.send(Tick(seq)), count_theater),
+                    "send_typed_saved": (lambda seq: saved.send(Tick(seq)), count_saved),
                     "send_json": (
                         lambda seq: handle.send_json({"Tick": {"seq": seq}}),
                         count_theater,
@@ -125,20 +178,26 @@ def run(
                 messages,
                 repeats,
             )
+            saved_events = _check_saved(runtime, saved)
             handle.stop(timeout=10)
+            saved.stop(timeout=10)
     finally:
         ref.stop(timeout=10)
     base = latency["pykka_ask"]["median_us"]
     rate = throughput["pykka_tell"]["median_msgs_per_s"]
-    typed_rate = throughput["send_typed"]["median_msgs_per_s"]
-    json_rate = throughput["send_json"]["median_msgs_per_s"]
+    ratios = {
+        f"{name}_vs_pykka_ask": round(latency[name]["median_us"] / base, 2)
+        for name in ("request_typed", "request_typed_saved", "request_json")
+    }
+    for name in ("send_typed", "send_typed_saved", "send_json"):
+        ratios[f"pykka_tell_vs_{name}"] = round(rate / throughput[name]["median_msgs_per_s"], 2)
     return {
         "latency": latency,
         "throughput": throughput,
-        "ratios": {
-            "request_typed_vs_pykka_ask": round(latency["request_typed"]["median_us"] / base, 2),
-            "request_json_vs_pykka_ask": round(latency["request_json"]["median_us"] / base, 2),
-            "pykka_tell_vs_send_typed": round(rate / typed_rate, 2),
-            "pykka_tell_vs_send_json": round(rate / json_rate, 2),
+        "ratios": ratios,
+        "paired_ratios": {
+            f"{name}_vs_pykka_ask": paired_ratio(latency[name], latency["pykka_ask"])
+            for name in ("request_typed", "request_typed_saved", "request_json")
         },
+        "saved_events": saved_events,
     }
