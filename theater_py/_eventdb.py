@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import uuid
@@ -30,6 +29,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
+from theater_py._batchqueue import BatchQueue
 from theater_py._home import database_location, open_database, theater_home
 from theater_py.chain import (
     ChainEvent,
@@ -80,6 +80,9 @@ _SELECT: Final = (
 )
 _QUEUE_SIZE: Final = 10_000
 _BATCH: Final = 1_000
+_LINGER: Final = 0.005
+"""Seconds the writer waits, once it has an event, for more to write in the same
+transaction (a ``batched`` chain's only; an ``fsync`` row or a flush is written at once)."""
 _WAIT: Final = 60.0
 """Seconds a flush, a read or close waits for the writer to catch up."""
 _Row = tuple[str, int, str, str | None, str, str, int, str]
@@ -276,8 +279,8 @@ class EventDatabase:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._conn_lock = threading.Lock()
-        self._queue: queue.Queue[_Row | _Durable | threading.Event | None] = queue.Queue(
-            _QUEUE_SIZE
+        self._queue: BatchQueue[_Row | _Durable | threading.Event | None] = BatchQueue(
+            _QUEUE_SIZE, _BATCH, _LINGER
         )
         self._writer: threading.Thread | None = None
         self._closed = False
@@ -456,7 +459,7 @@ class EventDatabase:
             self._closed = True
             writer = self._writer
             if writer is not None:
-                self._queue.put(None)
+                self._queue.put(None, urgent=True)
         if writer is not None:
             writer.join(_WAIT)
             atexit.unregister(self.close)
@@ -511,14 +514,14 @@ class EventDatabase:
         with self._lock:
             if self._closed:
                 raise StoreError(f"event database {self._database} is closed")
-            self._queue.put(item)
+            self._queue.put(item, urgent=not isinstance(item, tuple))
 
     def _wait(self) -> None:
         with self._lock:
             if self._writer is None or self._closed:
                 return
             done = threading.Event()
-            self._queue.put(done)
+            self._queue.put(done, urgent=True)
         if not done.wait(_WAIT):
             raise StoreError(
                 f"event database {self._database}: events not written within {_WAIT:.0f} s"
@@ -539,24 +542,20 @@ class EventDatabase:
 
     def _write_loop(self) -> None:
         while True:
-            item = self._queue.get()
             rows: list[_Row] = []
             synced: list[threading.Event] = []
             waiters: list[threading.Event] = []
-            while item is not None:
+            stop = False
+            for item in self._queue.take():
                 if isinstance(item, tuple):
                     rows.append(item)
                 elif isinstance(item, _Durable):
                     rows.append(item.row)
                     synced.append(item.done)
+                elif item is None:
+                    stop = True  # close() queues nothing after it
                 else:
                     waiters.append(item)
-                if len(rows) >= _BATCH:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
             if rows:
                 try:
                     self._write(rows, sync=bool(synced))
@@ -564,7 +563,7 @@ class EventDatabase:
                     logger.exception("event database %s: writing failed", self._database)
             for waiter in (*synced, *waiters):
                 waiter.set()
-            if item is None:
+            if stop:
                 return
 
     def _write(self, rows: list[_Row], *, sync: bool) -> None:
