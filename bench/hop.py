@@ -22,6 +22,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import attrs
+import pykka
+
 from bench._timing import compare, paired_ratio
 from bench.actors import ECHO_MANIFEST, ECHO_SAVED_MANIFEST, Count, Ping, Pong, PykkaEcho, Tick
 from theater_py import ActorHandle, Runtime
@@ -89,11 +92,6 @@ def temporary_home() -> Iterator[str]:
                 os.environ[HOME_ENV_VAR] = before
 
 
-def _check_echo(handle: ActorHandle) -> None:
-    if handle.request(Ping(0)) != Pong(0, "ping"):
-        raise RuntimeError(f"{handle.name} does not echo")
-
-
 def _check_saved(runtime: Runtime, handle: ActorHandle) -> int:
     """Check that the saved actor's events reached its file, and are intact; count them."""
     database = runtime.event_database
@@ -104,6 +102,57 @@ def _check_saved(runtime: Runtime, handle: ActorHandle) -> int:
     if not verified.ok:
         raise RuntimeError(f"the saved chain does not verify: {verified.reason}")
     return verified.checked
+
+
+@attrs.frozen
+class EchoActors:
+    """The echo actors of every contender, started and checked."""
+
+    ref: pykka.ActorRef[PykkaEcho]
+    """The bare Pykka actor."""
+    runtime: Runtime
+    memory: ActorHandle
+    """Its chain in memory (``bench/manifests/echo.toml``)."""
+    saved: ActorHandle
+    """Its chain saved (``bench/manifests/echo-saved.toml``)."""
+
+    def calls(self) -> dict[str, Callable[[], object]]:
+        """One round trip per contender, by name: the hop's latency contenders."""
+        ping = Ping(0)
+        ping_json = {"Ping": {"seq": 0, "text": "ping"}}
+        return {
+            "pykka_ask": lambda: self.ref.ask(ping),
+            "request_typed": lambda: self.memory.request(ping),
+            "request_typed_saved": lambda: self.saved.request(ping),
+            "request_json": lambda: self.memory.request_json(ping_json),
+        }
+
+    def saved_events(self) -> int:
+        """Flush the saved chain and verify it from its file; return its length."""
+        return _check_saved(self.runtime, self.saved)
+
+
+@contextlib.contextmanager
+def echo_actors() -> Iterator[EchoActors]:
+    """Start a bare Pykka echo actor and two theater-py ones, the saved one in a
+    temporary ``THEATER_PY_HOME``; check each echoes; stop them all on exit."""
+    ref = PykkaEcho.start()
+    try:
+        with temporary_home(), Runtime() as runtime:
+            actors = EchoActors(
+                ref,
+                runtime,
+                runtime.start_actor(ECHO_MANIFEST),
+                runtime.start_actor(ECHO_SAVED_MANIFEST),
+            )
+            for name, call in actors.calls().items():
+                if call() not in (Pong(0, "ping"), {"seq": 0, "text": "ping"}):
+                    raise RuntimeError(f"{name}: the echo actor does not echo")
+            yield actors
+            actors.memory.stop(timeout=10)
+            actors.saved.stop(timeout=10)
+    finally:
+        ref.stop(timeout=10)
 
 
 def run(
@@ -124,65 +173,44 @@ def run(
         (latency, per repeat: median and range) and ``saved_events`` (how many events
         the saved actor wrote and verified).
     """
-    ping = Ping(0)
-    ping_json = {"Ping": {"seq": 0, "text": "ping"}}
-    pong_json = {"seq": 0, "text": "ping"}
-    ref = PykkaEcho.start()
-    try:
-        with temporary_home(), Runtime() as runtime:
-            handle = runtime.start_actor(ECHO_MANIFEST)
-            saved = runtime.start_actor(ECHO_SAVED_MANIFEST)
-            if ref.ask(ping) != Pong(0, "ping"):
-                raise RuntimeError("the Pykka echo actor does not echo")
-            _check_echo(handle)
-            _check_echo(saved)
-            if handle.request_json(ping_json) != pong_json:
-                raise RuntimeError("the echo actor does not echo JSON")
-            latency = compare(
-                {
-                    "pykka_ask": lambda: ref.ask(ping),
-                    "request_typed": lambda: handle.request(ping),
-                    "request_typed_saved": lambda: saved.request(ping),
-                    "request_json": lambda: handle.request_json(ping_json),
-                },
-                count=count,
-                repeats=repeats,
-                warmup=min(count, 500),
-                progress=lambda note: progress(f"hop latency {note}"),
-            )
-            count_message = Count()
+    with echo_actors() as actors:
+        ref, handle, saved = actors.ref, actors.memory, actors.saved
+        latency = compare(
+            actors.calls(),
+            count=count,
+            repeats=repeats,
+            warmup=min(count, 500),
+            progress=lambda note: progress(f"hop latency {note}"),
+        )
+        count_message = Count()
 
-            def count_pykka() -> int:
-                pong = ref.ask(count_message)
-                assert isinstance(pong, Pong)
-                return pong.seq
+        def count_pykka() -> int:
+            pong = ref.ask(count_message)
+            assert isinstance(pong, Pong)
+            return pong.seq
 
-            def count_theater() -> int:
-                pong: Pong = handle.request(count_message)
-                return pong.seq
+        def count_theater() -> int:
+            pong: Pong = handle.request(count_message)
+            return pong.seq
 
-            def count_saved() -> int:
-                pong: Pong = saved.request(count_message)
-                return pong.seq
+        def count_saved() -> int:
+            pong: Pong = saved.request(count_message)
+            return pong.seq
 
-            throughput = _throughputs(
-                {
-                    "pykka_tell": (lambda seq: ref.tell(Tick(seq)), count_pykka),
-                    "send_typed": (lambda seq: handle.send(Tick(seq)), count_theater),
-                    "send_typed_saved": (lambda seq: saved.send(Tick(seq)), count_saved),
-                    "send_json": (
-                        lambda seq: handle.send_json({"Tick": {"seq": seq}}),
-                        count_theater,
-                    ),
-                },
-                messages,
-                repeats,
-            )
-            saved_events = _check_saved(runtime, saved)
-            handle.stop(timeout=10)
-            saved.stop(timeout=10)
-    finally:
-        ref.stop(timeout=10)
+        throughput = _throughputs(
+            {
+                "pykka_tell": (lambda seq: ref.tell(Tick(seq)), count_pykka),
+                "send_typed": (lambda seq: handle.send(Tick(seq)), count_theater),
+                "send_typed_saved": (lambda seq: saved.send(Tick(seq)), count_saved),
+                "send_json": (
+                    lambda seq: handle.send_json({"Tick": {"seq": seq}}),
+                    count_theater,
+                ),
+            },
+            messages,
+            repeats,
+        )
+        saved_events = actors.saved_events()
     base = latency["pykka_ask"]["median_us"]
     rate = throughput["pykka_tell"]["median_msgs_per_s"]
     ratios = {
