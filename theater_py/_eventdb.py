@@ -225,13 +225,21 @@ class _SqliteChainStorage:
         return self._db._after_losses(self._actor_id, count, last)
 
     def append(self, index: int, event: ChainEvent, data_json: str) -> threading.Event | None:
-        row = (self._actor_id, index, event.hash, event.parent_hash, event.event_type)
-        full = (*row, data_json, event.timestamp, event.description)
+        row = (
+            self._actor_id,
+            index,
+            event.hash,
+            event.parent_hash,
+            event.event_type,
+            data_json,
+            event.timestamp,
+            event.description,
+        )
         if self.durable:
-            item = _Durable(full)
-            self._db._enqueue(item)
+            item = _Durable(row)
+            self._db._enqueue(item, urgent=True)
             return item.done
-        self._db._enqueue(full)
+        self._db._enqueue(row, urgent=False)
         return None
 
     def rows(self) -> list[tuple[Any, ChainEvent]]:
@@ -509,12 +517,13 @@ class EventDatabase:
             raise StoreError(f"event database {self._database} is closed")
         return self._conn
 
-    def _enqueue(self, item: _Row | _Durable) -> None:
+    def _enqueue(self, item: _Row | _Durable, *, urgent: bool) -> None:
         # Under the lock, so no row is ever queued behind close()'s stop sentinel.
+        # urgent: its recorder waits for it (an fsync row).
         with self._lock:
             if self._closed:
                 raise StoreError(f"event database {self._database} is closed")
-            self._queue.put(item, urgent=not isinstance(item, tuple))
+            self._queue.put(item, urgent=urgent)
 
     def _wait(self) -> None:
         with self._lock:
