@@ -42,12 +42,17 @@ def compare(
     repeats: int,
     warmup: int,
     progress: Callable[[str], None] | None = None,
+    settle: Callable[[], object] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Time several ways of doing the same thing, interleaved so drift hits them alike.
 
     Each repeat runs every callable ``count`` times, in turn, starting one further along
     each time; each callable is warmed up with ``warmup`` calls first. Many short repeats
     resist a noisy machine's drift better than a few long ones.
+
+    ``settle``, if given, runs after each block, untimed: it finishes the background work
+    a block left (a saved chain's queued events), so that the next block, another
+    contender's, does not pay for it.
 
     A repeat in which a call raised is left out of the figures (a failed call may be fast)
     and counted under ``failed_repeats``, with the first error under ``error``; a callable
@@ -79,6 +84,8 @@ def compare(
             else:
                 runs[name].append(timed)
                 blocks[name].append(round(statistics.median(timed[0]), 3))
+            if settle is not None:
+                settle()
         if progress is not None:
             progress(f"repeat {repeat + 1}/{repeats}")
     results: dict[str, dict[str, Any]] = {}
