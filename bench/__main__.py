@@ -68,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output",
         type=Path,
-        help="where to write the JSON (default bench/results/<date>.json, "
-        "<date>-quick.json with --quick)",
+        help="where to write the JSON (default bench/results/<date>.json; "
+        "<date>-hop.json with --only hop, <date>-quick.json with --quick)",
     )
     return parser
 
@@ -83,6 +83,16 @@ def _write(path: Path, results: dict[str, Any]) -> None:
     partial = path.with_name(path.name + ".tmp")
     partial.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(partial, path)
+
+
+def _default_name(today: str, quick: bool, only: Sequence[str] | None) -> str:
+    """``<date>.json`` for a full run; ``-<part>...`` for parts, ``-quick`` for a smoke run."""
+    parts = [today]
+    if only and set(only) != set(SECTIONS):
+        parts += [name for name in SECTIONS if name in only]
+    if quick:
+        parts.append("quick")
+    return "-".join(parts) + ".json"
 
 
 def run(
@@ -149,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks, write the JSON and print the Markdown tables."""
     args = _parser().parse_args(argv)
     today = datetime.date.today().isoformat()
-    output = args.output or RESULTS / (f"{today}-quick.json" if args.quick else f"{today}.json")
+    output = args.output or RESULTS / _default_name(today, args.quick, args.only)
     results = run(
         quick=args.quick,
         external=not args.no_external,

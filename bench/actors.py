@@ -16,6 +16,7 @@ from theater_py import Actor, ActorContext, serde
 
 __all__ = [
     "ECHO_MANIFEST",
+    "ECHO_SAVED_MANIFEST",
     "Count",
     "EchoActor",
     "EchoRequest",
@@ -27,6 +28,9 @@ __all__ = [
 
 ECHO_MANIFEST = Path(__file__).resolve().parent / "manifests" / "echo.toml"
 """The manifest of :class:`EchoActor`."""
+
+ECHO_SAVED_MANIFEST = ECHO_MANIFEST.with_name("echo-saved.toml")
+"""The same actor with ``save_chain = true``: every event goes to the SQLite file."""
 
 
 @attrs.frozen

@@ -4,7 +4,8 @@ The proxy's work is spread over three threads (the caller, the actor, a pool thr
 :mod:`cProfile` and pyinstrument do not follow; yappi (in the ``bench`` extra) does.
 ``python -m bench.profile proxy_typed --against requests`` prints, per function, the CPU
 time per call the contender spends there beyond what the baseline spends: the overhead.
-``python -m bench.profile hop`` profiles the typed runtime hop against a bare Pykka ask.
+``python -m bench.profile hop --against pykka_ask`` profiles the typed runtime hop against a
+bare Pykka ask (``hop_saved``: to an actor whose chain is saved; ``hop_json``: JSON in and out).
 
 Profiling slows every Python function call several times over, so read the shares, not the
 absolute numbers.
@@ -14,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.clients import NAMES, make_contender
+from bench.hop import echo_actors
 from bench.upstream import Upstream
 
 __all__ = ["main"]
@@ -56,23 +57,13 @@ def _profile(call: Callable[[], object], calls: int, clock: str) -> tuple[Profil
     return profile, total
 
 
-@contextlib.contextmanager
-def _hop_calls() -> Iterator[dict[str, Callable[[], object]]]:
-    from bench.actors import ECHO_MANIFEST, Ping, PykkaEcho
-    from theater_py import Runtime
-
-    ping = Ping(0)
-    ref = PykkaEcho.start()
-    try:
-        with Runtime(in_memory=True) as runtime:
-            handle = runtime.start_actor(ECHO_MANIFEST)
-            yield {
-                "hop": lambda: handle.request(ping),
-                "pykka_ask": lambda: ref.ask(ping),
-                "hop_json": lambda: handle.request_json({"Ping": {"seq": 0, "text": "ping"}}),
-            }
-    finally:
-        ref.stop(timeout=10)
+# The hop's contenders, by their names here.
+_HOP = {
+    "hop": "request_typed",
+    "hop_saved": "request_typed_saved",
+    "hop_json": "request_json",
+    "pykka_ask": "pykka_ask",
+}
 
 
 def _print(profile: Profile, baseline: Profile | None, top: int) -> None:
@@ -90,16 +81,17 @@ def _print(profile: Profile, baseline: Profile | None, top: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Profile a contender (or the hop) and print where its time goes."""
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument("target", choices=(*NAMES, "hop", "hop_json", "pykka_ask"))
+    parser.add_argument("target", choices=(*NAMES, *_HOP))
     parser.add_argument("--against", choices=(*NAMES, "pykka_ask"), help="a baseline to subtract")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args(argv)
     baseline: Profile | None = None
-    if args.target in ("hop", "hop_json", "pykka_ask"):
-        with _hop_calls() as calls:
-            profile, total = _profile(calls[args.target], args.calls, args.clock)
+    if args.target in _HOP:
+        with echo_actors() as actors:
+            calls = actors.calls()
+            profile, total = _profile(calls[_HOP[args.target]], args.calls, args.clock)
             if args.against == "pykka_ask":
                 baseline, base_total = _profile(calls["pykka_ask"], args.calls, args.clock)
                 print(f"profiled {args.clock} us per call: pykka_ask {base_total:.1f}")

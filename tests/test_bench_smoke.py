@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from bench.__main__ import _default_name
 from bench._stats import percentile, summarize_runs
-from bench._timing import compare
+from bench._timing import compare, paired_ratio
 from bench.clients import KEY
 from bench.report import judge_targets, render_markdown
 
@@ -51,6 +52,7 @@ def test_targets_are_judged_and_unmeasured_ones_say_so() -> None:
     }
     judged = {target["name"]: target for target in judge_targets(results)}
     assert judged["typed_hop"]["met"] is False
+    assert judged["saved_chain_hop"]["met"] is None  # not in these results
     assert judged["proxy_latency"]["met"] is True
     assert judged["proxy_throughput"]["met"] is None  # concurrency did not run
     assert judged["import_time"]["met"] is False  # "under 0.3 s" excludes 0.3
@@ -77,6 +79,20 @@ def test_an_unavailable_contender_is_reported_not_dropped() -> None:
     text = render_markdown(results)
     assert "| litellm | unavailable: ModuleNotFoundError" in text
     assert "| requests | 900 | 1500 | 850-950 | 880 |" in text
+
+
+def test_paired_ratios_compare_blocks_that_ran_together() -> None:
+    fast = {"block_medians_us": [10.0, 20.0, None, 40.0]}
+    slow = {"block_medians_us": [25.0, 40.0, 90.0, 120.0]}
+    # Repeat 3 failed for the baseline, so only three blocks pair up: 2.5, 2.0 and 3.0.
+    assert paired_ratio(slow, fast) == {"median": 2.5, "spread": [2.0, 3.0], "repeats": 3}
+    assert paired_ratio(slow, {"block_medians_us": [None]}) is None
+
+
+def test_a_part_run_is_written_under_its_name() -> None:
+    assert _default_name("2026-11-30", False, None) == "2026-11-30.json"
+    assert _default_name("2026-11-30", False, ["hop"]) == "2026-11-30-hop.json"
+    assert _default_name("2026-11-30", True, ["proxy", "hop"]) == "2026-11-30-hop-proxy-quick.json"
 
 
 def test_a_repeat_with_a_failed_call_is_left_out_and_counted() -> None:
@@ -123,12 +139,22 @@ def test_a_quick_run_writes_every_section(tmp_path: Path) -> None:
     assert meta["packages"]["pykka"] is not None
 
     latency = results["hop"]["latency"]
-    assert set(latency) == {"pykka_ask", "request_typed", "request_json"}
+    assert set(latency) == {"pykka_ask", "request_typed", "request_typed_saved", "request_json"}
     for entry in latency.values():
         assert entry["median_us"] > 0 and entry["p99_us"] >= entry["median_us"]
         assert entry["spread_us"][0] <= entry["median_us"] <= entry["spread_us"][1]
-    assert set(results["hop"]["throughput"]) == {"pykka_tell", "send_typed", "send_json"}
+    assert set(results["hop"]["throughput"]) == {
+        "pykka_tell",
+        "send_typed",
+        "send_typed_saved",
+        "send_json",
+    }
     assert "request_typed_vs_pykka_ask" in results["hop"]["ratios"]
+    assert "request_typed_saved_vs_pykka_ask" in results["hop"]["ratios"]
+    paired = results["hop"]["paired_ratios"]["request_typed_saved_vs_pykka_ask"]
+    assert paired["spread"][0] <= paired["median"] <= paired["spread"][1]
+    # Every request and response of the saved actor reached its file and verifies.
+    assert results["hop"]["saved_events"] > 2 * meta["sizes"]["hop"]["count"]
 
     contenders = results["proxy"]["contenders"]
     assert set(contenders) == {"http.client", "requests", "proxy_typed", "proxy_json"}
@@ -152,6 +178,7 @@ def test_a_quick_run_writes_every_section(tmp_path: Path) -> None:
         "proxy_latency",
         "proxy_throughput",
         "typed_hop",
+        "saved_chain_hop",
         "import_time",
         "cli_help",
     ]

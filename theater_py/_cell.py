@@ -192,10 +192,24 @@ class _Inbox:
     here blocks while holding the lock, and a closed inbox never blocks at all.
     """
 
-    __slots__ = ("_cond", "_delivery", "_items", "_taken", "closed", "flagged", "running")
+    __slots__ = (
+        "_cond",
+        "_delivery",
+        "_items",
+        "_lock",
+        "_taken",
+        "_waiting",
+        "closed",
+        "flagged",
+        "running",
+    )
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # The hot path takes the lock itself: `with self._cond` would add two Python
+        # calls per use, and a notify (two more) only matters while the thread waits.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = False
         self._items: deque[Envelope] = deque()
         self._taken: Envelope | None = None
         self._delivery = _Delivery()
@@ -206,34 +220,39 @@ class _Inbox:
         self.closed = False
 
     def put(self, envelope: Envelope) -> None:
-        with self._cond:
+        with self._lock:
             self._items.append(envelope)
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
 
     def get(self) -> _Delivery:
         """Wait for the next envelope (Pykka's loop); a closed inbox gives ``_WAKE``."""
-        with self._cond:
+        with self._lock:
             while not self._items:
                 if self.closed:
                     self._taken = _WAKE
                     self._delivery.message = _WAKE
                     return self._delivery
-                self._cond.wait()
+                self._waiting = True
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiting = False
             envelope = self._taken = self._items.popleft()
         self._delivery.message = envelope
         return self._delivery
 
     def empty(self) -> bool:
-        with self._cond:
+        with self._lock:
             return not self._items
 
     def qsize(self) -> int:
-        with self._cond:
+        with self._lock:
             return len(self._items) + (self._taken is not None and self._taken is not _WAKE)
 
     def begin(self, envelope: Envelope) -> bool:
         """Start handling ``envelope``; ``False`` if it was handed over meanwhile."""
-        with self._cond:
+        with self._lock:
             if self._taken is not envelope:
                 return False
             self._taken = None
@@ -245,7 +264,7 @@ class _Inbox:
 
     def take_all(self) -> list[Envelope]:
         """Take every envelope not yet begun, oldest first."""
-        with self._cond:
+        with self._lock:
             return self._take_all()
 
     def _take_all(self) -> list[Envelope]:
@@ -257,7 +276,7 @@ class _Inbox:
 
     def abandon(self) -> tuple[list[Envelope], Envelope | None]:
         """Close the inbox: take what is not begun, flag the handler running, wake the thread."""
-        with self._cond:
+        with self._lock:
             taken = self._take_all()
             self.closed = True
             self.flagged = self.running

@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import uuid
@@ -31,6 +30,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
+from theater_py._batchqueue import BatchQueue
 from theater_py._home import database_location, open_database, theater_home
 from theater_py.chain import (
     ChainEvent,
@@ -81,6 +81,9 @@ _SELECT: Final = (
 )
 _QUEUE_SIZE: Final = 10_000
 _BATCH: Final = 1_000
+_LINGER: Final = 0.005
+"""Seconds the writer waits, once it has an event, for more to write in the same
+transaction (a ``batched`` chain's only; an ``fsync`` row or a flush is written at once)."""
 _WAIT: Final = 60.0
 """Seconds a flush, a read or close waits for the writer to catch up."""
 _Row = tuple[str, int, str, str | None, str, str, int, str]
@@ -248,13 +251,21 @@ class _SqliteChainStorage:
         return self._db._after_losses(self._actor_id, count, last)
 
     def append(self, index: int, event: ChainEvent, data_json: str) -> threading.Event | None:
-        row = (self._actor_id, index, event.hash, event.parent_hash, event.event_type)
-        full = (*row, data_json, event.timestamp, event.description)
+        row = (
+            self._actor_id,
+            index,
+            event.hash,
+            event.parent_hash,
+            event.event_type,
+            data_json,
+            event.timestamp,
+            event.description,
+        )
         if self.durable:
-            item = _Durable(full)
-            self._db._enqueue(item)
+            item = _Durable(row)
+            self._db._enqueue(item, urgent=True)
             return item.done
-        self._db._enqueue(full)
+        self._db._enqueue(row, urgent=False)
         return None
 
     def rows(self) -> list[tuple[Any, ChainEvent]]:
@@ -303,8 +314,8 @@ class EventDatabase:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._conn_lock = threading.Lock()
-        self._queue: queue.Queue[_Row | _Durable | threading.Event | None] = queue.Queue(
-            _QUEUE_SIZE
+        self._queue: BatchQueue[_Row | _Durable | threading.Event | None] = BatchQueue(
+            _QUEUE_SIZE, _BATCH, _LINGER
         )
         self._writer: threading.Thread | None = None
         self._closed = False
@@ -495,7 +506,7 @@ class EventDatabase:
             self._closed = True
             writer = self._writer
             if writer is not None:
-                self._queue.put(None)
+                self._queue.put(None, urgent=True)
         if writer is not None:
             writer.join(_WAIT)
             atexit.unregister(self.close)
@@ -545,19 +556,20 @@ class EventDatabase:
             raise StoreError(f"event database {self._database} is closed")
         return self._conn
 
-    def _enqueue(self, item: _Row | _Durable) -> None:
+    def _enqueue(self, item: _Row | _Durable, *, urgent: bool) -> None:
         # Under the lock, so no row is ever queued behind close()'s stop sentinel.
+        # urgent: its recorder waits for it (an fsync row).
         with self._lock:
             if self._closed:
                 raise StoreError(f"event database {self._database} is closed")
-            self._queue.put(item)
+            self._queue.put(item, urgent=urgent)
 
     def _wait(self) -> None:
         with self._lock:
             if self._writer is None or self._closed:
                 return
             done = threading.Event()
-            self._queue.put(done)
+            self._queue.put(done, urgent=True)
         if not done.wait(_WAIT):
             raise StoreError(
                 f"event database {self._database}: events not written within {_WAIT:.0f} s"
@@ -578,24 +590,20 @@ class EventDatabase:
 
     def _write_loop(self) -> None:
         while True:
-            item = self._queue.get()
             rows: list[_Row] = []
             synced: list[threading.Event] = []
             waiters: list[threading.Event] = []
-            while item is not None:
+            stop = False
+            for item in self._queue.take():
                 if isinstance(item, tuple):
                     rows.append(item)
                 elif isinstance(item, _Durable):
                     rows.append(item.row)
                     synced.append(item.done)
+                elif item is None:
+                    stop = True  # close() queues nothing after it
                 else:
                     waiters.append(item)
-                if len(rows) >= _BATCH:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
             if rows:
                 try:
                     self._write(rows, sync=bool(synced))
@@ -603,7 +611,7 @@ class EventDatabase:
                     logger.exception("event database %s: writing failed", self._database)
             for waiter in (*synced, *waiters):
                 waiter.set()
-            if item is None:
+            if stop:
                 return
 
     def _write(self, rows: list[_Row], *, sync: bool) -> None:
