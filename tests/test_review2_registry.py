@@ -103,3 +103,17 @@ def test_a_folder_of_that_name_here_does_not_hide_the_shipped_manifest(
     (Path.cwd() / "echo").mkdir()
 
     assert resolve_manifest("echo") == plugins / "r2_first" / "echo.toml"
+
+
+def test_a_folder_beside_a_system_file_does_not_hide_a_child_s_shipped_manifest(
+    plugins: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from theater_py.system import _child_manifest
+
+    fake_entry_points(monkeypatch, ("echo", "r2_first"))
+    system = Path.cwd() / "systems" / "system.toml"
+    (system.parent / "echo").mkdir(parents=True)
+
+    found = _child_manifest("echo", system, "child[0].manifest")
+
+    assert found == plugins / "r2_first" / "echo.toml"

@@ -475,7 +475,10 @@ class Supervisor:
             if timed_out or on_own_thread:
                 self._ref.stop(block=False)
             else:
-                self._ref.stop(block=True, timeout=CALL_TIMEOUT)
+                try:
+                    self._ref.stop(block=True, timeout=CALL_TIMEOUT)
+                except pykka.Timeout:  # its thread is busy: it stops when it gets there
+                    finished = False
         return finished
 
     def terminate(self, reason: str) -> None:

@@ -224,7 +224,7 @@ def _child_manifest(manifest: str, file: Path, field: str) -> Path:
     from theater_py.registry import is_name, resolve_manifest
 
     path = (file.parent / manifest).resolve()
-    if path.exists() or not is_name(manifest):
+    if path.is_file() or not is_name(manifest):  # a folder named like it is no manifest
         return path
     return resolve_manifest(manifest, file=str(file), field=field)
 
