@@ -109,6 +109,7 @@ class OpenAIProxyActor(Actor):
             max_connections=config.max_concurrent_requests,
             headers=config.headers,
             query=config.extra_query,
+            max_response_bytes=config.max_response_bytes,
         )
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.max_concurrent_requests, thread_name_prefix=f"{ctx.name}-http"

@@ -19,6 +19,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import socket
 import threading
 from collections.abc import Callable
@@ -253,7 +254,9 @@ class Watchdog:
     def watch(self, call: UpstreamCall) -> None:
         """Abandon ``call`` with reason ``timeout`` at its deadline, unless it ends first.
 
-        A closed watchdog abandons it at once, with reason ``closed``.
+        A closed watchdog abandons it at once, with reason ``closed``. A call whose
+        ``deadline`` moved later is abandoned at the new one (``math.inf``: never); one
+        whose deadline moved sooner must be watched again.
         """
         with self._changed:
             if not self._closed:
@@ -296,7 +299,14 @@ class Watchdog:
                     return
                 now = self._clock()
                 while heap and heap[0][0] <= now:
-                    expired.append(heapq.heappop(heap)[2])
+                    call = heapq.heappop(heap)[2]
+                    # A deadline moved later (a stream that started to flow) is kept, or
+                    # dropped if it is none; a sooner one was watched again meanwhile.
+                    if call.deadline > now:
+                        if call.deadline != math.inf and not call.ended:
+                            heapq.heappush(heap, (call.deadline, next(self._order), call))
+                        continue
+                    expired.append(call)
                 if not expired:
                     # Bounded even when idle: the loop re-reads the heap at least this often.
                     self._changed.wait(min(heap[0][0] - now, _IDLE_WAIT) if heap else _IDLE_WAIT)
