@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["RawServer", "event_stream_head", "sse"]
+__all__ = ["RawServer", "event_stream_head", "sse", "stall"]
 
 Script = Callable[[socket.socket, "RawServer"], None]
 
@@ -32,6 +32,23 @@ def sse(chunks: Iterable[Any], eol: bytes = b"\n", done: bool = True) -> bytes:
     false."""
     body = b"".join(b"data: " + json.dumps(chunk).encode() + eol + eol for chunk in chunks)
     return body + (b"data: [DONE]" + eol + eol if done else b"")
+
+
+def stall(connection: socket.socket, server: RawServer, seconds: float = 30) -> None:
+    """Send nothing more; set ``server.hung_up`` as soon as the client closes its end."""
+    connection.setblocking(False)
+    for _ in range(int(seconds / 0.01)):
+        try:
+            if connection.recv(1, socket.MSG_PEEK) == b"":
+                server.hung_up.set()
+                return
+        except BlockingIOError:
+            pass
+        except OSError:
+            server.hung_up.set()
+            return
+        if server.stopping.wait(0.01):
+            return
 
 
 class _Handler(socketserver.BaseRequestHandler):

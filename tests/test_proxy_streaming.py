@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.raw_upstream import RawServer, event_stream_head, sse
-from theater_py import ActorHandle, Runtime
+from tests.raw_upstream import RawServer, event_stream_head, sse, stall
+from theater_py import ActorHandle, ActorStopped, ChannelRefused, Runtime
 
 MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
 KEY = "sk-sim-0123456789-secret"
@@ -159,3 +159,238 @@ def test_the_streamed_completion_is_the_plain_one(start_proxy, served) -> None:
     ignoring = stream(start_proxy(plain_server.base_url, name="ignoring"))
     assert ignoring[-1] == plain
     assert text_of(ignoring) == "Héllo, wörld"
+
+
+def script_of(*steps: bytes | Callable[[socket.socket, RawServer], None]) -> RawServer:
+    """A server whose every request gets ``steps``: bytes to send, or a callable."""
+
+    def script(connection: socket.socket, server: RawServer) -> None:
+        for step in steps:
+            if isinstance(step, bytes):
+                connection.sendall(step)
+            else:
+                step(connection, server)
+
+    return RawServer(script)
+
+
+def test_tool_calls_without_index_or_with_a_reused_index(start_proxy, served) -> None:
+    chunks = [
+        chunk({"content": "Checking."}),
+        # No index: the first call whole, then a second with its own id.
+        chunk({"tool_calls": [{"id": "call_a", "function": {"name": "get", "arguments": '{"c'}}]}),
+        chunk({"tool_calls": [{"function": {"arguments": 'ity": "Paris"}'}}]}),
+        # Index 0 again, for another call (a new id).
+        chunk(
+            {
+                "tool_calls": [
+                    {"index": 0, "id": "call_b", "function": {"name": "put", "arguments": ""}}
+                ]
+            }
+        ),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, "tool_calls"),
+    ]
+    server = served([event_stream_head(), sse(chunks)])
+    messages = stream(start_proxy(server.base_url))
+    starts = [
+        m["ToolUseDelta"] for m in messages if "ToolUseDelta" in m and "id" in m["ToolUseDelta"]
+    ]
+    assert [(s["index"], s["id"], s["name"]) for s in starts] == [
+        (1, "call_a", "get"),
+        (2, "call_b", "put"),
+    ]
+    fragments = {1: "", 2: ""}
+    for m in messages:
+        if "ToolUseDelta" in m:
+            fragments[m["ToolUseDelta"]["index"]] += m["ToolUseDelta"]["input_json"]
+    content = messages[-1]["Completion"]["completion"]["content"]
+    assert content[0] == {"type": "text", "text": "Checking."}
+    assert content[1] == {
+        "type": "tool_use",
+        "id": "call_a",
+        "name": "get",
+        "input": {"city": "Paris"},
+    }
+    assert content[2] == {"type": "tool_use", "id": "call_b", "name": "put", "input": {}}
+    assert json.loads(fragments[1]) == content[1]["input"]
+    assert messages[-1]["Completion"]["completion"]["stop_reason"] == "tool_use"
+
+
+@pytest.mark.parametrize("where", ["every", "none"])
+def test_usage_on_every_chunk_or_none(start_proxy, served, where: str) -> None:
+    chunks = [chunk({"content": f"t{n} "}) for n in range(3)]
+    if where == "every":  # vLLM: cumulative usage on each chunk
+        for n, each in enumerate(chunks):
+            each["usage"] = {"prompt_tokens": 5, "completion_tokens": n + 1, "total_tokens": n + 6}
+    server = served([event_stream_head(), b": keep-alive\n\n", sse(chunks, done=False)])
+    messages = stream(start_proxy(server.base_url))
+    usage = messages[-1]["Completion"]["completion"]["usage"]
+    assert text_of(messages) == "t0 t1 t2 " == completion_text(messages)
+    if where == "every":
+        assert (usage["input_tokens"], usage["output_tokens"]) == (5, 3)
+    else:
+        assert (usage["input_tokens"], usage["output_tokens"]) == (0, 0)
+        assert "cost_usd" not in usage  # unknown, not 0
+
+
+def test_reasoning_streams_as_reasoning_deltas_before_the_text(start_proxy, served) -> None:
+    chunks = [
+        chunk({"reasoning_content": "Let me "}),
+        chunk({"reasoning_content": "think."}),
+        chunk({"content": "42"}, "stop"),
+    ]
+    server = served([event_stream_head(), sse(chunks)])
+    messages = stream(start_proxy(server.base_url))
+    assert messages[:3] == [
+        {"ReasoningDelta": {"text": "Let me "}},
+        {"ReasoningDelta": {"text": "think."}},
+        {"Delta": {"index": 1, "text": "42"}},
+    ]
+    content = messages[-1]["Completion"]["completion"]["content"]
+    assert content == [
+        {"type": "thinking", "thinking": "Let me think."},
+        {"type": "text", "text": "42"},
+    ]
+
+
+ERROR_EVENT = {"error": {"message": "The server had an error", "type": "server_error"}}
+
+
+def test_an_error_before_the_first_delta_is_retried(start_proxy) -> None:
+    answers = iter([sse([chunk({"role": "assistant"}), ERROR_EVENT], done=False), sse(TEXT_CHUNKS)])
+
+    def script(connection: socket.socket, server: RawServer) -> None:
+        connection.sendall(event_stream_head() + next(answers))
+
+    with RawServer(script) as server:
+        messages = stream(start_proxy(server.base_url))
+        assert completion_text(messages) == "Héllo, wörld"
+        assert len(server.bodies) == 2
+
+
+def test_an_error_after_the_first_delta_ends_the_stream_with_the_partial_text(start_proxy) -> None:
+    body = sse([chunk({"content": "Hal"}), chunk({"content": "f"}), ERROR_EVENT], done=False)
+    with script_of(event_stream_head(), body) as server:
+        messages = stream(start_proxy(server.base_url))
+        error = messages[-1]["Error"]
+        assert error["kind"] == "server_error"
+        assert error["partial_text"] == "Half" == text_of(messages)
+        assert len(server.bodies) == 1  # never retried once text flowed
+
+
+def test_an_idle_stream_ends_with_a_timeout_and_the_text_so_far(start_proxy) -> None:
+    with script_of(
+        event_stream_head(), sse([chunk({"content": "Hi"})], done=False), stall
+    ) as server:
+        proxy = start_proxy(server.base_url, stream_idle_timeout_ms=300)
+        messages = stream(proxy)
+        error = messages[-1]["Error"]
+        assert error["kind"] == "timeout"
+        assert "stream_idle_timeout_ms (300)" in error["error"]
+        assert error["partial_text"] == "Hi"
+        assert server.hung_up.wait(10)
+
+
+def keep_alives(connection: socket.socket, server: RawServer) -> None:
+    for _ in range(3000):  # a comment every 10 ms, never a delta
+        connection.sendall(b": ping\n\n")
+        if server.stopping.wait(0.01):
+            return
+
+
+def test_keep_alives_without_text_end_at_the_total_deadline(start_proxy) -> None:
+    with script_of(event_stream_head(), keep_alives) as server:
+        proxy = start_proxy(server.base_url, retry={"max_retries": 0, "max_total_timeout_ms": 500})
+        error = stream(proxy)[-1]["Error"]
+        assert error["kind"] == "timeout"
+        assert "max_total_timeout_ms (500)" in error["error"]
+        assert "partial_text" not in error
+
+
+def test_max_stream_ms_caps_a_stream_that_flows(start_proxy) -> None:
+    def tokens(connection: socket.socket, server: RawServer) -> None:
+        for n in range(3000):
+            connection.sendall(sse([chunk({"content": f"{n} "})], done=False))
+            if server.stopping.wait(0.01):
+                return
+
+    with script_of(event_stream_head(), tokens) as server:
+        proxy = start_proxy(server.base_url, max_stream_ms=400)
+        messages = stream(proxy)
+        error = messages[-1]["Error"]
+        assert error["kind"] == "timeout"
+        assert "max_stream_ms (400)" in error["error"]
+        assert error["partial_text"] == text_of(messages) != ""
+
+
+def test_closing_the_channel_hangs_up_on_the_provider(start_proxy) -> None:
+    with script_of(
+        event_stream_head(), sse([chunk({"content": "Hi"})], done=False), stall
+    ) as server:
+        proxy = start_proxy(server.base_url)
+        with proxy.open_channel_json(REQUEST, timeout=30) as channel:
+            assert next(iter(channel)) == {"Delta": {"index": 0, "text": "Hi"}}
+        assert server.hung_up.wait(10)
+
+
+def test_stopping_the_proxy_ends_every_open_stream_cancelled(start_proxy, runtime: Runtime) -> None:
+    with script_of(
+        event_stream_head(), sse([chunk({"content": "Hi"})], done=False), stall
+    ) as server:
+        proxy = start_proxy(server.base_url)
+        channels = [proxy.open_channel_json(REQUEST, timeout=30) for _ in range(2)]
+        readers = [iter(channel) for channel in channels]  # iterate each channel once
+        firsts = [next(reader) for reader in readers]
+        assert firsts == [{"Delta": {"index": 0, "text": "Hi"}}] * 2
+        runtime.stop_actor("proxy", timeout=10)
+        for reader in readers:
+            rest: list[Any] = []
+            with pytest.raises(ActorStopped):
+                rest.extend(reader)
+            assert [m["Error"]["kind"] for m in rest] == ["cancelled"]
+        assert server.hung_up.wait(10)
+
+
+def test_a_stream_echoing_the_key_never_shows_it(start_proxy) -> None:
+    half = len(KEY) // 2
+    chunks = [
+        chunk({"content": "key: " + KEY[:half]}),
+        chunk({"content": KEY[half:] + " end"}),
+        chunk(
+            {
+                "tool_calls": [
+                    {"index": 0, "id": KEY, "function": {"name": "f", "arguments": KEY[:3]}}
+                ]
+            }
+        ),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": KEY[3:]}}]}, "stop"),
+    ]
+    body = sse(chunks)
+    with script_of(event_stream_head(), *split(body, 5)) as server:
+        proxy = start_proxy(server.base_url)
+        messages = stream(proxy)
+        assert KEY not in json.dumps(messages)
+        assert text_of(messages) == "key: [redacted] end" == completion_text(messages)
+        assert KEY not in repr([event.data for event in proxy.events()])
+
+
+def test_a_stream_line_past_max_response_bytes_is_refused(start_proxy) -> None:
+    endless = b"data: " + b"x" * 4096
+    with script_of(event_stream_head(), *[endless] * 10, stall) as server:
+        proxy = start_proxy(server.base_url, max_response_bytes=16384, retry={"max_retries": 0})
+        error = stream(proxy)[-1]["Error"]
+        assert error["kind"] == "invalid_response"
+        assert "max_response_bytes (16384)" in error["error"]
+
+
+def test_an_open_that_is_no_completion_is_refused(start_proxy, served) -> None:
+    server = served([])
+    with pytest.raises(ChannelRefused, match="GenerateCompletion"):
+        stream(start_proxy(server.base_url), request="ListModels")
+
+
+def test_an_invalid_request_is_answered_on_the_channel(start_proxy, served) -> None:
+    server = served([])
+    request = {"GenerateCompletion": {"request": {"model": "m", "messages": []}}}
+    messages = stream(start_proxy(server.base_url), request=request)
+    assert [m["Error"]["kind"] for m in messages] == ["invalid_request"]

@@ -572,8 +572,7 @@ class ChatClient:
         """
         request_id = header_excerpt(response.headers, "x-request-id", self._api_key)
         raw = response.raw
-        connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
-        sock = getattr(connection, "sock", None)
+        sock = call.socket
         if isinstance(sock, socket.socket):
             sock.settimeout(stream.idle_timeout_ms / 1000)
         read1 = getattr(raw, "read1", None)

@@ -58,7 +58,16 @@ class UpstreamCall:
         attempts: how many HTTP attempts have started.
     """
 
-    __slots__ = ("_connection", "_on_abandon", "_reason", "_wake", "attempts", "deadline", "ended")
+    __slots__ = (
+        "_connection",
+        "_on_abandon",
+        "_reason",
+        "_socket",
+        "_wake",
+        "attempts",
+        "deadline",
+        "ended",
+    )
 
     def __init__(
         self, deadline: float, on_abandon: Callable[[UpstreamCall], object] | None = None
@@ -69,6 +78,9 @@ class UpstreamCall:
         self._reason: Reason | None = None
         self._wake: threading.Event | None = None  # made by wait(), rarely needed
         self._connection: HTTPConnection | None = None
+        # The socket its request went out on: a reply that closes the connection takes
+        # it from the connection (http.client drops it there and reads on through it).
+        self._socket: socket.socket | None = None
         self._on_abandon = on_abandon
 
     @property
@@ -85,7 +97,7 @@ class UpstreamCall:
             self._reason = reason
             connection = self._connection
             if connection is not None and getattr(connection, "_upstream_call", None) is self:
-                _hang_up(connection)
+                _hang_up(connection.sock or self._socket)
             wake = self._wake
         if wake is not None:
             wake.set()
@@ -106,11 +118,24 @@ class UpstreamCall:
             wake = self._wake
         return wake.wait(seconds)
 
+    @property
+    def socket(self) -> socket.socket | None:
+        """The socket of the running attempt, once its request is sent."""
+        return self._socket
+
     def end(self) -> None:
         """Mark the call over: abandoning it no longer does anything."""
         with _owners_lock:
             self.ended = True
             self._connection = None
+            self._socket = None
+
+    def _sent_on(self, connection: HTTPConnection) -> None:
+        with _owners_lock:
+            if getattr(connection, "_upstream_call", None) is self:
+                self._socket = connection.sock
+        if self._reason is not None:
+            _hang_up(connection.sock)
 
     def _attach(self, connection: HTTPConnection) -> None:
         with _owners_lock:
@@ -160,8 +185,7 @@ class running:  # noqa: N801 -- used as a context manager, like a function
         _local.call = None
 
 
-def _hang_up(connection: HTTPConnection) -> None:
-    sock = connection.sock
+def _hang_up(sock: object) -> None:
     if isinstance(sock, socket.socket):
         # shutdown, not close: it wakes a read blocked on another thread. The base class's
         # method, so that an SSL socket keeps its state for that thread. OSError: closed.
@@ -178,8 +202,8 @@ def _register(connection: HTTPConnection) -> UpstreamCall | None:
 
 def _after_send(connection: HTTPConnection, call: UpstreamCall | None) -> None:
     # Abandoned while connecting, when there was no socket to shut down yet.
-    if call is not None and call.reason is not None:
-        _hang_up(connection)
+    if call is not None:
+        call._sent_on(connection)
 
 
 class _Connection(HTTPConnection):
