@@ -145,3 +145,32 @@ def test_stream_faults_parse_and_unknown_ones_are_named() -> None:
     assert fault.crlf and fault.no_index and fault.no_usage and fault.stream_error
     with pytest.raises(ValueError, match="splitt"):
         parse_fault("splitt=3")
+
+
+def test_many_streams_at_once_share_the_pool(start_proxy, sim) -> None:
+    import concurrent.futures
+
+    proxy = start_proxy(max_concurrent_requests=4, extra_headers={"X-Mock-Fault": "token_ms=1"})
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(lambda n: stream(proxy, request(f"question {n}")), range(12)))
+    for n, messages in enumerate(results):
+        assert text_of(messages) == f"You said: question {n}"
+        assert "Completion" in messages[-1]
+    assert sim.max_in_flight <= 4
+
+
+def test_an_unexpected_failure_ends_the_stream_scrubbed(
+    start_proxy, sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from theater_py_actors.openai_proxy import streaming
+
+    def broken(self: Any, chunk: Any) -> Any:
+        raise RuntimeError(f"cannot read chunk with Authorization: Bearer {KEY}")
+
+    monkeypatch.setattr(streaming.StreamAssembler, "add", broken)
+    proxy = start_proxy()
+    messages = stream(proxy, request("hi"))
+    error = messages[-1]["Error"]
+    assert error["kind"] == "invalid_response"
+    assert KEY not in json.dumps(messages)
+    assert "ListModels" in proxy.request_json("ListModels")  # still serving

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from theater_py_actors.openai_proxy.upstream_call import UpstreamCall
 
 __all__ = ["StreamJob"]
+
+logger = logging.getLogger(__name__)
 
 
 class _Prepared(Protocol):
@@ -86,7 +89,23 @@ class StreamJob:
         """The pool's reply future; cancelling it abandons the call, even while queued."""
 
     def run(self, call: UpstreamCall) -> ProxyResponse:
-        """Stream the completion (on a pool thread); return the last message sent."""
+        """Stream the completion (on a pool thread); return the last message sent.
+
+        Nothing escapes: an unexpected exception ends the stream with an ``Error`` whose
+        text is scrubbed (it could quote a header or a body).
+        """
+        try:
+            return self._stream(call)
+        except Exception as exc:  # noqa: BLE001 -- the boundary of the pool thread
+            detail = self._proxy.client.redact(f"{type(exc).__name__}: {exc}")
+            logger.error("a streamed completion failed unexpectedly: %s", detail)
+            return self._fail(
+                ProviderError(
+                    "invalid_response", f"the proxy could not handle the stream: {detail}"
+                )
+            )
+
+    def _stream(self, call: UpstreamCall) -> ProxyResponse:
         prepared = self._prepared
         body = {**prepared.body, "stream": True}
         if prepared.usage_in_stream:
