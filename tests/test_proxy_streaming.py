@@ -394,3 +394,44 @@ def test_an_invalid_request_is_answered_on_the_channel(start_proxy, served) -> N
     request = {"GenerateCompletion": {"request": {"model": "m", "messages": []}}}
     messages = stream(start_proxy(server.base_url), request=request)
     assert [m["Error"]["kind"] for m in messages] == ["invalid_request"]
+
+
+def test_a_stream_past_its_cap_with_a_full_buffer_never_holds_up_other_deadlines(
+    start_proxy,
+) -> None:
+    """The watchdog ends a stream without waiting for its slow caller: the deadline of
+    another request, on the same watchdog, still fires on time."""
+    many = sse([chunk({"content": f"w{n} "}) for n in range(200)], done=False)
+
+    def script(connection: socket.socket, server: RawServer) -> None:
+        with server.lock:
+            streaming = server.bodies[-1].get("stream") is True
+        if streaming:
+            connection.sendall(event_stream_head() + many)
+            stall(connection, server)
+            return
+        # A body trickled a byte at a time: no read ever times out, only the watchdog
+        # can end this request at its deadline.
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+        for _ in range(600):
+            if server.stopping.wait(0.05):
+                return
+            connection.sendall(b" ")
+
+    with RawServer(script) as server:
+        proxy = start_proxy(
+            server.base_url,
+            max_stream_ms=300,
+            retry={"max_retries": 0, "max_total_timeout_ms": 500},
+        )
+        with proxy.open_channel_json(REQUEST, timeout=30) as channel:
+            reader = iter(channel)
+            first = next(reader)  # then read nothing: the proxy's buffer fills
+            assert first == {"Delta": {"index": 0, "text": "w0 "}}
+            plain = proxy.request_json(REQUEST, timeout=20)
+            assert plain["Error"]["kind"] == "timeout"
+            rest = list(reader)
+        error = rest[-1]["Error"]
+        assert error["kind"] == "timeout"
+        assert "max_stream_ms (300)" in error["error"]
+        assert error["partial_text"] == "w0 " + text_of(rest)

@@ -243,7 +243,7 @@ class OpenAIProxyActor(Actor):
             self._streams[channel.id] = job
         reply = self._submit(job.run, prepared.timeouts, on_abandon=job.abandoned)
         if isinstance(reply, ErrorResponse):  # overloaded, or the proxy is stopping
-            self._forget(channel)
+            self.forget_stream(channel)
             _finish(channel, reply)
         else:
             job.reply = reply
@@ -251,11 +251,12 @@ class OpenAIProxyActor(Actor):
 
     def handle_channel_close(self, ctx: ActorContext, channel: ActorChannel) -> None:
         """The caller left: hang up on the provider now (nothing more is billed)."""
-        job = self._forget(channel)
+        job = self.forget_stream(channel)
         if job is not None:
             job.cancel()
 
-    def _forget(self, channel: ActorChannel) -> StreamJob | None:
+    def forget_stream(self, channel: ActorChannel) -> StreamJob | None:
+        """Drop the stream of ``channel`` from the open ones; return it, if it was."""
         with self._streams_lock:
             return self._streams.pop(channel.id, None)
 

@@ -71,7 +71,7 @@ class _Proxy(Protocol):
         arrange: Callable[[CompletionResponse], CompletionResponse] | None = None,
     ) -> Completion | ErrorResponse: ...
 
-    def _forget(self, channel: ActorChannel) -> object: ...
+    def forget_stream(self, channel: ActorChannel) -> object: ...
 
 
 class StreamJob:
@@ -152,9 +152,14 @@ class StreamJob:
 
     def abandoned(self, call: UpstreamCall) -> None:
         """The call was abandoned (its deadline, the proxy's stop): say so, unless the
-        caller is the one who left."""
+        caller is the one who left.
+
+        It runs on the watchdog's thread (or the stopping one), which must never wait
+        for a slow caller: if the channel's buffer is full, the pool thread, whose read
+        the abandon just ended, sends the same error instead.
+        """
         if call.reason == "timeout":
-            self._fail(self._proxy.client.abandoned_error(call))
+            self._fail(self._proxy.client.abandoned_error(call), wait=False)
         elif call.reason == "closed":
             self._end(
                 ErrorResponse(
@@ -162,7 +167,8 @@ class StreamJob:
                     kind="cancelled",
                     attempts=call.attempts,
                     partial_text=self._assembler.partial_text if self._flowing else None,
-                )
+                ),
+                wait=False,
             )
 
     def cancel(self) -> None:
@@ -190,7 +196,7 @@ class StreamJob:
             self._channel.close()
             return False
 
-    def _fail(self, error: ProviderError) -> ErrorResponse:
+    def _fail(self, error: ProviderError, *, wait: bool = True) -> ErrorResponse:
         reply = ErrorResponse(
             error=str(error),
             kind=error.kind,
@@ -201,20 +207,31 @@ class StreamJob:
             attempts=error.attempts,
             partial_text=self._assembler.partial_text if self._flowing else None,
         )
-        self._end(reply)
+        self._end(reply, wait=wait)
         return reply
 
-    def _end(self, last: Completion | ErrorResponse) -> Completion | ErrorResponse:
-        """Send the last message and close the channel, once, whoever comes first."""
+    def _end(
+        self, last: Completion | ErrorResponse, *, wait: bool = True
+    ) -> Completion | ErrorResponse:
+        """Send the last message and close the channel, once, whoever comes first.
+
+        With ``wait`` false, only if the buffer has room now; else nothing happens.
+        """
+        channel = self._channel
         with self._lock:
             if self._over:
                 return last
+            if not wait:
+                try:
+                    channel.send(last, timeout=0)
+                except RequestTimeout:
+                    return last  # a full buffer: the pool thread will end it
             self._over = True
-        channel = self._channel
-        self._proxy._forget(channel)
         channel.set_farewell(None)
-        with contextlib.suppress(RequestTimeout):  # the caller stopped reading
-            channel.send(last)
+        self._proxy.forget_stream(channel)
+        if wait:
+            with contextlib.suppress(RequestTimeout):  # the caller stopped reading
+                channel.send(last)
         channel.close()
         return last
 
