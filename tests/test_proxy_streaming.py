@@ -435,3 +435,17 @@ def test_a_stream_past_its_cap_with_a_full_buffer_never_holds_up_other_deadlines
         assert error["kind"] == "timeout"
         assert "max_stream_ms (300)" in error["error"]
         assert error["partial_text"] == "w0 " + text_of(rest)
+
+
+def test_a_chunked_stream_cut_anywhere(start_proxy, served) -> None:
+    # Real providers stream with chunked transfer encoding, whose framing a read may cut.
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    body = sse(TEXT_CHUNKS, b"\r\n")
+    pieces = [body[i : i + 11] for i in range(0, len(body), 11)]
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    server = served([head, *split(framed, 5)])
+    messages = stream(start_proxy(server.base_url))
+    assert text_of(messages) == "Héllo, wörld" == completion_text(messages)
+    assert messages[-1]["Completion"]["completion"]["usage"]["output_tokens"] == 3
