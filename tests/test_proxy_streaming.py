@@ -449,3 +449,12 @@ def test_a_chunked_stream_cut_anywhere(start_proxy, served) -> None:
     messages = stream(start_proxy(server.base_url))
     assert text_of(messages) == "Héllo, wörld" == completion_text(messages)
     assert messages[-1]["Completion"]["completion"]["usage"]["output_tokens"] == 3
+
+
+def test_the_first_byte_is_bounded_by_the_attempt_timeout(start_proxy) -> None:
+    with RawServer(stall) as server:  # accepts the request, never answers
+        proxy = start_proxy(server.base_url, timeout_ms=300, retry={"max_retries": 1})
+        error = stream(proxy)[-1]["Error"]
+        assert (error["kind"], error["attempts"]) == ("timeout", 2)  # retried: no delta yet
+        assert "partial_text" not in error
+        assert len(server.bodies) == 2
