@@ -174,3 +174,11 @@ def test_an_unexpected_failure_ends_the_stream_scrubbed(
     assert error["kind"] == "invalid_response"
     assert KEY not in json.dumps(messages)
     assert "ListModels" in proxy.request_json("ListModels")  # still serving
+
+
+def test_streams_one_after_another_reuse_one_connection(start_proxy, sim) -> None:
+    proxy = start_proxy()
+    for n in range(3):
+        assert text_of(stream(proxy, request(f"again {n}"))) == f"You said: again {n}"
+    assert sim.requests_seen == 3
+    assert sim.connections_opened == 1  # each stream's end left the connection reusable

@@ -14,6 +14,7 @@ whose text is scrubbed of the key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -595,8 +596,11 @@ class ChatClient:
             for event in events:
                 outcome = self._stream_event(event, response, request_id, call, stream)
                 if outcome is not None:
+                    if isinstance(outcome, ChatResult):
+                        _keep_alive(raw, read1, sock)
                     return outcome
             if not data:  # the end, with or without [DONE]
+                _keep_alive(raw, read1, sock)
                 return ChatResult({}, call.attempts, request_id, response.status_code, True)
 
     def _stream_event(
@@ -736,6 +740,30 @@ class ChatClient:
             )
         detail = self.redact(f"{type(cause).__name__}: {cause}")
         return ProviderError("connection", f"could not reach the provider: {detail}")
+
+
+def _keep_alive(raw: Any, read1: Callable[..., bytes] | None, sock: object) -> None:
+    """Read what is left of a finished stream (after ``[DONE]``, the chunked body's end:
+    a few bytes) and put its connection back in the pool, so the next request reuses it
+    rather than connecting again (a TLS handshake, with a real provider).
+
+    A server slow to end its body is not waited for (the completion is): its connection
+    is closed with the response instead.
+    """
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.settimeout(_DRAIN_TIMEOUT)
+    try:
+        for _ in range(16):  # a well-behaved server ends its body at once
+            if read1 is None or not read1(64 * 1024, decode_content=True):
+                raw.release_conn()
+                return
+    except Exception:  # noqa: BLE001, S110 -- it is closed with the response then
+        pass
+
+
+_DRAIN_TIMEOUT = 0.05
+"""Seconds a finished stream's connection may take to end its body and be kept."""
 
 
 def _is_event_stream(response: requests.Response) -> bool:

@@ -22,9 +22,10 @@ are ``;``- or ``,``-separated items: ``latency=<ms>``, ``status=<code>`` (with
 A request with ``"stream": true`` is answered as Server-Sent Events, as OpenAI streams:
 a chunk per word (a tool call's arguments in fragments), ``finish_reason`` on the last,
 then with ``stream_options.include_usage`` a usage chunk with empty ``choices``, then
-``data: [DONE]``; the connection closes after it. Stream faults: ``token_ms=<ms>``
-(slow tokens: a pause before each chunk), ``stream_stall[=<ms>]`` (silence after the
-first text), ``stream_error`` (an ``{"error": ...}`` event after the first text),
+``data: [DONE]``, in chunked transfer encoding on a keep-alive connection. Stream
+faults: ``token_ms=<ms>`` (slow tokens: a pause before each chunk),
+``stream_stall[=<ms>]`` (silence after the first text), ``stream_error`` (an
+``{"error": ...}`` event after the first text),
 ``split=<n>`` (events written in pieces of ``n`` bytes, cutting lines and UTF-8
 characters), ``crlf`` (CRLF line endings), ``no_index`` (tool-call deltas without
 ``index``) and ``no_usage`` (no usage chunk even when asked).
@@ -952,12 +953,15 @@ class OpenAISimulator:
             yield {"id": name, "object": "model", "created": _CREATED, "owned_by": "simulator"}
 
     def _stream(self, handler: _Handler, chunks: list[Any], fault: Fault) -> None:
-        """Send ``chunks`` as an event stream, with the stream's faults; then close."""
-        handler.close_connection = True
+        """Send ``chunks`` as an event stream, with the stream's faults.
+
+        In chunked transfer encoding on a keep-alive connection, as OpenAI streams; a
+        fault that cuts the stream short closes the connection instead.
+        """
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Cache-Control", "no-cache")
-        handler.send_header("Connection", "close")
+        handler.send_header("Transfer-Encoding", "chunked")
         handler.send_header("x-request-id", f"req_sim{handler.request_number}")
         handler.end_headers()
         handler.wfile.flush()
@@ -971,6 +975,7 @@ class OpenAISimulator:
             try:
                 self._write(handler, event, fault.split)
             except OSError:
+                handler.close_connection = True
                 return  # the client left
             delta = (
                 chunk["choices"][0]["delta"] if isinstance(chunk, dict) and chunk["choices"] else {}
@@ -979,15 +984,20 @@ class OpenAISimulator:
             if texts == 1:
                 if fault.stream_error:
                     error = _error("Simulated error mid-stream", "server_error")
+                    handler.close_connection = True
                     with contextlib.suppress(OSError):
                         self._write(handler, b"data: " + json.dumps(error).encode() + eol + eol, 0)
                     return
                 if fault.stream_stall_ms is not None:
                     self._hang(handler, fault.stream_stall_ms)
                     return
+        with contextlib.suppress(OSError):
+            self._write(handler, b"", fault.split)  # the last chunk: the body's end
 
     @staticmethod
     def _write(handler: _Handler, data: bytes, split: int) -> None:
+        """Write ``data`` as one chunk of a chunked body, in writes of ``split`` bytes."""
+        data = b"%x\r\n%s\r\n" % (len(data), data)
         step = split or len(data)
         for start in range(0, len(data), step):
             handler.wfile.write(data[start : start + step])
