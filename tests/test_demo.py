@@ -13,6 +13,8 @@ def test_the_demo_runs_every_step_and_loses_no_request():
     text = out.getvalue()
     assert "You said: What is an actor system?" in text
     assert "the model calls get_weather(" in text
+    assert "You said: Stream me a few words about channels, please.\n(" in text
+    assert " deltas, then the completion: " in text
     assert "gpt-4o" in text and "models in all" in text
     assert "2 attempts" in text
     assert "32 of 32 requests answered: none lost" in text

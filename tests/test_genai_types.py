@@ -18,6 +18,7 @@ from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
     CompletionResponse,
+    Delta,
     EndTurn,
     ErrorResponse,
     GenerateCompletion,
@@ -32,6 +33,8 @@ from theater_py_actors.genai_types import (
     OtherStop,
     ProxyRequest,
     ProxyResponse,
+    ProxyStreamMessage,
+    ReasoningDelta,
     Role,
     StopReason,
     StopSequence,
@@ -49,6 +52,7 @@ from theater_py_actors.genai_types import (
     ToolResult,
     ToolText,
     ToolUse,
+    ToolUseDelta,
     ToolUseStop,
     UrlSource,
     Usage,
@@ -348,6 +352,7 @@ def test_error_kinds_are_those_of_the_reference() -> None:
                 "invalid_response",
                 "invalid_request",
                 "configuration",
+                "cancelled",
             ]
         )
         == ERROR_KINDS
@@ -732,3 +737,57 @@ def test_an_openai_shaped_tool_keeps_strict():
         "function": {"name": "now", "parameters": {"type": "object"}, "strict": True},
     }
     assert serde.structure(openai_tool, Tool).strict is True
+
+
+STREAM_EXAMPLES: list[tuple[Any, Any]] = [
+    ({"Delta": {"index": 0, "text": "Hel"}}, Delta(0, "Hel")),
+    (
+        {"ToolUseDelta": {"index": 1, "id": "call_1", "name": "get_weather", "input_json": ""}},
+        ToolUseDelta(1, "call_1", "get_weather", ""),
+    ),
+    (
+        {"ToolUseDelta": {"index": 1, "input_json": '{"city"'}},
+        ToolUseDelta(1, input_json='{"city"'),
+    ),
+    ({"ReasoningDelta": {"text": "Let me"}}, ReasoningDelta("Let me")),
+    (
+        {"Error": {"error": "cut", "kind": "connection", "partial_text": "Hel"}},
+        ErrorResponse("cut", kind="connection", partial_text="Hel"),
+    ),
+    (
+        {"Error": {"error": "stopped", "kind": "cancelled"}},
+        ErrorResponse("stopped", kind="cancelled"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("wire", "value"), STREAM_EXAMPLES)
+def test_stream_messages_have_the_exact_wire_json(wire: Any, value: Any) -> None:
+    assert serde.unstructure(value, ProxyStreamMessage) == wire
+    assert serde.structure(wire, ProxyStreamMessage) == value
+
+
+def test_a_streamed_completion_reads_as_the_plain_reply() -> None:
+    wire = {
+        "Completion": {
+            "completion": {
+                "content": [{"type": "text", "text": "hi"}],
+                "id": "c",
+                "model": "m",
+                "role": "assistant",
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            }
+        }
+    }
+    message = serde.structure(wire, ProxyStreamMessage)
+    assert message == serde.structure(wire, ProxyResponse)
+    assert serde.unstructure(message, ProxyStreamMessage) == serde.unstructure(
+        message, ProxyResponse
+    )
+
+
+def test_an_unknown_stream_message_is_refused_by_name() -> None:
+    with pytest.raises(MessageDecodeError, match="Deltaa"):
+        serde.structure({"Deltaa": {"index": 0, "text": ""}}, ProxyStreamMessage)

@@ -332,7 +332,7 @@ def test_a_stop_sequence_ends_the_reply(http: requests.Session, sim: OpenAISimul
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
         ({"model": "gpt-4o", "messages": []}, "messages"),
         ({"model": "gpt-4o", "messages": ["hi"]}, "messages[0]"),
-        (chat(stream=True), "stream"),
+        (chat(stream_options={"include_usage": True}), "stream_options"),
     ],
 )
 def test_invalid_requests_get_a_400_naming_the_param(

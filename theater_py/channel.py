@@ -117,6 +117,8 @@ class _Link:
         """The caller's wait for the actor's answer to the open."""
         self.finished = False
         """Its close is recorded: nothing more reaches the actor."""
+        self.farewell: tuple[Any, bytes] | None = None
+        """The message (and its line) the caller reads last if the actor's end closes it."""
         self.actor_side = ActorChannel(self)
 
     # -- the buffer ----------------------------------------------------------------------
@@ -172,6 +174,10 @@ class _Link:
             self.error = error
             if drop:
                 self._items.clear()
+            elif self.farewell is not None and by in ("stop", "crash"):
+                item, line = self.farewell
+                self._items.append(item)  # past a full buffer: it is the last one
+                self.to_caller.add(line)
             self.closed.set()
             self._not_empty.notify_all()
             self._not_full.notify_all()
@@ -236,6 +242,33 @@ class ActorChannel:
                 f"a message on channel {link.id} is not JSON: {type(exc).__name__}: {exc}"
             ) from None
         return link.put(wire if link.encoded else message, line, timeout)
+
+    def set_farewell(self, message: Any) -> None:
+        """Set the message the caller reads last if the actor's end (a stop or a crash)
+        closes the channel, before its ``ActorStopped`` / ``ActorFailed``: a producer
+        that cannot run on (a stream) says why it ends. It is sent then even into a full
+        buffer; a later call replaces it; ``None`` removes it.
+
+        Raises:
+            ReplyEncodeError: as :meth:`send`.
+        """
+        link = self._link
+        if message is None:
+            link.farewell = None
+            return
+        wire = self._encode(message)
+        link.farewell = (wire if link.encoded else message, _line(wire))
+
+    def _encode(self, message: Any) -> Any:
+        link = self._link
+        try:
+            wire = serde.unstructure(message, link.cell.actor_class.channel_type)
+            _line(wire)
+        except (TypeError, ValueError) as exc:
+            raise ReplyEncodeError(
+                f"a message on channel {link.id} is not JSON: {type(exc).__name__}: {exc}"
+            ) from None
+        return wire
 
     def close(self) -> None:
         """End the channel: the caller reads what was sent, then its iteration ends."""

@@ -245,3 +245,29 @@ def test_a_rejected_parameter_is_not_retried_like_an_outage(start_proxy):
     failure = error(generate(proxy, response_format={"type": "json_schema", "json_schema": schema}))
     assert failure["status"] == 500
     assert failure["attempts"] <= 2
+
+
+def test_a_streamed_completion_concatenates_to_the_final_text(start_proxy):
+    # llama-cpp-python streams with "stream": true: an implementation of the protocol
+    # that is not ours. Its 0.3 releases send no usage in a stream (they ignore
+    # stream_options): the proxy then reports unknown usage, zero counts and no cost,
+    # rather than a made-up one.
+    proxy = start_proxy(content_format="String")
+    request = {"messages": [user("Count from one to five.")], "max_tokens": 12, "temperature": 0}
+    opening = {"GenerateCompletion": {"request": request}}
+    with proxy.open_channel_json(opening, timeout=150) as channel:
+        messages = list(channel)
+    assert messages, "the channel closed without a message"
+    *deltas, last = messages
+    assert all(set(message) == {"Delta"} for message in deltas), deltas
+    assert len(deltas) > 1  # it came in pieces
+    result = completion(last)
+    assert result["stop_reason"] in ("end_turn", "max_tokens")
+    assert [part["type"] for part in result["content"]] == ["text"]
+    assert "".join(message["Delta"]["text"] for message in deltas) == text_of(result)
+    usage = result["usage"]
+    if usage["output_tokens"] == 0:  # no usage streamed
+        assert usage["input_tokens"] == 0
+        assert "cost_usd" not in usage
+    else:  # a later release that honours include_usage
+        assert 0 < usage["output_tokens"] <= 12

@@ -43,6 +43,7 @@ from theater_py_actors.genai_types._models import ModelInfo, ModelPricing
 from theater_py_actors.genai_types._proxy import (
     ERROR_KINDS,
     Completion,
+    Delta,
     ErrorKind,
     ErrorResponse,
     GenerateCompletion,
@@ -50,6 +51,9 @@ from theater_py_actors.genai_types._proxy import (
     ModelList,
     ProxyRequest,
     ProxyResponse,
+    ProxyStreamMessage,
+    ReasoningDelta,
+    ToolUseDelta,
 )
 from theater_py_actors.genai_types._tools import (
     Tool,
@@ -67,6 +71,7 @@ __all__ = [
     "Completion",
     "CompletionRequest",
     "CompletionResponse",
+    "Delta",
     "EndTurn",
     "ErrorKind",
     "ErrorResponse",
@@ -83,6 +88,8 @@ __all__ = [
     "OtherStop",
     "ProxyRequest",
     "ProxyResponse",
+    "ProxyStreamMessage",
+    "ReasoningDelta",
     "RefusalStop",
     "Role",
     "StopReason",
@@ -102,6 +109,7 @@ __all__ = [
     "ToolResult",
     "ToolText",
     "ToolUse",
+    "ToolUseDelta",
     "ToolUseStop",
     "UrlSource",
     "Usage",

@@ -19,6 +19,7 @@ from theater_py_actors.genai_types._models import ModelInfo
 __all__ = [
     "ERROR_KINDS",
     "Completion",
+    "Delta",
     "ErrorKind",
     "ErrorResponse",
     "GenerateCompletion",
@@ -26,6 +27,9 @@ __all__ = [
     "ModelList",
     "ProxyRequest",
     "ProxyResponse",
+    "ProxyStreamMessage",
+    "ReasoningDelta",
+    "ToolUseDelta",
 ]
 
 
@@ -83,6 +87,7 @@ ErrorKind: TypeAlias = Literal[
     "invalid_response",
     "invalid_request",
     "configuration",
+    "cancelled",
 ]
 """The kinds of failure a proxy reports."""
 
@@ -105,6 +110,8 @@ class ErrorResponse:
         request_id: the provider's id of the request (``x-request-id``).
         provider_code: the provider's own error code (``insufficient_quota``).
         attempts: how many times the proxy sent the request.
+        partial_text: in a stream that failed after text had flowed, the text the caller
+            already received (the concatenated ``Delta`` texts), so it need not be rebuilt.
     """
 
     error: str
@@ -114,10 +121,48 @@ class ErrorResponse:
     request_id: str | None = attrs.field(default=None, metadata=serde.extension())
     provider_code: str | None = attrs.field(default=None, metadata=serde.extension())
     attempts: int | None = attrs.field(default=None, metadata=serde.extension())
+    partial_text: str | None = attrs.field(default=None, metadata=serde.extension())
 
 
 ProxyResponse: TypeAlias = ModelList | Completion | ErrorResponse
 """A proxy actor's reply."""
+
+
+@attrs.frozen
+class Delta:
+    """Text appended to content block ``index`` of a streamed completion
+    (``{"Delta": {"index": 0, "text": "Hel"}}``)."""
+
+    index: int
+    text: str
+
+
+@attrs.frozen
+class ToolUseDelta:
+    """A piece of the tool call that is content block ``index`` of a streamed completion.
+
+    The first for a block has ``id`` and ``name`` (and may have a fragment of the input);
+    later ones only a fragment of ``input_json``, the call's arguments as JSON text: the
+    fragments concatenated, parsed, are the ``ToolUse.input`` of the final completion.
+    ``{"ToolUseDelta": {"index": 1, "id": "call_1", "name": "get_weather", "input_json": ""}}``
+    """
+
+    index: int
+    id: str | None = attrs.field(default=None, metadata=serde.extension())
+    name: str | None = attrs.field(default=None, metadata=serde.extension())
+    input_json: str = ""
+
+
+@attrs.frozen
+class ReasoningDelta:
+    """Reasoning text a provider streams (``reasoning_content``), appended to the
+    completion's ``thinking`` block (``{"ReasoningDelta": {"text": "Let me"}}``)."""
+
+    text: str
+
+
+ProxyStreamMessage: TypeAlias = Delta | ToolUseDelta | ReasoningDelta | Completion | ErrorResponse
+"""What a proxy sends on a completion's channel: deltas, then one ``Completion`` or ``Error``."""
 
 
 def _list_models_hook() -> Any:
@@ -145,3 +190,24 @@ serde.register_externally_tagged(
 serde.register_externally_tagged(
     ProxyResponse, {ModelList: "ListModels", Completion: "Completion", ErrorResponse: "Error"}
 )
+_StreamDelta: TypeAlias = Delta | ToolUseDelta | ReasoningDelta
+serde.register_externally_tagged(
+    _StreamDelta, {Delta: "Delta", ToolUseDelta: "ToolUseDelta", ReasoningDelta: "ReasoningDelta"}
+)
+_FINAL = frozenset({"Completion", "Error"})
+
+
+def _structure_stream_message(value: Any, _: Any) -> Any:
+    # Completion and ErrorResponse already carry ProxyResponse's tags as their own hooks:
+    # the stream's union reads and writes through them instead of wrapping them again.
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _FINAL:
+        return serde.converter.structure(value, ProxyResponse)  # type: ignore[arg-type]
+    return serde.converter.structure(value, _StreamDelta)  # type: ignore[arg-type]
+
+
+def _unstructure_stream_message(value: Any) -> Any:
+    return serde.converter.unstructure(value, type(value))
+
+
+serde.converter.register_structure_hook(ProxyStreamMessage, _structure_stream_message)
+serde.converter.register_unstructure_hook(ProxyStreamMessage, _unstructure_stream_message)

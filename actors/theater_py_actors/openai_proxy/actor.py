@@ -25,21 +25,25 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from theater_py import Actor, ActorContext, MessageDecodeError
+import attrs
+
+from theater_py import Actor, ActorChannel, ActorContext, MessageDecodeError
 from theater_py._http import url_without_secrets
 from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
+    CompletionResponse,
     ErrorResponse,
     GenerateCompletion,
     ListModels,
     ModelList,
     ProxyRequest,
     ProxyResponse,
+    ProxyStreamMessage,
 )
 from theater_py_actors.openai_proxy.cache import CompletionCache
 from theater_py_actors.openai_proxy.catalog import load_catalog
-from theater_py_actors.openai_proxy.client import ChatClient
+from theater_py_actors.openai_proxy.client import ChatClient, ChatResult
 from theater_py_actors.openai_proxy.config import parse_init, read_api_key
 from theater_py_actors.openai_proxy.convert import (
     ResponseFormatError,
@@ -47,6 +51,8 @@ from theater_py_actors.openai_proxy.convert import (
     to_chat_request,
 )
 from theater_py_actors.openai_proxy.errors import ProviderError
+from theater_py_actors.openai_proxy.stream_job import StreamJob
+from theater_py_actors.openai_proxy.streaming import deltas_of
 
 if TYPE_CHECKING:
     from theater_py_actors.genai_types import ModelInfo
@@ -87,6 +93,7 @@ class OpenAIProxyActor(Actor):
 
     request_type = ProxyRequest
     response_type = ProxyResponse
+    channel_type = ProxyStreamMessage
 
     def init(self, ctx: ActorContext, state: Any) -> None:
         """Read the configuration and the API key; set up the client, pool and cache.
@@ -109,6 +116,7 @@ class OpenAIProxyActor(Actor):
             max_connections=config.max_concurrent_requests,
             headers=config.headers,
             query=config.extra_query,
+            max_response_bytes=config.max_response_bytes,
         )
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.max_concurrent_requests, thread_name_prefix=f"{ctx.name}-http"
@@ -126,6 +134,9 @@ class OpenAIProxyActor(Actor):
         self._adaptations_noted: set[tuple[str, str]] = set()
         # Models whose chat template failed on content parts: they get strings from then on.
         self._no_arrays: set[str] = set()
+        # The open streams, by channel id: a caller closing one hangs up on the provider.
+        self._streams: dict[str, StreamJob] = {}
+        self._streams_lock = threading.Lock()
         ctx.log.info(
             "serving %s (default model %s)",
             url_without_secrets(config.base_url),
@@ -143,6 +154,22 @@ class OpenAIProxyActor(Actor):
         return ErrorResponse(error=f"unsupported request {message!r}", kind="invalid_request")
 
     def _generate(self, ctx: ActorContext, request: CompletionRequest) -> Any:
+        prepared = self._prepare(ctx, request)
+        if not isinstance(prepared, _Prepared):
+            return prepared
+        cached = self._cached(prepared.cache_key)
+        if cached is not None:
+            return Completion(completion=cached)
+        job = functools.partial(
+            self._call_upstream, prepared.body, prepared.cache_key, prepared.fallback
+        )
+        return self._submit(job, prepared.timeouts)
+
+    def _cached(self, key: str | None) -> CompletionResponse | None:
+        return None if key is None else self.cache.get(key)
+
+    def _prepare(self, ctx: ActorContext, request: CompletionRequest) -> _Prepared | ErrorResponse:
+        """The provider's request for ``request``, or why there is none."""
         if not request.messages and not request.system:
             return ErrorResponse(
                 error="invalid request: GenerateCompletion.request.messages: "
@@ -172,17 +199,73 @@ class OpenAIProxyActor(Actor):
             self._adaptations_noted.update((model, a.param) for a in new)
             ctx.log.info("adapted the request to model %s: %s", model, "; ".join(map(str, new)))
         key = CompletionCache.key_for(chat.body, config.base_url)
-        if key is not None:
-            cached = self.cache.get(key)
-            if cached is not None:
-                return Completion(completion=cached)
         fallback = None
         if content_format == "Array":
             fallback = functools.partial(self._strings_instead, request, model, chat.body)
-        job = functools.partial(self._call_upstream, chat.body, key, fallback)
-        return self._submit(job, config.timeouts_for(rules.reasoning))
+        return _Prepared(
+            chat.body,
+            key,
+            fallback,
+            config.timeouts_for(rules.reasoning),
+            "stream_options" not in rules.unsupported,
+        )
 
-    def _submit(self, job: _Job, timeouts: Timeouts) -> Any:
+    # -- streaming -------------------------------------------------------------------------
+
+    def handle_channel_open(self, ctx: ActorContext, channel: ActorChannel, message: Any) -> bool:
+        """Stream a completion: ``{"GenerateCompletion": {"request": ...}}``.
+
+        The channel gets its deltas, then one ``Completion`` or ``Error``, then closes
+        (see :mod:`.stream_job`). Any other message is refused.
+        """
+        if not isinstance(message, GenerateCompletion):
+            raise ValueError(  # a refusal, with this reason
+                'open a stream with {"GenerateCompletion": {"request": ...}}'
+            )
+        prepared = self._prepare(ctx, message.request)
+        if not isinstance(prepared, _Prepared):
+            _finish(channel, prepared)
+            return True
+        cached = self._cached(prepared.cache_key)
+        if cached is not None:
+            for delta in deltas_of(cached):
+                channel.send(delta)  # a completion's blocks: fewer than a buffer holds
+            _finish(channel, Completion(completion=cached))
+            return True
+        job = StreamJob(self, channel, prepared)
+        channel.set_farewell(
+            ErrorResponse(
+                error="cancelled: the proxy was stopped while it streamed the completion",
+                kind="cancelled",
+            )
+        )
+        with self._streams_lock:
+            self._streams[channel.id] = job
+        reply = self._submit(job.run, prepared.timeouts, on_abandon=job.abandoned)
+        if isinstance(reply, ErrorResponse):  # overloaded, or the proxy is stopping
+            self.forget_stream(channel)
+            _finish(channel, reply)
+        else:
+            job.reply = reply
+        return True
+
+    def handle_channel_close(self, ctx: ActorContext, channel: ActorChannel) -> None:
+        """The caller left: hang up on the provider now (nothing more is billed)."""
+        job = self.forget_stream(channel)
+        if job is not None:
+            job.cancel()
+
+    def forget_stream(self, channel: ActorChannel) -> StreamJob | None:
+        """Drop the stream of ``channel`` from the open ones; return it, if it was."""
+        with self._streams_lock:
+            return self._streams.pop(channel.id, None)
+
+    def _submit(
+        self,
+        job: _Job,
+        timeouts: Timeouts,
+        on_abandon: Callable[[UpstreamCall], object] | None = None,
+    ) -> Any:
         """Queue an upstream call, ``job``; its deadline runs from now, not from when it
         starts."""
         if not self._slots.acquire(blocking=False):
@@ -195,7 +278,7 @@ class OpenAIProxyActor(Actor):
         # gave up) must work while the call runs, and the deadline may answer it early.
         reply: concurrent.futures.Future[ProxyResponse] = concurrent.futures.Future()
         call = self.client.start(
-            functools.partial(self._abandoned, reply),
+            on_abandon or functools.partial(self._abandoned, reply),
             timeout_ms=timeouts.attempt_ms,
             total_timeout_ms=timeouts.total_ms,
         )
@@ -293,8 +376,22 @@ class OpenAIProxyActor(Actor):
             result = self.client.complete(body, call, fallback=fallback)
         except ProviderError as error:
             return error_reply(error)
+        return self.completion_of(result, body["model"], cache_key)
+
+    def completion_of(
+        self,
+        result: ChatResult,
+        requested_model: str,
+        cache_key: str | None,
+        arrange: Callable[[CompletionResponse], CompletionResponse] | None = None,
+    ) -> Completion | ErrorResponse:
+        """The reply to a request whose provider answered ``result``; cached if it can be.
+
+        ``arrange`` adjusts the completion before it is cached (a stream's block order).
+        Thread-safe: pool threads call it.
+        """
         model = result.body.get("model") if isinstance(result.body, dict) else None
-        pricing = self.catalog.pricing_for(model or body["model"], self.config.models)
+        pricing = self.catalog.pricing_for(model or requested_model, self.config.models)
         try:
             completion = from_chat_response(
                 result.body, pricing=pricing, request_id=result.request_id
@@ -307,6 +404,8 @@ class OpenAIProxyActor(Actor):
                 request_id=result.request_id,
                 attempts=result.attempts,
             )
+        if arrange is not None:
+            completion = arrange(completion)
         if cache_key is not None:
             self.cache.put(cache_key, completion)
         return Completion(completion=completion)
@@ -335,6 +434,24 @@ class OpenAIProxyActor(Actor):
         threading.Thread(
             target=_close_when_drained, args=(pool, client), name=f"{ctx.name}-drain", daemon=True
         ).start()
+
+
+@attrs.frozen
+class _Prepared:
+    """A completion request made ready for the provider."""
+
+    body: dict[str, Any]
+    cache_key: str | None
+    fallback: Callable[[ProviderError], dict[str, Any] | None] | None
+    timeouts: Timeouts
+    usage_in_stream: bool
+    """The provider's rules allow ``stream_options.include_usage``."""
+
+
+def _finish(channel: ActorChannel, last: ProxyStreamMessage) -> None:
+    """Send the stream's last message and close the channel (if the caller is still there)."""
+    channel.send(last)
+    channel.close()
 
 
 def _settle(reply: concurrent.futures.Future[ProxyResponse], response: ProxyResponse) -> None:

@@ -9,14 +9,18 @@ process (``--manifest openai-proxy``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from theater_py.cli import (
     EXIT_OK,
+    EXIT_USAGE,
     Command,
     CommandError,
+    _init_argument,
     add_manifest_options,
     add_timeout_option,
     ask,
@@ -34,6 +38,12 @@ def _chat_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="", help="the model (default: the proxy's)")
     parser.add_argument("--system", help="the system prompt")
     parser.add_argument("--max-tokens", type=int, default=1024, help="default: %(default)s")
+    parser.add_argument(
+        "--no-stream",
+        dest="stream",
+        action="store_false",
+        help="answer all at once (default: print the tokens as they arrive)",
+    )
     add_manifest_options(parser)
     add_timeout_option(parser, 300.0)
 
@@ -57,11 +67,15 @@ def _chat(args: argparse.Namespace) -> int:
         system=args.system,
     )
     message = serde.unstructure(GenerateCompletion(request), ProxyRequest)
-    reply = ask(args, message, args.timeout, what="PROMPT")
-    completion = _proxy_reply(args, reply, Completion).completion
+    completion = _chat_streamed(args, message) if args.stream else None
+    streamed = completion is not None
+    if completion is None:
+        reply = ask(args, message, args.timeout, what="PROMPT")
+        completion = _proxy_reply(args, reply, Completion).completion
     for part in completion.content:
         if isinstance(part, Text):
-            print(part.text)
+            if not streamed:
+                print(part.text)
         elif isinstance(part, ToolUse):
             arguments = json.dumps(part.input, ensure_ascii=False)
             print(f"tool call {part.name} (id {part.id}): {arguments}")
@@ -72,6 +86,80 @@ def _chat(args: argparse.Namespace) -> int:
         summary += f", ${usage.cost_usd:.6f}"
     print(summary, file=sys.stderr)
     return EXIT_OK
+
+
+def _chat_streamed(args: argparse.Namespace, message: Any) -> Any:
+    """Print the completion's text as its deltas arrive; return the final completion, or
+    ``None`` if the actor does not stream (it refused the channel: ask it plainly)."""
+    from theater_py import ChannelRefused
+    from theater_py._protocol import RemoteError
+
+    try:
+        return _print_stream(args, message)
+    except ChannelRefused:
+        return None
+    except RemoteError as error:
+        if error.type != "ChannelRefused":
+            raise
+        return None
+
+
+def _print_stream(args: argparse.Namespace, message: Any) -> Any:
+    from theater_py import serde
+    from theater_py.errors import MessageDecodeError
+    from theater_py_actors.genai_types import (
+        Completion,
+        Delta,
+        ErrorResponse,
+        ProxyStreamMessage,
+    )
+
+    who = args.name or args.manifest
+    printed = False
+    with _open_stream(args, message) as messages:
+        for value in messages:
+            try:
+                item = serde.structure(value, ProxyStreamMessage)
+            except MessageDecodeError as exc:
+                raise CommandError(f"{who} did not stream as an OpenAI proxy does: {exc}") from None
+            if isinstance(item, Delta):
+                sys.stdout.write(item.text)
+                sys.stdout.flush()
+                printed = True
+            elif isinstance(item, Completion | ErrorResponse):
+                if printed:
+                    print()  # end the streamed text's line
+                if isinstance(item, ErrorResponse):
+                    raise CommandError(f"{who}: {item.error}")
+                return item.completion
+    raise CommandError(f"{who} closed the stream without a completion")
+
+
+@contextlib.contextmanager
+def _open_stream(args: argparse.Namespace, message: Any) -> Iterator[Iterable[Any]]:
+    """A channel to the named proxy, or to one started in process (as :func:`ask`)."""
+    if args.manifest is not None and args.name is not None:
+        raise CommandError("give an actor NAME or --manifest, not both", EXIT_USAGE)
+    if args.manifest is None and args.init is not None:
+        raise CommandError("--init goes with --manifest", EXIT_USAGE)
+    if args.manifest is None and args.name is None:
+        raise CommandError(
+            f"{args.command}: give the actor's NAME and the PROMPT, as in "
+            f"`theater-py {args.command} NAME PROMPT` (or --manifest M and the PROMPT)",
+            EXIT_USAGE,
+        )
+    with contextlib.ExitStack() as stack:
+        if args.manifest is not None:
+            from theater_py.runtime import Runtime
+
+            runtime = stack.enter_context(Runtime(home=args.home))
+            handle = runtime.start_actor(args.manifest, _init_argument(args.init))
+            yield stack.enter_context(handle.open_channel_json(message, args.timeout))
+        else:
+            from theater_py.control import ControlClient
+
+            client = ControlClient(args.home)
+            yield stack.enter_context(client.stream(args.name, message, args.timeout))
 
 
 def _models_arguments(parser: argparse.ArgumentParser) -> None:

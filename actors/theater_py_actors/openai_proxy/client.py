@@ -14,9 +14,12 @@ whose text is scrubbed of the key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import random as _random
+import socket
 import ssl
 import threading
 import time
@@ -29,7 +32,12 @@ import urllib3
 from requests.auth import AuthBase
 
 from theater_py._http import url_without_secrets
-from theater_py_actors.openai_proxy.config import DEFAULT_TOTAL_TIMEOUT_MS, looks_secret
+from theater_py_actors.openai_proxy.config import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+    DEFAULT_TOTAL_TIMEOUT_MS,
+    looks_secret,
+)
 from theater_py_actors.openai_proxy.errors import (
     ProviderError,
     classify_response,
@@ -37,6 +45,7 @@ from theater_py_actors.openai_proxy.errors import (
     header_excerpt,
 )
 from theater_py_actors.openai_proxy.retry import retry_delay, should_retry
+from theater_py_actors.openai_proxy.sse import ServerSentEvent, SSEParser, SSETooLarge
 from theater_py_actors.openai_proxy.upstream_call import (
     AbandonableAdapter,
     UpstreamCall,
@@ -47,7 +56,7 @@ from theater_py_actors.openai_proxy.upstream_call import (
 if TYPE_CHECKING:
     from theater_py_actors.openai_proxy.config import RetryConfig
 
-__all__ = ["ChatCall", "ChatClient", "ChatResult"]
+__all__ = ["ChatCall", "ChatClient", "ChatResult", "StreamState"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +78,42 @@ class ChatResult:
         attempts: how many HTTP attempts it took.
         request_id: the provider's ``x-request-id``, if it sent one.
         status: the HTTP status (a 2xx).
+        streamed: the reply came as an event stream, whose chunks went to
+            :attr:`StreamState.on_chunk` (``body`` is then empty).
     """
 
     body: dict[str, Any]
     attempts: int
     request_id: str | None
     status: int = 200
+    streamed: bool = False
+
+
+class StreamState:
+    """How a streamed completion goes: what reads its chunks, its limits, whether it flows.
+
+    Args:
+        on_chunk: called on the reading thread with each JSON chunk of the stream, in
+            order; returns whether the stream has *started*, that is whether a delta has
+            reached the caller. From then on nothing is retried, the call's total deadline
+            no longer applies (``max_stream_ms`` does, if set), and a failure is final.
+        idle_timeout_ms: the longest silence between two reads of the stream.
+        max_stream_ms: a cap on the whole stream from the call's start, or ``None``.
+    """
+
+    __slots__ = ("idle_timeout_ms", "max_stream_ms", "on_chunk", "started")
+
+    def __init__(
+        self,
+        on_chunk: Callable[[dict[str, Any]], bool],
+        *,
+        idle_timeout_ms: int = DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+        max_stream_ms: int | None = None,
+    ) -> None:
+        self.on_chunk = on_chunk
+        self.idle_timeout_ms = idle_timeout_ms
+        self.max_stream_ms = max_stream_ms
+        self.started = False
 
 
 class ChatCall(UpstreamCall):
@@ -85,7 +124,7 @@ class ChatCall(UpstreamCall):
         total_ms: the deadline, in milliseconds from the call's start (for its error).
     """
 
-    __slots__ = ("timeout", "total_ms")
+    __slots__ = ("streaming", "timeout", "total_ms")
 
     def __init__(
         self,
@@ -98,6 +137,8 @@ class ChatCall(UpstreamCall):
         super().__init__(deadline, on_abandon)
         self.timeout = timeout
         self.total_ms = total_ms
+        self.streaming = False
+        """Text flows: ``total_ms`` is now ``max_stream_ms`` (or the deadline is gone)."""
 
 
 class _BearerAuth(AuthBase):
@@ -156,6 +197,8 @@ class ChatClient:
             ``sig``) are redacted like the key.
         max_connections: the connection pool's size (the most requests in flight at once
             that reuse connections; more still work, on throwaway connections).
+        max_response_bytes: the largest body read (a reply, or one line of a stream);
+            past it the attempt fails with ``invalid_response`` naming the limit.
         clock: a monotonic clock in seconds, for the deadline (its watchdog too).
         sleep: waits a number of seconds between attempts (for tests); by default the
             wait is on the call, so that abandoning it (or :meth:`close`) cuts it short.
@@ -174,6 +217,7 @@ class ChatClient:
         max_connections: int,
         headers: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
         random: Callable[[], float] = _random.random,
@@ -196,6 +240,7 @@ class ChatClient:
             if looks_secret(name) and value
         )
         self._api_key = api_key
+        self._max_response_bytes = max_response_bytes
         self._timeout = timeout_ms / 1000
         self._retry = retry
         total_ms = retry.max_total_timeout_ms
@@ -226,6 +271,11 @@ class ChatClient:
         for secret in self._secrets:
             text = text.replace(secret, "[redacted]")
         return text
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The key and the other credentials a reply must never carry (to mask them)."""
+        return tuple(secret for secret in (self._api_key, *self._secrets) if secret)
 
     @property
     def closed(self) -> bool:
@@ -273,6 +323,12 @@ class ChatClient:
         """The error a call abandoned for ``call.reason`` fails with."""
         if call.reason == "timeout":
             limit = call.total_ms if isinstance(call, ChatCall) else self._total_ms
+            if isinstance(call, ChatCall) and call.streaming:
+                return ProviderError(
+                    "timeout",
+                    f"the stream ran past max_stream_ms ({limit})",
+                    attempts=call.attempts,
+                )
             return ProviderError(
                 "timeout",
                 f"no response within max_total_timeout_ms ({limit})",
@@ -321,6 +377,32 @@ class ChatClient:
         finally:
             call.end()
 
+    def stream(
+        self,
+        body: Mapping[str, Any],
+        call: UpstreamCall,
+        stream: StreamState,
+        *,
+        fallback: Callable[[ProviderError], Mapping[str, Any] | None] | None = None,
+    ) -> ChatResult:
+        """Send one chat completion with ``"stream": true`` in ``body``, handing each chunk
+        of the event stream to ``stream.on_chunk``.
+
+        Retries and ``fallback`` as :meth:`complete`, but only while the stream has not
+        started (see :class:`StreamState`). A provider that answers with a whole JSON
+        reply instead of a stream gets a plain result (``streamed`` false).
+
+        Raises:
+            ProviderError: as :meth:`complete`; once started, the first failure, with
+                ``kind: timeout`` for a silence past ``idle_timeout_ms``.
+        """
+        try:
+            return self._exchange(
+                "POST", self._url, _json(body), call, "choices", fallback=fallback, stream=stream
+            )
+        finally:
+            call.end()
+
     def list_models(self, call: UpstreamCall | None = None) -> ChatResult:
         """Ask the provider which models it serves (``GET /models``), retrying as
         :meth:`complete` does.
@@ -350,10 +432,11 @@ class ChatClient:
         expect: str,
         *,
         fallback: Callable[[ProviderError], Mapping[str, Any] | None] | None = None,
+        stream: StreamState | None = None,
     ) -> ChatResult:
         """Make attempts until one succeeds, one may not be retried, or time runs out.
 
-        ``fallback``: see :meth:`complete`.
+        ``fallback``: see :meth:`complete`; ``stream``: see :meth:`stream`.
         """
         timeout = call.timeout if isinstance(call, ChatCall) else self._timeout
         while True:
@@ -366,7 +449,9 @@ class ChatClient:
                 raise self.abandoned_error(call)
             call.attempts += 1
             attempt = call.attempts
-            outcome = self._attempt(method, url, data, call, min(timeout, left), expect=expect)
+            outcome = self._attempt(
+                method, url, data, call, min(timeout, left), expect=expect, stream=stream
+            )
             if isinstance(outcome, ChatResult) and call.reason is None:
                 return outcome
             if call.reason is not None:
@@ -375,6 +460,8 @@ class ChatClient:
                 raise self.abandoned_error(call)
             assert not isinstance(outcome, ChatResult)
             error, headers = outcome
+            if stream is not None and stream.started:
+                raise attrs.evolve(error, attempts=attempt)  # text flowed: never retried
             other = None if fallback is None else fallback(error)
             if other is not None:
                 data, fallback = _json(other), None
@@ -415,6 +502,7 @@ class ChatClient:
         timeout: float,
         *,
         expect: str,
+        stream: StreamState | None = None,
     ) -> ChatResult | tuple[ProviderError, Mapping[str, str] | None]:
         """Make one HTTP attempt: the result, or the error and the response's headers."""
         try:
@@ -428,15 +516,25 @@ class ChatClient:
                     auth=self._auth,
                     timeout=timeout,
                     allow_redirects=False,
+                    stream=True,  # the body is read below, bounded
                 )
         except requests.RequestException as exc:
             return self._transport_error(exc, timeout), None
         except Exception as exc:  # noqa: BLE001 -- see _unsendable
             return self._unsendable(exc), None
         try:
-            outcome = self._result(response, call.attempts, expect)
+            with running(call):
+                if stream is not None and _is_event_stream(response):
+                    outcome = self._read_stream(response, call, stream)
+                else:
+                    content = self._read_bounded(response, call.attempts)
+                    outcome = self._result(response, content, call.attempts, expect)
         except ProviderError as broken:
             return self._masked(broken), None
+        except requests.RequestException as exc:
+            return self._transport_error(exc, timeout), None
+        finally:
+            response.close()
         if isinstance(outcome, ChatResult):
             return outcome
         return self._masked(outcome), response.headers
@@ -447,8 +545,131 @@ class ChatClient:
             return error
         return attrs.evolve(error, message=self._mask_secrets(error.message))
 
+    def _read_bounded(self, response: requests.Response, attempt: int) -> bytes:
+        """The body of ``response``, unless it is longer than ``max_response_bytes``: a
+        fast endless reply would otherwise grow the proxy's memory until the deadline."""
+        limit = self._max_response_bytes
+        parts: list[bytes] = []
+        size = 0
+        for part in response.iter_content(64 * 1024):
+            size += len(part)
+            if size > limit:
+                raise ProviderError(
+                    "invalid_response",
+                    f"the response body exceeds max_response_bytes ({limit})",
+                    status=response.status_code,
+                    attempts=attempt,
+                )
+            parts.append(part)
+        return b"".join(parts)
+
+    def _read_stream(
+        self, response: requests.Response, call: UpstreamCall, stream: StreamState
+    ) -> ChatResult | ProviderError:
+        """Read an event stream to its end, handing its chunks to ``stream.on_chunk``.
+
+        Each read waits at most ``stream.idle_timeout_ms`` (the socket's timeout is set
+        to it once the headers are in: the attempt's timeout bounded the first byte).
+        """
+        request_id = header_excerpt(response.headers, "x-request-id", self._api_key)
+        raw = response.raw
+        sock = call.socket
+        if isinstance(sock, socket.socket):
+            sock.settimeout(stream.idle_timeout_ms / 1000)
+        read1 = getattr(raw, "read1", None)
+        parser = SSEParser(self._max_response_bytes)
+        while True:
+            if call.reason is not None:
+                return ProviderError("connection", "the stream was abandoned")
+            try:
+                data = read1(64 * 1024, decode_content=True) if read1 else raw.read(1)
+            except Exception as exc:  # noqa: BLE001 -- urllib3, socket and TLS errors alike
+                return self._stream_error(exc, stream)
+            try:
+                events = parser.feed(data) if data else parser.finish()
+            except SSETooLarge:
+                return ProviderError(
+                    "invalid_response",
+                    f"a line of the stream exceeds max_response_bytes ({self._max_response_bytes})",
+                    status=response.status_code,
+                )
+            for event in events:
+                outcome = self._stream_event(event, response, request_id, call, stream)
+                if outcome is not None:
+                    if isinstance(outcome, ChatResult):
+                        _keep_alive(raw, read1, sock)
+                    return outcome
+            if not data:  # the end, with or without [DONE]
+                _keep_alive(raw, read1, sock)
+                return ChatResult({}, call.attempts, request_id, response.status_code, True)
+
+    def _stream_event(
+        self,
+        event: ServerSentEvent,
+        response: requests.Response,
+        request_id: str | None,
+        call: UpstreamCall,
+        stream: StreamState,
+    ) -> ChatResult | ProviderError | None:
+        """Hand one event's chunk on; the outcome if the event ends the stream."""
+        text = event.data
+        if text.strip() == "[DONE]":
+            return ChatResult({}, call.attempts, request_id, response.status_code, True)
+        for secret in self.secrets:  # a hostile upstream may echo the key
+            text = text.replace(secret, "[redacted]")
+        try:
+            chunk = json.loads(text)
+        except ValueError:
+            chunk = None
+        if not isinstance(chunk, dict):
+            return ProviderError(
+                "invalid_response",
+                "an event of the stream is not a JSON object",
+                status=response.status_code,
+                request_id=request_id,
+            )
+        if chunk.get("error") or event.event == "error":
+            # An error mid-stream (OpenAI, vLLM, OpenRouter send one so).
+            return classify_response(
+                response.status_code,
+                response.headers,
+                text.encode(),
+                secret=self._api_key,
+                now=self._wall_clock(),
+            )
+        if stream.on_chunk(chunk) and not stream.started:
+            stream.started = True
+            self._flowing(call, stream)
+        return None
+
+    def _flowing(self, call: UpstreamCall, stream: StreamState) -> None:
+        """Text reached the caller: the total deadline gives way to ``max_stream_ms``."""
+        if not isinstance(call, ChatCall):
+            return
+        start = call.deadline - call.total_ms / 1000
+        call.streaming = True
+        if stream.max_stream_ms is None:
+            call.deadline = math.inf
+            return
+        call.total_ms = stream.max_stream_ms
+        call.deadline = start + stream.max_stream_ms / 1000
+        self._watchdog.watch(call)  # it may be sooner than the old one
+
+    def _stream_error(self, exc: Exception, stream: StreamState) -> ProviderError:
+        cause = _root_cause(exc)
+        if isinstance(
+            cause, urllib3.exceptions.ReadTimeoutError | TimeoutError | socket.timeout
+        ) or isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+            return ProviderError(
+                "timeout",
+                f"the stream was silent for longer than stream_idle_timeout_ms "
+                f"({stream.idle_timeout_ms})",
+            )
+        detail = self.redact(f"{type(cause).__name__}: {cause}")
+        return ProviderError("connection", f"the stream broke: {detail}")
+
     def _result(
-        self, response: requests.Response, attempt: int, expect: str
+        self, response: requests.Response, content: bytes, attempt: int, expect: str
     ) -> ChatResult | ProviderError:
         """Read a response: a result (a JSON object with an ``expect`` list), or the
         error it reports (to retry or raise)."""
@@ -456,12 +677,12 @@ class ChatClient:
             return classify_response(
                 response.status_code,
                 response.headers,
-                response.content,
+                content,
                 secret=self._api_key,
                 now=self._wall_clock(),
             )
         request_id = header_excerpt(response.headers, "x-request-id", self._api_key)
-        content = response.content
+        raw_content = content
         if self._api_key and self._api_key.encode() in content:
             # A hostile upstream echoing the key in a reply would put it in the chain.
             content = content.replace(self._api_key.encode(), b"[redacted]")
@@ -476,7 +697,7 @@ class ChatClient:
             return classify_response(
                 response.status_code,
                 response.headers,
-                response.content,
+                raw_content,
                 secret=self._api_key,
                 now=self._wall_clock(),
             )
@@ -519,6 +740,37 @@ class ChatClient:
             )
         detail = self.redact(f"{type(cause).__name__}: {cause}")
         return ProviderError("connection", f"could not reach the provider: {detail}")
+
+
+def _keep_alive(raw: Any, read1: Callable[..., bytes] | None, sock: object) -> None:
+    """Read what is left of a finished stream (after ``[DONE]``, the chunked body's end:
+    a few bytes) and put its connection back in the pool, so the next request reuses it
+    rather than connecting again (a TLS handshake, with a real provider).
+
+    A server slow to end its body is not waited for (the completion is): its connection
+    is closed with the response instead.
+    """
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.settimeout(_DRAIN_TIMEOUT)
+    try:
+        for _ in range(16):  # a well-behaved server ends its body at once
+            if read1 is None or not read1(64 * 1024, decode_content=True):
+                raw.release_conn()
+                return
+    except Exception:  # noqa: BLE001, S110 -- it is closed with the response then
+        pass
+
+
+_DRAIN_TIMEOUT = 0.05
+"""Seconds a finished stream's connection may take to end its body and be kept."""
+
+
+def _is_event_stream(response: requests.Response) -> bool:
+    if not 200 <= response.status_code < 300:
+        return False
+    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media == "text/event-stream"
 
 
 def _json(body: Mapping[str, Any]) -> bytes:

@@ -41,6 +41,8 @@ from theater_py_actors.genai_types import ModelInfo, ModelPricing
 from theater_py_actors.openai_proxy.errors import excerpt
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_STREAM_IDLE_TIMEOUT_MS",
     "DEFAULT_TIMEOUT_MS",
     "DEFAULT_TOTAL_TIMEOUT_MS",
     "REASONING_TIMEOUT_MS",
@@ -66,6 +68,11 @@ REASONING_TIMEOUT_MS = 600_000
 default timeout)..."""
 REASONING_TOTAL_TIMEOUT_MS = 1_200_000
 """...and the whole request, a retry included, 1200 s."""
+DEFAULT_STREAM_IDLE_TIMEOUT_MS = 60_000
+"""The longest silence within a streamed completion when ``stream_idle_timeout_ms`` is
+not set."""
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+"""The largest reply body read when ``max_response_bytes`` is not set: 32 MiB."""
 
 ContentFormat = Literal["Array", "String"]
 """How message content goes out: a list of parts, or one string (older Moonshot models)."""
@@ -416,6 +423,12 @@ class ProxyConfig:
             except ``Authorization``, which they may not name.
         extra_query: query parameters added to every request's URL (Azure's
             ``api-version``).
+        stream_idle_timeout_ms: the longest silence a streamed completion may keep
+            between two reads; past it the stream ends with ``kind: timeout``.
+        max_stream_ms: a cap on a whole streamed completion, from its start; ``None``:
+            none (once text flows, only the idle timeout applies).
+        max_response_bytes: the largest reply body the proxy reads (a whole reply, or
+            one line of a stream); past it, ``kind: invalid_response`` naming the limit.
     """
 
     default_model: str = attrs.field(default="gpt-4o", validator=_non_empty_str)
@@ -455,6 +468,15 @@ class ProxyConfig:
     )
     extra_headers: dict[str, str] = attrs.field(factory=dict, converter=_to_headers, repr=_masked)
     extra_query: dict[str, str] = attrs.field(factory=dict, converter=_to_query, repr=_masked)
+    stream_idle_timeout_ms: int = attrs.field(
+        default=DEFAULT_STREAM_IDLE_TIMEOUT_MS, validator=_int_at_least(1, "a positive integer")
+    )
+    max_stream_ms: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_int_at_least(1, "a positive integer"))
+    )
+    max_response_bytes: int = attrs.field(
+        default=DEFAULT_MAX_RESPONSE_BYTES, validator=_int_at_least(1, "a positive integer")
+    )
 
     @property
     def headers(self) -> dict[str, str]:

@@ -84,6 +84,35 @@ def _ask(proxy: ActorHandle, say: Say) -> None:
     )
 
 
+def _streamed(proxy: ActorHandle, sim: OpenAISimulator, out: TextIO) -> bool:
+    """Stream an answer over a channel: the words print as the simulator sends them."""
+    sim.fail_next(fault="token_ms=60")  # slow tokens, to watch them come
+    question = "Stream me a few words about channels, please."
+    print(f"> {question}", file=out, flush=True)
+    request = {"messages": [_user(question)], "max_tokens": 200}
+    deltas = 0
+    last: Any = None
+    with proxy.open_channel_json({"GenerateCompletion": {"request": request}}, 30) as channel:
+        for message in channel:
+            if "Delta" in message:
+                deltas += 1
+                print(message["Delta"]["text"], end="", file=out, flush=True)
+            else:
+                last = message
+    print(file=out)
+    if not isinstance(last, dict) or "Completion" not in last:
+        print(f"the stream ended with {last}", file=out)
+        return False
+    usage = last["Completion"]["completion"]["usage"]
+    print(
+        f"({deltas} deltas, then the completion: {usage['output_tokens']} tokens out, "
+        f"${usage.get('cost_usd', 0):.6f})",
+        file=out,
+        flush=True,
+    )
+    return True
+
+
 def _tool_round_trip(proxy: ActorHandle, say: Say) -> None:
     question = _user("What is the weather in Paris? Use get_weather.")
     first = _completion(_generate(proxy, [question], tools=[WEATHER_TOOL]))
@@ -187,6 +216,7 @@ def main(out: TextIO = sys.stdout) -> int:
         say(f"started {SYSTEM.name}: supervisor {supervisor.name!r} with {children}")
         steps: list[tuple[str, Callable[[], object]]] = [
             ("A question", lambda: _ask(proxy, say)),
+            ("A streamed answer, over a channel", lambda: _streamed(proxy, sim, out)),
             ("A tool-calling round trip", lambda: _tool_round_trip(proxy, say)),
             ("Models", lambda: _models(proxy, say)),
             ("A rate limit: 429 with Retry-After: 1", lambda: _rate_limit(proxy, sim, say)),

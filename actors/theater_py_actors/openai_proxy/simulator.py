@@ -18,6 +18,17 @@ Faults, by request header ``X-Mock-Fault`` or queued with :meth:`OpenAISimulator
 are ``;``- or ``,``-separated items: ``latency=<ms>``, ``status=<code>`` (with
 ``retry_after=<s>``, ``retry_after_ms=<ms>``, ``should_retry=true|false``), ``quota``,
 ``reset``, ``stall[=<ms>]``, ``stall_body[=<ms>]`` and ``malformed``.
+
+A request with ``"stream": true`` is answered as Server-Sent Events, as OpenAI streams:
+a chunk per word (a tool call's arguments in fragments), ``finish_reason`` on the last,
+then with ``stream_options.include_usage`` a usage chunk with empty ``choices``, then
+``data: [DONE]``, in chunked transfer encoding on a keep-alive connection. Stream
+faults: ``token_ms=<ms>`` (slow tokens: a pause before each chunk),
+``stream_stall[=<ms>]`` (silence after the first text), ``stream_error`` (an
+``{"error": ...}`` event after the first text),
+``split=<n>`` (events written in pieces of ``n`` bytes, cutting lines and UTF-8
+characters), ``crlf`` (CRLF line endings), ``no_index`` (tool-call deltas without
+``index``) and ``no_usage`` (no usage chunk even when asked).
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ __all__ = [
     "chat_completion",
     "main",
     "parse_fault",
+    "stream_chunks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -97,6 +109,8 @@ class Fault:
         stall_ms: send nothing, and close after this long (sooner if the client leaves).
         stall_body_ms: send a 200's headers only, and close after this long.
         malformed: answer 200 with a truncated JSON body.
+        token_ms, stream_stall_ms, stream_error, split, crlf, no_index, no_usage: what
+            a streamed reply does (see the module's docstring).
         body: the error body to send, replacing the generated one.
         headers: more headers to send with an error.
     """
@@ -113,6 +127,13 @@ class Fault:
     malformed: bool = False
     body: bytes | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    token_ms: int = 0
+    stream_stall_ms: int | None = None
+    stream_error: bool = False
+    split: int = 0
+    crlf: bool = False
+    no_index: bool = False
+    no_usage: bool = False
 
 
 def _milliseconds(name: str, value: str | None, default: int | None = None) -> int:
@@ -153,10 +174,15 @@ def parse_fault(text: str) -> Fault:
                 raise ValueError(f"status: expected an HTTP status, got {given!r}")
         elif name in ("retry_after", "retry_after_ms", "should_retry") and given:
             fields[name] = given
-        elif name in ("quota", "reset", "malformed") and given is None:
+        elif (
+            name in ("quota", "reset", "malformed", "stream_error", "crlf", "no_index", "no_usage")
+            and given is None
+        ):
             fields[name] = True
-        elif name in ("stall", "stall_body"):
+        elif name in ("stall", "stall_body", "stream_stall"):
             fields[f"{name}_ms"] = _milliseconds(name, given, _STALL_DEFAULT_MS)
+        elif name in ("token_ms", "split"):
+            fields[name] = _milliseconds(name, given)
         else:
             raise ValueError(f"unknown fault item {item.strip()!r}")
     return Fault(**fields)
@@ -295,11 +321,12 @@ def _check_request(  # noqa: PLR0911 -- one return per check, in a provider's or
                 "invalid_request_error",
                 f"messages[{index}]",
             )
-    if request.get("stream"):
+    options = request.get("stream_options")
+    if options is not None and request.get("stream") is not True:
         return 400, _error(
-            "The simulator does not stream; send 'stream': false.",
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
             "invalid_request_error",
-            "stream",
+            "stream_options",
         )
     if models is not None and model not in models:
         return 404, _error(
@@ -400,6 +427,56 @@ def chat_completion(
             "completion_tokens_details": {"reasoning_tokens": 0},
         },
     }
+
+
+def stream_chunks(reply: Mapping[str, Any], request: Any, fault: Fault) -> list[dict[str, Any]]:
+    """The ``chat.completion.chunk`` objects that stream ``reply``, as OpenAI sends them.
+
+    Args:
+        reply: a ``chat.completion``, as :func:`chat_completion` makes it.
+        request: the request (its ``stream_options.include_usage`` asks for usage).
+        fault: the stream's faults (``no_index``, ``no_usage``).
+    """
+    base = {
+        "id": reply["id"],
+        "object": "chat.completion.chunk",
+        "created": reply["created"],
+        "model": reply["model"],
+        "system_fingerprint": reply.get("system_fingerprint"),
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {**base, "choices": [choice]}
+
+    choice = reply["choices"][0]
+    message = choice["message"]
+    chunks = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    text = message.get("content") or ""
+    words = text.split(" ")
+    chunks += [
+        chunk({"content": word + (" " if n < len(words) - 1 else "")})
+        for n, word in enumerate(words)
+        if word or n < len(words) - 1
+    ]
+    for index, call in enumerate(message.get("tool_calls") or []):
+        arguments = call["function"]["arguments"]
+        start: dict[str, Any] = {
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        pieces = [arguments[i : i + 8] for i in range(0, len(arguments), 8)]
+        entries = [start] + [{"function": {"arguments": piece}} for piece in pieces]
+        if not fault.no_index:
+            for entry in entries:
+                entry["index"] = index
+        chunks += [chunk({"tool_calls": [entry]}) for entry in entries]
+    chunks.append(chunk({}, choice["finish_reason"]))
+    options = request.get("stream_options")
+    if isinstance(options, Mapping) and options.get("include_usage") and not fault.no_usage:
+        chunks.append({**base, "choices": [], "usage": reply["usage"]})
+    return chunks
 
 
 def _fault_reply(fault: Fault) -> tuple[int, Any, list[tuple[str, str]]]:
@@ -820,9 +897,9 @@ class OpenAISimulator:
             payload = fault.body if fault.body is not None else json.dumps(error).encode()
             handler.send_bytes(status, payload, headers)
         else:
-            self._route(handler, number, body)
+            self._route(handler, number, body, fault)
 
-    def _route(self, handler: _Handler, number: int, body: Any) -> None:
+    def _route(self, handler: _Handler, number: int, body: Any, fault: Fault) -> None:
         path = handler.path.split("?", 1)[0].rstrip("/")
         if self._api_key is not None:
             expected = f"Bearer {self._api_key}"
@@ -840,7 +917,10 @@ class OpenAISimulator:
         if path == "/v1/chat/completions" and handler.command == "POST":
             models = self._models if self._reject_unknown else None
             status, reply = chat_completion(body, number, models)
-            handler.send_json(status, reply)
+            if status == 200 and body.get("stream") is True:
+                self._stream(handler, stream_chunks(reply, body, fault), fault)
+            else:
+                handler.send_json(status, reply)
         elif path == "/v1/models" and handler.command == "GET":
             handler.send_json(200, {"object": "list", "data": list(self._model_cards())})
         elif path.startswith("/v1/models/") and handler.command == "GET":
@@ -871,6 +951,57 @@ class OpenAISimulator:
     def _model_cards(self) -> Iterator[dict[str, Any]]:
         for name in self._models:
             yield {"id": name, "object": "model", "created": _CREATED, "owned_by": "simulator"}
+
+    def _stream(self, handler: _Handler, chunks: list[Any], fault: Fault) -> None:
+        """Send ``chunks`` as an event stream, with the stream's faults.
+
+        In chunked transfer encoding on a keep-alive connection, as OpenAI streams; a
+        fault that cuts the stream short closes the connection instead.
+        """
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.send_header("x-request-id", f"req_sim{handler.request_number}")
+        handler.end_headers()
+        handler.wfile.flush()
+        eol = b"\r\n" if fault.crlf else b"\n"
+        texts = 0
+        for chunk in [*chunks, "[DONE]"]:
+            if fault.token_ms and self._stopping.wait(fault.token_ms / 1000):
+                return
+            data = chunk if isinstance(chunk, str) else json.dumps(chunk, ensure_ascii=False)
+            event = b"data: " + data.encode() + eol + eol
+            try:
+                self._write(handler, event, fault.split)
+            except OSError:
+                handler.close_connection = True
+                return  # the client left
+            delta = (
+                chunk["choices"][0]["delta"] if isinstance(chunk, dict) and chunk["choices"] else {}
+            )
+            texts += bool(delta.get("content") or delta.get("tool_calls"))
+            if texts == 1:
+                if fault.stream_error:
+                    error = _error("Simulated error mid-stream", "server_error")
+                    handler.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self._write(handler, b"data: " + json.dumps(error).encode() + eol + eol, 0)
+                    return
+                if fault.stream_stall_ms is not None:
+                    self._hang(handler, fault.stream_stall_ms)
+                    return
+        with contextlib.suppress(OSError):
+            self._write(handler, b"", fault.split)  # the last chunk: the body's end
+
+    @staticmethod
+    def _write(handler: _Handler, data: bytes, split: int) -> None:
+        """Write ``data`` as one chunk of a chunked body, in writes of ``split`` bytes."""
+        data = b"%x\r\n%s\r\n" % (len(data), data)
+        step = split or len(data)
+        for start in range(0, len(data), step):
+            handler.wfile.write(data[start : start + step])
+            handler.wfile.flush()
 
     def _reset(self, handler: _Handler) -> None:
         # SO_LINGER with a zero timeout turns close() into a TCP reset.

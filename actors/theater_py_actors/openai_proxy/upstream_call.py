@@ -19,6 +19,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import socket
 import threading
 from collections.abc import Callable
@@ -57,7 +58,16 @@ class UpstreamCall:
         attempts: how many HTTP attempts have started.
     """
 
-    __slots__ = ("_connection", "_on_abandon", "_reason", "_wake", "attempts", "deadline", "ended")
+    __slots__ = (
+        "_connection",
+        "_on_abandon",
+        "_reason",
+        "_socket",
+        "_wake",
+        "attempts",
+        "deadline",
+        "ended",
+    )
 
     def __init__(
         self, deadline: float, on_abandon: Callable[[UpstreamCall], object] | None = None
@@ -68,6 +78,9 @@ class UpstreamCall:
         self._reason: Reason | None = None
         self._wake: threading.Event | None = None  # made by wait(), rarely needed
         self._connection: HTTPConnection | None = None
+        # The socket its request went out on: a reply that closes the connection takes
+        # it from the connection (http.client drops it there and reads on through it).
+        self._socket: socket.socket | None = None
         self._on_abandon = on_abandon
 
     @property
@@ -84,7 +97,7 @@ class UpstreamCall:
             self._reason = reason
             connection = self._connection
             if connection is not None and getattr(connection, "_upstream_call", None) is self:
-                _hang_up(connection)
+                _hang_up(connection.sock or self._socket)
             wake = self._wake
         if wake is not None:
             wake.set()
@@ -105,11 +118,24 @@ class UpstreamCall:
             wake = self._wake
         return wake.wait(seconds)
 
+    @property
+    def socket(self) -> socket.socket | None:
+        """The socket of the running attempt, once its request is sent."""
+        return self._socket
+
     def end(self) -> None:
         """Mark the call over: abandoning it no longer does anything."""
         with _owners_lock:
             self.ended = True
             self._connection = None
+            self._socket = None
+
+    def _sent_on(self, connection: HTTPConnection) -> None:
+        with _owners_lock:
+            if getattr(connection, "_upstream_call", None) is self:
+                self._socket = connection.sock
+        if self._reason is not None:
+            _hang_up(connection.sock)
 
     def _attach(self, connection: HTTPConnection) -> None:
         with _owners_lock:
@@ -159,8 +185,7 @@ class running:  # noqa: N801 -- used as a context manager, like a function
         _local.call = None
 
 
-def _hang_up(connection: HTTPConnection) -> None:
-    sock = connection.sock
+def _hang_up(sock: object) -> None:
     if isinstance(sock, socket.socket):
         # shutdown, not close: it wakes a read blocked on another thread. The base class's
         # method, so that an SSL socket keeps its state for that thread. OSError: closed.
@@ -177,8 +202,8 @@ def _register(connection: HTTPConnection) -> UpstreamCall | None:
 
 def _after_send(connection: HTTPConnection, call: UpstreamCall | None) -> None:
     # Abandoned while connecting, when there was no socket to shut down yet.
-    if call is not None and call.reason is not None:
-        _hang_up(connection)
+    if call is not None:
+        call._sent_on(connection)
 
 
 class _Connection(HTTPConnection):
@@ -253,7 +278,9 @@ class Watchdog:
     def watch(self, call: UpstreamCall) -> None:
         """Abandon ``call`` with reason ``timeout`` at its deadline, unless it ends first.
 
-        A closed watchdog abandons it at once, with reason ``closed``.
+        A closed watchdog abandons it at once, with reason ``closed``. A call whose
+        ``deadline`` moved later is abandoned at the new one (``math.inf``: never); one
+        whose deadline moved sooner must be watched again.
         """
         with self._changed:
             if not self._closed:
@@ -296,7 +323,14 @@ class Watchdog:
                     return
                 now = self._clock()
                 while heap and heap[0][0] <= now:
-                    expired.append(heapq.heappop(heap)[2])
+                    call = heapq.heappop(heap)[2]
+                    # A deadline moved later (a stream that started to flow) is kept, or
+                    # dropped if it is none; a sooner one was watched again meanwhile.
+                    if call.deadline > now:
+                        if call.deadline != math.inf and not call.ended:
+                            heapq.heappush(heap, (call.deadline, next(self._order), call))
+                        continue
+                    expired.append(call)
                 if not expired:
                     # Bounded even when idle: the loop re-reads the heap at least this often.
                     self._changed.wait(min(heap[0][0] - now, _IDLE_WAIT) if heap else _IDLE_WAIT)

@@ -1,0 +1,116 @@
+"""An incremental reader of Server-Sent Events, fed the bytes of a response as they come.
+
+Our own, small, rather than ``requests-sse`` or ``sseclient-py``: both read through
+``requests``' line iterators or their own read loop, so neither lets the proxy bound each
+read (the idle timeout), stop on a cancelled call, or see a transport error as an error
+(``requests-sse`` ends the stream quietly on one, which would pass a cut answer off as a
+complete one). A parser that is only fed bytes leaves the reading to the caller.
+
+What it survives, each tested: LF, CRLF and CR line endings (a CR at the end of one read
+waits for the next, which may start with its LF); events split across reads at any byte,
+inside a UTF-8 character too (a line is decoded only once whole, and a line ends at an
+ASCII byte); multi-line ``data:`` (joined by ``\\n``); comments (keep-alives); a BOM; a
+last event whose blank line never came (kept if its lines were whole).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import attrs
+
+__all__ = ["SSEParser", "SSETooLarge", "ServerSentEvent"]
+
+_LINE_END: Final = re.compile(rb"[\r\n]")
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+@attrs.frozen
+class ServerSentEvent:
+    """One event: its ``event`` type (``message`` unless named) and its ``data`` lines
+    joined by ``\\n``."""
+
+    data: str
+    event: str = "message"
+
+
+class SSETooLarge(ValueError):
+    """A line grew past the parser's limit without ending (a hostile or broken server)."""
+
+
+class SSEParser:
+    """Turn the bytes of an ``text/event-stream`` body into events, however they are split.
+
+    Args:
+        max_line_bytes: the longest line kept waiting for its end; past it, :meth:`feed`
+            raises :class:`SSETooLarge` rather than grow without bound.
+    """
+
+    __slots__ = ("_buffer", "_data", "_event", "_max", "_started")
+
+    def __init__(self, max_line_bytes: int = 32 * 1024 * 1024) -> None:
+        self._buffer = b""
+        self._data: list[str] = []
+        self._event = ""
+        self._max = max_line_bytes
+        self._started = False
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Read ``chunk``, the next bytes of the body; return the events it completes."""
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if not self._started:
+            if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
+                self._buffer = buffer
+                return []
+            self._started = True
+            if buffer.startswith(_BOM):
+                buffer = buffer[len(_BOM) :]
+        events: list[ServerSentEvent] = []
+        position, size = 0, len(buffer)
+        while True:
+            found = _LINE_END.search(buffer, position)
+            if found is None:
+                break
+            end = found.start()
+            if buffer[end] == 0x0D:  # CR: alone, or the start of a CRLF
+                if end + 1 == size:
+                    break  # the LF, if any, is in the next read
+                after = end + 2 if buffer[end + 1] == 0x0A else end + 1
+            else:
+                after = end + 1
+            self._line(buffer[position:end], events)
+            position = after
+        self._buffer = buffer[position:]
+        if len(self._buffer) > self._max:
+            raise SSETooLarge(f"an event-stream line exceeds {self._max} bytes")
+        return events
+
+    def finish(self) -> list[ServerSentEvent]:
+        """The body ended: return the last event if its lines were whole (a server that
+        closes without the final blank line); a line cut short is dropped."""
+        events: list[ServerSentEvent] = []
+        if self._buffer.endswith(b"\r"):  # a whole line, whose LF never came
+            self._line(self._buffer[:-1], events)
+        self._buffer = b""
+        self._line(b"", events)
+        return events
+
+    def _line(self, raw: bytes, events: list[ServerSentEvent]) -> None:
+        if not raw:
+            if self._data:
+                events.append(ServerSentEvent("\n".join(self._data), self._event or "message"))
+            self._data = []
+            self._event = ""
+            return
+        if raw[0] == 0x3A:  # ":" a comment, such as a keep-alive
+            return
+        line = raw.decode("utf-8", "replace")
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        # id and retry serve reconnection, which a completion never does: ignored.
