@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, footprint, hop, proxy
+from bench import concurrency, footprint, hop, proxy, stream
 from bench._machine import describe_machine
 from bench.clients import EXTERNAL, NAMES
 from bench.report import judge_targets, render_markdown
 from bench.upstream import Upstream
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("hop", "proxy", "concurrency", "footprint")
+SECTIONS = ("hop", "proxy", "concurrency", "footprint", "stream")
 
 # Sizes per mode. Full: many short interleaved repeats, so that a noisy machine's drift
 # spreads over every contender alike (a few minutes); quick: a smoke run of a few seconds
@@ -29,12 +29,14 @@ _FULL: dict[str, dict[str, int]] = {
     "proxy": {"count": 100, "repeats": 30},
     "concurrency": {"requests": 200, "threads": 50, "latency_ms": 100, "repeats": 7},
     "footprint": {"runs": 15, "actors": 1000},
+    "stream": {"count": 10, "repeats": 15, "concurrent": 100, "bursts": 9},
 }
 _QUICK: dict[str, dict[str, int]] = {
     "hop": {"count": 200, "repeats": 3, "messages": 2000},
     "proxy": {"count": 20, "repeats": 3},
     "concurrency": {"requests": 40, "threads": 20, "latency_ms": 50, "repeats": 1},
     "footprint": {"runs": 2, "actors": 50},
+    "stream": {"count": 3, "repeats": 2, "concurrent": 10, "bursts": 1},
 }
 
 
@@ -149,6 +151,9 @@ def run(
             results["footprint"] = footprint.run(
                 **sizes["footprint"], base_url=server.base_url, progress=_progress
             )
+    if "stream" in sections:
+        streamers = [name for name in stream.STREAMERS if external or name not in EXTERNAL]
+        results["stream"] = stream.run(streamers, **sizes["stream"], progress=_progress)
     results["meta"]["load_average_after"] = list(os.getloadavg())
     results["meta"]["duration_s"] = round(time.perf_counter() - started, 1)
     results["targets"] = judge_targets(results)

@@ -9,6 +9,10 @@ not compete with the clients for the GIL. Two servers are available:
   is the simulator's). It parses no body and checks nothing, so its own cost per request
   stays far below any client's; latency is an ``asyncio.sleep``, so 50 connections
   waiting 100 ms each cost it nothing.
+  A request whose body asks ``"stream": true`` gets instead a pre-encoded event stream
+  (chunked, as OpenAI sends it) of :data:`STREAM_CHUNKS` text chunks: a role chunk, the
+  text chunks, a finish chunk, a usage chunk and ``[DONE]``, each event one HTTP chunk,
+  all written at once (the stream's rate is the client's, not the server's).
 - ``simulator``: :class:`~theater_py_actors.openai_proxy.simulator.OpenAISimulator` itself (a
   thread per connection, full request parsing and validation).
 
@@ -23,13 +27,14 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["MODEL", "PROMPT", "Upstream", "main"]
+__all__ = ["MODEL", "PROMPT", "STREAM_CHUNKS", "STREAM_TEXT", "Upstream", "main"]
 
 MODEL = "gpt-4o"
 """The model every benchmark request names."""
@@ -37,7 +42,14 @@ MODEL = "gpt-4o"
 PROMPT = "Hello there"
 """The user text of every benchmark request."""
 
+STREAM_CHUNKS = 200
+"""How many text chunks a streamed answer has."""
+
+STREAM_TEXT = " ".join(f"tok{n}" for n in range(STREAM_CHUNKS))
+"""The text of a streamed answer: one word per chunk."""
+
 _REPO = Path(__file__).resolve().parent.parent
+_STREAMING = re.compile(rb'"stream"\s*:\s*true')
 
 
 def _canned_response() -> bytes:
@@ -57,13 +69,39 @@ def _canned_response() -> bytes:
     return head.encode() + payload
 
 
+def _canned_stream() -> bytes:
+    from theater_py_actors.openai_proxy.simulator import Fault, chat_completion, stream_chunks
+
+    request = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}
+    status, reply = chat_completion(request)
+    assert status == 200
+    reply["choices"][0]["message"]["content"] = STREAM_TEXT
+    chunks = stream_chunks(reply, {"stream_options": {"include_usage": True}}, Fault())
+    events = [b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks]
+    events.append(b"data: [DONE]\n\n")
+    head = (
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Type: text/event-stream\r\n"
+        "Cache-Control: no-cache\r\n"
+        "Transfer-Encoding: chunked\r\n"
+        "x-request-id: req_bench\r\n"
+        "\r\n"
+    )
+    body = b"".join(b"%x\r\n%s\r\n" % (len(event), event) for event in events)
+    return head.encode() + body + b"0\r\n\r\n"
+
+
 _NOT_FOUND = (
     b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 )
 
 
 async def _serve_connection(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes, latency: float
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    answer: bytes,
+    stream: bytes,
+    latency: float,
 ) -> None:
     try:
         while True:
@@ -72,11 +110,13 @@ async def _serve_connection(
             for line in head.split(b"\r\n"):
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
-            if length:
-                await reader.readexactly(length)
+            body = await reader.readexactly(length) if length else b""
             if latency:
                 await asyncio.sleep(latency)
-            writer.write(answer if b"/chat/completions" in head[:200] else _NOT_FOUND)
+            if b"/chat/completions" not in head[:200]:
+                writer.write(_NOT_FOUND)
+            else:
+                writer.write(stream if _STREAMING.search(body) else answer)
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
         pass  # the client left, or the server is exiting: nobody waits for this connection
     finally:
@@ -84,9 +124,12 @@ async def _serve_connection(
 
 
 async def _serve_lean(port: int, latency: float) -> None:
-    answer = _canned_response()
+    answer, stream = _canned_response(), _canned_stream()
     server = await asyncio.start_server(
-        lambda r, w: _serve_connection(r, w, answer, latency), "127.0.0.1", port, backlog=256
+        lambda r, w: _serve_connection(r, w, answer, stream, latency),
+        "127.0.0.1",
+        port,
+        backlog=256,
     )
     host, bound = server.sockets[0].getsockname()[:2]
     print(f"http://{host}:{bound}/v1", flush=True)
