@@ -61,7 +61,11 @@ def _requests(base_url: str, stack: contextlib.ExitStack) -> Streamer:
     local = threading.local()
     sessions: list[requests.Session] = []
     lock = threading.Lock()
-    stack.callback(lambda: [session.close() for session in sessions])
+
+    @stack.callback
+    def close() -> None:
+        for session in sessions:
+            session.close()
 
     def stream() -> float:
         session = getattr(local, "session", None)
@@ -292,7 +296,7 @@ def _bursts(
     ready: dict[str, Streamer], streams: int, bursts: int, progress: Callable[[str], None]
 ) -> dict[str, Any]:
     """Interleaved bursts of ``streams`` streams at once, ``requests`` against ``proxy``."""
-    many = [name for name in ("requests", "proxy") if name in ready]
+    many: list[str] = [name for name in ("requests", "proxy") if name in ready]
     rates: dict[str, list[float]] = {name: [] for name in many}
     with ThreadPoolExecutor(streams) as pool:
         for name in many:  # warm up every thread's connection

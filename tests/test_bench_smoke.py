@@ -18,6 +18,8 @@ from bench._stats import percentile, summarize_runs
 from bench._timing import compare, paired_ratio
 from bench.clients import KEY
 from bench.report import judge_targets, render_markdown
+from bench.stream import _goals
+from bench.upstream import STREAM_CHUNKS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -119,6 +121,56 @@ def test_a_repeat_with_a_failed_call_is_left_out_and_counted() -> None:
     assert measured["broken"] == {"unavailable": "every repeat failed: RuntimeError: no provider"}
 
 
+def test_streaming_goals_are_judged_and_unmeasured_ones_say_so() -> None:
+    results: dict[str, Any] = {
+        "ratios_vs_requests": {"proxy": {"ttft_extra_us": 1000.0}},
+        "cpu_per_chunk_vs_openai": {"proxy": 0.51},
+    }
+    goals = _goals(results)
+    assert goals["ttft_within_1ms_of_requests"]["met"] is True  # "within 1 ms" includes 1 ms
+    assert goals["cpu_per_chunk_at_most_half_openai"]["met"] is False
+    assert goals["concurrent_at_least_90pct_of_requests"] == {"measured": None, "met": None}
+
+
+@pytest.mark.slow
+def test_a_quick_stream_run_measures_every_streaming_contender(tmp_path: Path) -> None:
+    output = tmp_path / "stream.json"
+    command = ["-m", "bench", "--quick", "--only", "stream", "--no-external", "--output"]
+    done = subprocess.run(
+        [sys.executable, *command, str(output)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(output.read_text())
+    assert results["meta"]["external_skipped"] == ["openai", "litellm"]
+    stream = results["stream"]
+    assert stream["upstream"]["chunks"] == STREAM_CHUNKS
+    assert set(stream["contenders"]) == {"requests", "proxy"}
+    for entry in stream["contenders"].values():
+        ttft, whole = entry["ttft"], entry["stream"]
+        assert 0 < ttft["median_us"] <= whole["median_us"]  # the first token comes first
+        assert ttft["spread_us"][0] <= ttft["median_us"] <= ttft["spread_us"][1]
+        assert entry["cpu_per_chunk_us"] > 0
+    assert stream["ratios_vs_requests"]["requests"]["cpu_per_chunk"] == 1.0
+    assert "cpu_per_chunk_vs_openai" not in stream  # the SDK was left out
+    bursts = stream["concurrent"]
+    assert set(bursts["contenders"]) == {"requests", "proxy"}
+    assert all(
+        len(entry["per_burst"]) == bursts["bursts"] for entry in bursts["contenders"].values()
+    )
+    assert bursts["proxy_vs_requests"]["paired_median"] > 0
+    goals = stream["goals"]
+    assert isinstance(goals["ttft_within_1ms_of_requests"]["met"], bool)
+    assert goals["cpu_per_chunk_at_most_half_openai"]["met"] is None  # not measured
+    assert isinstance(goals["concurrent_at_least_90pct_of_requests"]["met"], bool)
+    for text in (output.read_text(), done.stdout, done.stderr):
+        assert KEY not in text
+
+
 @pytest.mark.slow
 def test_a_quick_run_writes_every_section(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
@@ -167,6 +219,8 @@ def test_a_quick_run_writes_every_section(tmp_path: Path) -> None:
     )
     assert set(concurrency["contenders"]) == set(contenders)
     assert "proxy_typed" in concurrency["throughput_vs_requests"]
+
+    assert set(results["stream"]["contenders"]) == {"requests", "proxy"}
 
     footprint = results["footprint"]
     assert {"python_bare", "import_theater_py", "cli_help", "import_breakdown"} <= set(footprint)
