@@ -321,6 +321,63 @@ def _footprint(results: dict[str, Any]) -> list[str]:
     return ["### Start-up and footprint", "", *_table(["what", "measured"], rows)]
 
 
+def _stream(results: dict[str, Any]) -> list[str]:
+    stream = results.get("stream")
+    if not stream:
+        return []
+    ratios = stream.get("ratios_vs_requests", {})
+    versus_sdk = stream.get("cpu_per_chunk_vs_openai", {})
+    rows = []
+    for name, entry in stream["contenders"].items():
+        if "unavailable" in entry:
+            rows.append([name, "unavailable: " + entry["unavailable"], "", "", "", ""])
+            continue
+        rows.append(
+            [
+                name,
+                _cell(entry["ttft"]["median_us"]),
+                _cell(entry["ttft"]["spread_us"]),
+                _cell(ratios.get(name, {}).get("ttft_extra_us")),
+                _cell(entry["cpu_per_chunk_us"]),
+                f"{_cell(ratios.get(name, {}).get('cpu_per_chunk'), 'x')} / "
+                f"{_cell(versus_sdk.get(name), 'x')}",
+            ]
+        )
+    chunks = stream["upstream"]["chunks"]
+    lines = [f"### Streaming ({chunks} chunks, provider writing at once)", ""]
+    lines += _table(
+        [
+            "client",
+            "TTFT median us",
+            "spread us",
+            "TTFT minus requests' us",
+            "CPU us/chunk",
+            "CPU/chunk vs requests / openai",
+        ],
+        rows,
+    )
+    burst = stream.get("concurrent")
+    if burst:
+        rows = [
+            [name, _cell(entry["chunks_per_s"]), _cell(entry["spread"])]
+            for name, entry in burst["contenders"].items()
+        ]
+        lines += [f"{burst['streams']} concurrent streams, {burst['bursts']} bursts:", ""]
+        lines += _table(["client", "chunks/s median", "spread"], rows)
+        paired = burst.get("proxy_vs_requests")
+        if paired:
+            lines += [
+                f"proxy / requests, paired per burst: {_cell(paired['paired_median'])} "
+                f"({_cell(paired['paired_spread'])})",
+                "",
+            ]
+    for goal, verdict in stream.get("goals", {}).items():
+        met = {True: "met", False: "**missed**", None: "not measured"}[verdict["met"]]
+        measured = verdict.get("measured", verdict.get("measured_extra_us"))
+        lines.append(f"- {goal}: {_cell(measured)}, {met}")
+    return [*lines, ""]
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """Render a run's results as Markdown tables: targets, then each measurement."""
     lines = ["### Targets", ""]
@@ -329,6 +386,6 @@ def render_markdown(results: dict[str, Any]) -> str:
         met = {True: "met", False: "**missed**", None: "not measured"}[target["met"]]
         rows.append([target["target"], target["limit"], _cell(target["measured"]), met])
     lines += _table(["target", "limit", "measured", ""], rows)
-    for section in (_hop, _proxy, _concurrency, _footprint):
+    for section in (_hop, _proxy, _concurrency, _footprint, _stream):
         lines += section(results)
     return "\n".join(lines)

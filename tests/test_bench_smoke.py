@@ -167,6 +167,8 @@ def test_a_quick_stream_run_measures_every_streaming_contender(tmp_path: Path) -
     assert isinstance(goals["ttft_within_1ms_of_requests"]["met"], bool)
     assert goals["cpu_per_chunk_at_most_half_openai"]["met"] is None  # not measured
     assert isinstance(goals["concurrent_at_least_90pct_of_requests"]["met"], bool)
+    assert "### Streaming (200 chunks" in done.stdout
+    assert "- cpu_per_chunk_at_most_half_openai: -, not measured" in done.stdout
     for text in (output.read_text(), done.stdout, done.stderr):
         assert KEY not in text
 
