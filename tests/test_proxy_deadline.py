@@ -12,14 +12,14 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
 
 from tests.hostile_upstream import TrickleServer
+from tests.proxy_fixtures import KEY, MANIFEST
 from theater_py import ActorHandle, ActorStopped, RequestTimeout, Runtime
 from theater_py_actors.openai_proxy import actor as proxy_actor
 from theater_py_actors.openai_proxy.client import ChatClient
@@ -28,15 +28,7 @@ from theater_py_actors.openai_proxy.errors import ProviderError
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 from theater_py_actors.openai_proxy.upstream_call import UpstreamCall, Watchdog
 
-MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
-KEY = "sk-sim-0123456789-secret"
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-def sim() -> Iterator[OpenAISimulator]:
-    with OpenAISimulator(api_key=KEY) as simulator:
-        yield simulator
 
 
 @pytest.fixture

@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.proxy_fixtures import KEY, MANIFEST
 from tests.raw_upstream import RawServer, event_stream_head, sse, stall
 from theater_py import ActorHandle, ActorStopped, ChannelRefused, Runtime
 
-MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
-KEY = "sk-sim-0123456789-secret"
 REQUEST = {
     "GenerateCompletion": {
         "request": {
