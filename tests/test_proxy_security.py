@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.key_leaks import KEY, fragments
 from theater_py import ActorHandle, ActorStartError
 from theater_py_actors.openai_proxy import actor as proxy_actor
 from theater_py_actors.openai_proxy.client import ChatClient
@@ -21,18 +22,7 @@ from theater_py_actors.openai_proxy.config import ProxyConfig, RetryConfig, pars
 from theater_py_actors.openai_proxy.errors import ProviderError, classify_response, excerpt, redact
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
-# As long as a real project key (108 characters).
-KEY = "sk-proj-" + "".join(f"{n:02d}" for n in range(50))
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def fragments(text: str, secret: str = KEY, size: int = 8) -> list[str]:
-    """Every piece of ``secret`` at least ``size`` characters long found in ``text``."""
-    return [
-        secret[start : start + size]
-        for start in range(len(secret) - size + 1)
-        if secret[start : start + size] in text
-    ]
 
 
 @pytest.fixture

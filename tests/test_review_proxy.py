@@ -18,23 +18,14 @@ from typing import Any
 import pytest
 import requests
 
+from tests.key_leaks import KEY, fragments
 from tests.raw_upstream import RawServer
 from theater_py._http import url_without_secrets
 from theater_py_actors.openai_proxy.client import ChatClient
 from theater_py_actors.openai_proxy.config import RetryConfig, parse_init
 from theater_py_actors.openai_proxy.errors import ProviderError, classify_response, redact
 
-KEY = "sk-proj-" + "".join(f"{n:02d}" for n in range(50))
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def fragments(text: str, secret: str = KEY, size: int = 8) -> list[str]:
-    """Every piece of ``secret`` at least ``size`` characters long found in ``text``."""
-    return [
-        secret[start : start + size]
-        for start in range(len(secret) - size + 1)
-        if secret[start : start + size] in text
-    ]
 
 
 @contextlib.contextmanager
