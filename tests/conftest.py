@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 
 from tests import sample_actors
+from tests.proxy_fixtures import proxy_defaults, sim, sim_options, start_proxy, start_proxy_at
 from theater_py import Runtime
+
+# The OpenAI proxy tests' fixtures, registered here for every test file.
+__all__ = ["proxy_defaults", "sim", "sim_options", "start_proxy", "start_proxy_at"]
 
 
 @pytest.fixture(autouse=True)

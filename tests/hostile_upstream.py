@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import socket
-import socketserver
 import threading
 from typing import Any, Literal
+
+from tests.raw_upstream import RawServer, client_closed
 
 __all__ = ["TrickleServer"]
 
@@ -34,64 +35,6 @@ _REPLY = json.dumps(
 ).encode()
 
 
-class _Handler(socketserver.BaseRequestHandler):
-    server: _Server
-
-    def handle(self) -> None:
-        owner = self.server.owner
-        connection: socket.socket = self.request
-        connection.settimeout(10)
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = connection.recv(65536)
-            if not chunk:
-                return
-            received += chunk
-        head = (
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(_REPLY)}\r\n\r\n".encode()
-        )
-        owner.started.set()
-        if owner.where == "body":
-            connection.sendall(head)
-            payload = _REPLY
-        else:
-            payload = head + _REPLY
-        for index in range(len(payload)):
-            if owner.stopping.wait(owner.interval):
-                return
-            try:
-                connection.sendall(payload[index : index + 1])
-            except OSError:
-                break  # the client hung up
-            owner.sent = index + 1
-            if _hung_up(connection):
-                break
-        owner.hung_up.set()
-
-
-def _hung_up(connection: socket.socket) -> bool:
-    # The client sends nothing more: readable now means it closed its end.
-    connection.setblocking(False)
-    try:
-        return connection.recv(1, socket.MSG_PEEK) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-    finally:
-        connection.setblocking(True)
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, owner: TrickleServer) -> None:
-        self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-
 class TrickleServer:
     """A loopback server that trickles a 200 reply; use it as a context manager.
 
@@ -106,27 +49,42 @@ class TrickleServer:
         self.interval = interval
         self.where = where
         self.started = threading.Event()
-        self.hung_up = threading.Event()
-        self.stopping = threading.Event()
         self.sent = 0
         self.total = len(_REPLY) + (0 if where == "body" else 100)
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        self._server = RawServer(self._trickle)
+        self.hung_up = self._server.hung_up
+
+    def _trickle(self, connection: socket.socket, server: RawServer) -> None:
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(_REPLY)}\r\n\r\n".encode()
         )
+        self.started.set()
+        if self.where == "body":
+            connection.sendall(head)
+            payload = _REPLY
+        else:
+            payload = head + _REPLY
+        for index in range(len(payload)):
+            if server.stopping.wait(self.interval):
+                return
+            try:
+                connection.sendall(payload[index : index + 1])
+            except OSError:
+                break  # the client hung up
+            self.sent = index + 1
+            if client_closed(connection):
+                break
+        server.hung_up.set()
 
     @property
     def base_url(self) -> str:
         """The ``base_url`` to give the proxy."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        return self._server.base_url
 
     def __enter__(self) -> TrickleServer:
-        self._thread.start()
+        self._server.__enter__()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        self.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.__exit__(*exc_info)

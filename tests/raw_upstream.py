@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["RawServer", "event_stream_head", "sse", "stall"]
+__all__ = ["RawServer", "client_closed", "event_stream_head", "sse", "stall"]
 
 Script = Callable[[socket.socket, "RawServer"], None]
 
@@ -34,17 +34,26 @@ def sse(chunks: Iterable[Any], eol: bytes = b"\n", done: bool = True) -> bytes:
     return body + (b"data: [DONE]" + eol + eol if done else b"")
 
 
+def client_closed(connection: socket.socket) -> bool:
+    """Whether the client has closed its end of ``connection``, without waiting.
+
+    The client sends nothing more once its request is read, so readable means closed.
+    """
+    connection.setblocking(False)
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        connection.setblocking(True)
+
+
 def stall(connection: socket.socket, server: RawServer, seconds: float = 30) -> None:
     """Send nothing more; set ``server.hung_up`` as soon as the client closes its end."""
-    connection.setblocking(False)
     for _ in range(int(seconds / 0.01)):
-        try:
-            if connection.recv(1, socket.MSG_PEEK) == b"":
-                server.hung_up.set()
-                return
-        except BlockingIOError:
-            pass
-        except OSError:
+        if client_closed(connection):
             server.hung_up.set()
             return
         if server.stopping.wait(0.01):

@@ -6,6 +6,8 @@ import hashlib
 import json
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -499,3 +501,20 @@ def test_a_bounded_memory_chain_verifies_its_window_and_catches_edits():
     tampered[2]["data"] = {"n": 99}
     result = verify_events(tampered, from_start=False)
     assert (result.ok, result.first_broken) == (False, 2)
+
+
+@pytest.mark.parametrize(
+    "first", ["theater_py._eventdb", "theater_py.chain"], ids=["eventdb-first", "chain-first"]
+)
+def test_the_sqlite_backend_imports_whichever_module_comes_first(first: str) -> None:
+    # A fresh interpreter: in this one both modules are already imported.
+    code = (
+        f"import {first}\n"
+        "from theater_py.chain import LOST_EVENT, EventDatabase\n"
+        "from theater_py._eventdb import EventDatabase as Backend\n"
+        "assert EventDatabase is Backend and LOST_EVENT == 'events-lost'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr

@@ -5,53 +5,15 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.openapi_contract import validate_chat_request
+from tests.proxy_fixtures import FAST_RETRIES, KEY, MANIFEST
 from theater_py import ActorHandle, ActorStartError, ActorStopped, Runtime
 from theater_py.manifest import load_manifest
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
-
-MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
-KEY = "sk-sim-0123456789-secret"
-FAST_RETRIES = {
-    "max_retries": 3,
-    "initial_delay_ms": 1,
-    "max_delay_ms": 5,
-    "backoff_multiplier": 2.0,
-    "max_total_timeout_ms": 20000,
-}
-
-
-@pytest.fixture
-def sim() -> Iterator[OpenAISimulator]:
-    with OpenAISimulator(api_key=KEY) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def start_proxy(
-    runtime: Runtime, sim: OpenAISimulator, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., ActorHandle]:
-    monkeypatch.setenv("SIM_KEY", KEY)
-
-    def start(name: str = "proxy", store_id: str | None = None, **config: Any) -> ActorHandle:
-        settings = {
-            "base_url": sim.base_url,
-            "api_key_env": "SIM_KEY",
-            "retry_config": FAST_RETRIES,
-            **config,
-        }
-        init: dict[str, Any] = {"config": settings}
-        if store_id is not None:
-            init["store_id"] = store_id
-        return runtime.start_actor(MANIFEST, init, name=name)
-
-    return start
 
 
 def user(text: str) -> dict[str, Any]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.test_openai_proxy import FAST_RETRIES, KEY, MANIFEST, generate, sent_bodies
-from theater_py import ActorHandle, Runtime
+from tests.test_openai_proxy import generate, sent_bodies
 from theater_py.store import ContentStore
 from theater_py_actors.genai_types import (
     CompletionResponse,
@@ -153,30 +152,6 @@ def test_an_unreadable_stored_entry_is_a_miss(store: ContentStore):
 
 
 # --- through the actor ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def sim() -> Iterator[OpenAISimulator]:
-    with OpenAISimulator(api_key=KEY) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def start_proxy(
-    runtime: Runtime, sim: OpenAISimulator, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., ActorHandle]:
-    monkeypatch.setenv("SIM_KEY", KEY)
-
-    def start(name: str = "proxy", **config: Any) -> ActorHandle:
-        settings = {
-            "base_url": sim.base_url,
-            "api_key_env": "SIM_KEY",
-            "retry_config": FAST_RETRIES,
-            **config,
-        }
-        return runtime.start_actor(MANIFEST, {"config": settings}, name=name)
-
-    return start
 
 
 def test_a_hit_through_the_actor_reports_cached_and_no_cost(start_proxy, sim: OpenAISimulator):

@@ -12,15 +12,14 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from tests.hostile_upstream import TrickleServer
-from theater_py import ActorHandle, ActorStopped, RequestTimeout, Runtime
+from tests.proxy_fixtures import KEY
+from theater_py import ActorHandle, ActorStopped, RequestTimeout
 from theater_py_actors.openai_proxy import actor as proxy_actor
 from theater_py_actors.openai_proxy.client import ChatClient
 from theater_py_actors.openai_proxy.config import ProxyConfig, RetryConfig, parse_init
@@ -28,31 +27,12 @@ from theater_py_actors.openai_proxy.errors import ProviderError
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 from theater_py_actors.openai_proxy.upstream_call import UpstreamCall, Watchdog
 
-MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
-KEY = "sk-sim-0123456789-secret"
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
-def sim() -> Iterator[OpenAISimulator]:
-    with OpenAISimulator(api_key=KEY) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def start_proxy(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ActorHandle]:
-    monkeypatch.setenv("SIM_KEY", KEY)
-
-    def start(base_url: str, retry: dict[str, Any] | None = None, **config: Any) -> ActorHandle:
-        settings = {
-            "base_url": base_url,
-            "api_key_env": "SIM_KEY",
-            "retry_config": {"initial_delay_ms": 1, "max_delay_ms": 5, **(retry or {})},
-            **config,
-        }
-        return runtime.start_actor(MANIFEST, {"config": settings}, name="proxy")
-
-    return start
+def proxy_defaults() -> dict[str, Any]:
+    return {"retry_config": {"initial_delay_ms": 1, "max_delay_ms": 5}}
 
 
 def generate(handle: ActorHandle, timeout: float = 30) -> dict[str, Any]:
@@ -68,9 +48,9 @@ def generate(handle: ActorHandle, timeout: float = 30) -> dict[str, Any]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["body", "headers"])
-def test_a_trickling_reply_ends_at_the_total_deadline(start_proxy, where: str):
+def test_a_trickling_reply_ends_at_the_total_deadline(start_proxy_at, where: str):
     with TrickleServer(interval=0.25, where=where) as server:  # type: ignore[arg-type]
-        proxy = start_proxy(
+        proxy = start_proxy_at(
             server.base_url,
             timeout_ms=1000,
             retry={"max_retries": 2, "max_total_timeout_ms": 2000},
@@ -102,7 +82,7 @@ def test_the_client_bounds_a_trickling_body_by_its_deadline():
 
 
 def test_the_deadline_runs_from_acceptance_not_from_the_pool(
-    start_proxy, sim: OpenAISimulator, monkeypatch: pytest.MonkeyPatch
+    start_proxy_at, sim: OpenAISimulator, monkeypatch: pytest.MonkeyPatch
 ):
     # The first request holds the only pool thread after its HTTP call (its deadline no
     # longer applies then); the second waits in the queue past its own deadline.
@@ -114,7 +94,7 @@ def test_the_deadline_runs_from_acceptance_not_from_the_pool(
         return convert(*args, **kwargs)
 
     monkeypatch.setattr(proxy_actor, "from_chat_response", held)
-    proxy = start_proxy(
+    proxy = start_proxy_at(
         sim.base_url, max_concurrent_requests=1, retry={"max_total_timeout_ms": 500}
     )
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -153,8 +133,10 @@ def test_a_call_started_earlier_is_timed_from_its_start(sim: OpenAISimulator):
 # --- item 7: cancellation -------------------------------------------------------------------
 
 
-def test_a_caller_that_stops_waiting_abandons_the_upstream_call(start_proxy, sim: OpenAISimulator):
-    proxy = start_proxy(sim.base_url, timeout_ms=30000, retry={"max_total_timeout_ms": 60000})
+def test_a_caller_that_stops_waiting_abandons_the_upstream_call(
+    start_proxy_at, sim: OpenAISimulator
+):
+    proxy = start_proxy_at(sim.base_url, timeout_ms=30000, retry={"max_total_timeout_ms": 60000})
     sim.fail_next(fault="stall=60000")
     with pytest.raises(RequestTimeout):
         generate(proxy, timeout=0.5)
@@ -168,8 +150,8 @@ def test_a_caller_that_stops_waiting_abandons_the_upstream_call(start_proxy, sim
     ]
 
 
-def test_stopping_for_good_closes_the_running_attempt(start_proxy, sim: OpenAISimulator):
-    proxy = start_proxy(sim.base_url, timeout_ms=30000, retry={"max_total_timeout_ms": 60000})
+def test_stopping_for_good_closes_the_running_attempt(start_proxy_at, sim: OpenAISimulator):
+    proxy = start_proxy_at(sim.base_url, timeout_ms=30000, retry={"max_total_timeout_ms": 60000})
     sim.fail_next(fault="stall=60000")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(generate, proxy)
@@ -186,8 +168,8 @@ def test_stopping_for_good_closes_the_running_attempt(start_proxy, sim: OpenAISi
 # --- item 6: backpressure ---------------------------------------------------------------------
 
 
-def test_beyond_the_queue_a_request_is_overloaded_at_once(start_proxy, sim: OpenAISimulator):
-    proxy = start_proxy(
+def test_beyond_the_queue_a_request_is_overloaded_at_once(start_proxy_at, sim: OpenAISimulator):
+    proxy = start_proxy_at(
         sim.base_url,
         timeout_ms=30000,
         max_concurrent_requests=1,

@@ -7,46 +7,29 @@ checked as the values handed to the client and its deadline, never by waiting.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from theater_py import ActorHandle, Runtime
+from tests.proxy_fixtures import KEY
+from theater_py import ActorHandle
 from theater_py_actors.openai_proxy import actor as proxy_actor
 from theater_py_actors.openai_proxy.client import ChatCall, ChatClient
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
-MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
-KEY = "sk-sim-0123456789-secret"
-FAST = {"initial_delay_ms": 1, "max_delay_ms": 5}
+
+@pytest.fixture
+def sim_options() -> dict[str, Any]:
+    return {
+        "api_key": KEY,
+        "models": ("gpt-4o", "o3", "gpt-4o-2024-08-06", "my-local-model", "tuned"),
+    }
 
 
 @pytest.fixture
-def sim() -> Iterator[OpenAISimulator]:
-    models = ("gpt-4o", "o3", "gpt-4o-2024-08-06", "my-local-model", "tuned")
-    with OpenAISimulator(api_key=KEY, models=models) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def start_proxy(
-    runtime: Runtime, sim: OpenAISimulator, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., ActorHandle]:
-    monkeypatch.setenv("SIM_KEY", KEY)
-
-    def start(name: str = "proxy", **config: Any) -> ActorHandle:
-        retry = {**FAST, **config.pop("retry_config", {})}
-        settings = {
-            "base_url": sim.base_url,
-            "api_key_env": "SIM_KEY",
-            "retry_config": retry,
-            **config,
-        }
-        return runtime.start_actor(MANIFEST, {"config": settings}, name=name)
-
-    return start
+def proxy_defaults() -> dict[str, Any]:
+    return {"retry_config": {"initial_delay_ms": 1, "max_delay_ms": 5}}
 
 
 def generate(handle: ActorHandle, model: str = "gpt-4o") -> dict[str, Any]:

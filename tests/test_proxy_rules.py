@@ -5,14 +5,12 @@ from __future__ import annotations
 import importlib.resources
 import json
 import logging
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from tests.openapi_contract import validate_chat_request
-from tests.test_openai_proxy import FAST_RETRIES, KEY, MANIFEST, generate, sent_bodies, user
-from theater_py import ActorHandle, Runtime
+from tests.test_openai_proxy import generate, sent_bodies, user
 from theater_py.errors import MessageDecodeError
 from theater_py_actors.genai_types import (
     CompletionRequest,
@@ -199,30 +197,6 @@ def test_the_rules_table_must_be_well_formed():
 
 
 # --- the actor -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sim() -> Iterator[OpenAISimulator]:
-    with OpenAISimulator(api_key=KEY) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def start_proxy(
-    runtime: Runtime, sim: OpenAISimulator, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., ActorHandle]:
-    monkeypatch.setenv("SIM_KEY", KEY)
-
-    def start(**config: Any) -> ActorHandle:
-        settings = {
-            "base_url": sim.base_url,
-            "api_key_env": "SIM_KEY",
-            "retry_config": FAST_RETRIES,
-            **config,
-        }
-        return runtime.start_actor(MANIFEST, {"config": settings}, name="proxy")
-
-    return start
 
 
 O3_REQUEST: dict[str, Any] = {

@@ -9,56 +9,30 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from theater_py import ActorHandle, ActorStartError, Runtime
+from tests.key_leaks import KEY, fragments
+from theater_py import ActorHandle, ActorStartError
 from theater_py_actors.openai_proxy import actor as proxy_actor
 from theater_py_actors.openai_proxy.client import ChatClient
 from theater_py_actors.openai_proxy.config import ProxyConfig, RetryConfig, parse_init, read_api_key
 from theater_py_actors.openai_proxy.errors import ProviderError, classify_response, excerpt, redact
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
-MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
-# As long as a real project key (108 characters).
-KEY = "sk-proj-" + "".join(f"{n:02d}" for n in range(50))
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def fragments(text: str, secret: str = KEY, size: int = 8) -> list[str]:
-    """Every piece of ``secret`` at least ``size`` characters long found in ``text``."""
-    return [
-        secret[start : start + size]
-        for start in range(len(secret) - size + 1)
-        if secret[start : start + size] in text
-    ]
+@pytest.fixture
+def sim_options() -> dict[str, Any]:
+    return {"api_key": KEY}
 
 
 @pytest.fixture
-def sim() -> Iterator[OpenAISimulator]:
-    with OpenAISimulator(api_key=KEY) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def start_proxy(
-    runtime: Runtime, sim: OpenAISimulator, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., ActorHandle]:
-    def start(key: str = KEY, **config: Any) -> ActorHandle:
-        monkeypatch.setenv("SIM_KEY", key)
-        settings = {
-            "base_url": sim.base_url,
-            "api_key_env": "SIM_KEY",
-            "retry_config": {"max_retries": 0},
-            **config,
-        }
-        return runtime.start_actor(MANIFEST, {"config": settings}, name="proxy")
-
-    return start
+def proxy_defaults() -> dict[str, Any]:
+    return {"retry_config": {"max_retries": 0}}
 
 
 def generate(handle: ActorHandle) -> dict[str, Any]:

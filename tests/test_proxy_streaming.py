@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.proxy_fixtures import KEY
 from tests.raw_upstream import RawServer, event_stream_head, sse, stall
 from theater_py import ActorHandle, ActorStopped, ChannelRefused, Runtime
 
-MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
-KEY = "sk-sim-0123456789-secret"
 REQUEST = {
     "GenerateCompletion": {
         "request": {
@@ -62,22 +60,8 @@ def split(data: bytes, every: int) -> list[bytes]:
 
 
 @pytest.fixture
-def start_proxy(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ActorHandle]:
-    monkeypatch.setenv("SIM_KEY", KEY)
-
-    def start(
-        base_url: str, retry: dict[str, Any] | None = None, name: str = "proxy", **config: Any
-    ) -> ActorHandle:
-        settings = {
-            "base_url": base_url,
-            "api_key_env": "SIM_KEY",
-            "max_cache_size": 0,
-            "retry_config": {"initial_delay_ms": 1, "max_delay_ms": 5, **(retry or {})},
-            **config,
-        }
-        return runtime.start_actor(MANIFEST, {"config": settings}, name=name)
-
-    return start
+def proxy_defaults() -> dict[str, Any]:
+    return {"max_cache_size": 0, "retry_config": {"initial_delay_ms": 1, "max_delay_ms": 5}}
 
 
 def stream(handle: ActorHandle, request: Any = REQUEST, timeout: float = 30) -> list[Any]:
@@ -113,10 +97,10 @@ def served() -> Iterator[Callable[[list[bytes]], RawServer]]:
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"])
 @pytest.mark.parametrize("every", [1, 3, 7, 1000])
 def test_a_stream_cut_anywhere_gives_deltas_then_the_completion(
-    start_proxy, served, eol: bytes, every: int
+    start_proxy_at, served, eol: bytes, every: int
 ) -> None:
     server = served([event_stream_head(), *split(sse(TEXT_CHUNKS, eol), every)])
-    messages = stream(start_proxy(server.base_url))
+    messages = stream(start_proxy_at(server.base_url))
     assert text_of(messages) == "Héllo, wörld" == completion_text(messages)
     assert all(set(m) == {"Delta"} for m in messages[:-1])
     usage = messages[-1]["Completion"]["completion"]["usage"]
@@ -149,14 +133,14 @@ def plain_reply(body: Any) -> bytes:
     return head.encode() + data
 
 
-def test_the_streamed_completion_is_the_plain_one(start_proxy, served) -> None:
+def test_the_streamed_completion_is_the_plain_one(start_proxy_at, served) -> None:
     plain_server = served([plain_reply(PLAIN)])
     stream_server = served([event_stream_head(), sse(TEXT_CHUNKS)])
-    plain = start_proxy(plain_server.base_url, name="plain").request_json(REQUEST, timeout=30)
+    plain = start_proxy_at(plain_server.base_url, name="plain").request_json(REQUEST, timeout=30)
     assert "Completion" in plain
-    assert stream(start_proxy(stream_server.base_url, name="streamed"))[-1] == plain
+    assert stream(start_proxy_at(stream_server.base_url, name="streamed"))[-1] == plain
     # A provider that ignores "stream" answers whole: one delta per block, then the same.
-    ignoring = stream(start_proxy(plain_server.base_url, name="ignoring"))
+    ignoring = stream(start_proxy_at(plain_server.base_url, name="ignoring"))
     assert ignoring[-1] == plain
     assert text_of(ignoring) == "Héllo, wörld"
 
@@ -174,7 +158,7 @@ def script_of(*steps: bytes | Callable[[socket.socket, RawServer], None]) -> Raw
     return RawServer(script)
 
 
-def test_tool_calls_without_index_or_with_a_reused_index(start_proxy, served) -> None:
+def test_tool_calls_without_index_or_with_a_reused_index(start_proxy_at, served) -> None:
     chunks = [
         chunk({"content": "Checking."}),
         # No index: the first call whole, then a second with its own id.
@@ -191,7 +175,7 @@ def test_tool_calls_without_index_or_with_a_reused_index(start_proxy, served) ->
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, "tool_calls"),
     ]
     server = served([event_stream_head(), sse(chunks)])
-    messages = stream(start_proxy(server.base_url))
+    messages = stream(start_proxy_at(server.base_url))
     starts = [
         m["ToolUseDelta"] for m in messages if "ToolUseDelta" in m and "id" in m["ToolUseDelta"]
     ]
@@ -217,13 +201,13 @@ def test_tool_calls_without_index_or_with_a_reused_index(start_proxy, served) ->
 
 
 @pytest.mark.parametrize("where", ["every", "none"])
-def test_usage_on_every_chunk_or_none(start_proxy, served, where: str) -> None:
+def test_usage_on_every_chunk_or_none(start_proxy_at, served, where: str) -> None:
     chunks = [chunk({"content": f"t{n} "}) for n in range(3)]
     if where == "every":  # vLLM: cumulative usage on each chunk
         for n, each in enumerate(chunks):
             each["usage"] = {"prompt_tokens": 5, "completion_tokens": n + 1, "total_tokens": n + 6}
     server = served([event_stream_head(), b": keep-alive\n\n", sse(chunks, done=False)])
-    messages = stream(start_proxy(server.base_url))
+    messages = stream(start_proxy_at(server.base_url))
     usage = messages[-1]["Completion"]["completion"]["usage"]
     assert text_of(messages) == "t0 t1 t2 " == completion_text(messages)
     if where == "every":
@@ -233,14 +217,14 @@ def test_usage_on_every_chunk_or_none(start_proxy, served, where: str) -> None:
         assert "cost_usd" not in usage  # unknown, not 0
 
 
-def test_reasoning_streams_as_reasoning_deltas_before_the_text(start_proxy, served) -> None:
+def test_reasoning_streams_as_reasoning_deltas_before_the_text(start_proxy_at, served) -> None:
     chunks = [
         chunk({"reasoning_content": "Let me "}),
         chunk({"reasoning_content": "think."}),
         chunk({"content": "42"}, "stop"),
     ]
     server = served([event_stream_head(), sse(chunks)])
-    messages = stream(start_proxy(server.base_url))
+    messages = stream(start_proxy_at(server.base_url))
     assert messages[:3] == [
         {"ReasoningDelta": {"text": "Let me "}},
         {"ReasoningDelta": {"text": "think."}},
@@ -256,33 +240,35 @@ def test_reasoning_streams_as_reasoning_deltas_before_the_text(start_proxy, serv
 ERROR_EVENT = {"error": {"message": "The server had an error", "type": "server_error"}}
 
 
-def test_an_error_before_the_first_delta_is_retried(start_proxy) -> None:
+def test_an_error_before_the_first_delta_is_retried(start_proxy_at) -> None:
     answers = iter([sse([chunk({"role": "assistant"}), ERROR_EVENT], done=False), sse(TEXT_CHUNKS)])
 
     def script(connection: socket.socket, server: RawServer) -> None:
         connection.sendall(event_stream_head() + next(answers))
 
     with RawServer(script) as server:
-        messages = stream(start_proxy(server.base_url))
+        messages = stream(start_proxy_at(server.base_url))
         assert completion_text(messages) == "Héllo, wörld"
         assert len(server.bodies) == 2
 
 
-def test_an_error_after_the_first_delta_ends_the_stream_with_the_partial_text(start_proxy) -> None:
+def test_an_error_after_the_first_delta_ends_the_stream_with_the_partial_text(
+    start_proxy_at,
+) -> None:
     body = sse([chunk({"content": "Hal"}), chunk({"content": "f"}), ERROR_EVENT], done=False)
     with script_of(event_stream_head(), body) as server:
-        messages = stream(start_proxy(server.base_url))
+        messages = stream(start_proxy_at(server.base_url))
         error = messages[-1]["Error"]
         assert error["kind"] == "server_error"
         assert error["partial_text"] == "Half" == text_of(messages)
         assert len(server.bodies) == 1  # never retried once text flowed
 
 
-def test_an_idle_stream_ends_with_a_timeout_and_the_text_so_far(start_proxy) -> None:
+def test_an_idle_stream_ends_with_a_timeout_and_the_text_so_far(start_proxy_at) -> None:
     with script_of(
         event_stream_head(), sse([chunk({"content": "Hi"})], done=False), stall
     ) as server:
-        proxy = start_proxy(server.base_url, stream_idle_timeout_ms=300)
+        proxy = start_proxy_at(server.base_url, stream_idle_timeout_ms=300)
         messages = stream(proxy)
         error = messages[-1]["Error"]
         assert error["kind"] == "timeout"
@@ -298,16 +284,18 @@ def keep_alives(connection: socket.socket, server: RawServer) -> None:
             return
 
 
-def test_keep_alives_without_text_end_at_the_total_deadline(start_proxy) -> None:
+def test_keep_alives_without_text_end_at_the_total_deadline(start_proxy_at) -> None:
     with script_of(event_stream_head(), keep_alives) as server:
-        proxy = start_proxy(server.base_url, retry={"max_retries": 0, "max_total_timeout_ms": 500})
+        proxy = start_proxy_at(
+            server.base_url, retry={"max_retries": 0, "max_total_timeout_ms": 500}
+        )
         error = stream(proxy)[-1]["Error"]
         assert error["kind"] == "timeout"
         assert "max_total_timeout_ms (500)" in error["error"]
         assert "partial_text" not in error
 
 
-def test_max_stream_ms_caps_a_stream_that_flows(start_proxy) -> None:
+def test_max_stream_ms_caps_a_stream_that_flows(start_proxy_at) -> None:
     def tokens(connection: socket.socket, server: RawServer) -> None:
         for n in range(3000):
             connection.sendall(sse([chunk({"content": f"{n} "})], done=False))
@@ -315,7 +303,7 @@ def test_max_stream_ms_caps_a_stream_that_flows(start_proxy) -> None:
                 return
 
     with script_of(event_stream_head(), tokens) as server:
-        proxy = start_proxy(server.base_url, max_stream_ms=400)
+        proxy = start_proxy_at(server.base_url, max_stream_ms=400)
         messages = stream(proxy)
         error = messages[-1]["Error"]
         assert error["kind"] == "timeout"
@@ -323,21 +311,23 @@ def test_max_stream_ms_caps_a_stream_that_flows(start_proxy) -> None:
         assert error["partial_text"] == text_of(messages) != ""
 
 
-def test_closing_the_channel_hangs_up_on_the_provider(start_proxy) -> None:
+def test_closing_the_channel_hangs_up_on_the_provider(start_proxy_at) -> None:
     with script_of(
         event_stream_head(), sse([chunk({"content": "Hi"})], done=False), stall
     ) as server:
-        proxy = start_proxy(server.base_url)
+        proxy = start_proxy_at(server.base_url)
         with proxy.open_channel_json(REQUEST, timeout=30) as channel:
             assert next(iter(channel)) == {"Delta": {"index": 0, "text": "Hi"}}
         assert server.hung_up.wait(10)
 
 
-def test_stopping_the_proxy_ends_every_open_stream_cancelled(start_proxy, runtime: Runtime) -> None:
+def test_stopping_the_proxy_ends_every_open_stream_cancelled(
+    start_proxy_at, runtime: Runtime
+) -> None:
     with script_of(
         event_stream_head(), sse([chunk({"content": "Hi"})], done=False), stall
     ) as server:
-        proxy = start_proxy(server.base_url)
+        proxy = start_proxy_at(server.base_url)
         channels = [proxy.open_channel_json(REQUEST, timeout=30) for _ in range(2)]
         readers = [iter(channel) for channel in channels]  # iterate each channel once
         firsts = [next(reader) for reader in readers]
@@ -351,7 +341,7 @@ def test_stopping_the_proxy_ends_every_open_stream_cancelled(start_proxy, runtim
         assert server.hung_up.wait(10)
 
 
-def test_a_stream_echoing_the_key_never_shows_it(start_proxy) -> None:
+def test_a_stream_echoing_the_key_never_shows_it(start_proxy_at) -> None:
     half = len(KEY) // 2
     chunks = [
         chunk({"content": "key: " + KEY[:half]}),
@@ -367,37 +357,37 @@ def test_a_stream_echoing_the_key_never_shows_it(start_proxy) -> None:
     ]
     body = sse(chunks)
     with script_of(event_stream_head(), *split(body, 5)) as server:
-        proxy = start_proxy(server.base_url)
+        proxy = start_proxy_at(server.base_url)
         messages = stream(proxy)
         assert KEY not in json.dumps(messages)
         assert text_of(messages) == "key: [redacted] end" == completion_text(messages)
         assert KEY not in repr([event.data for event in proxy.events()])
 
 
-def test_a_stream_line_past_max_response_bytes_is_refused(start_proxy) -> None:
+def test_a_stream_line_past_max_response_bytes_is_refused(start_proxy_at) -> None:
     endless = b"data: " + b"x" * 4096
     with script_of(event_stream_head(), *[endless] * 10, stall) as server:
-        proxy = start_proxy(server.base_url, max_response_bytes=16384, retry={"max_retries": 0})
+        proxy = start_proxy_at(server.base_url, max_response_bytes=16384, retry={"max_retries": 0})
         error = stream(proxy)[-1]["Error"]
         assert error["kind"] == "invalid_response"
         assert "max_response_bytes (16384)" in error["error"]
 
 
-def test_an_open_that_is_no_completion_is_refused(start_proxy, served) -> None:
+def test_an_open_that_is_no_completion_is_refused(start_proxy_at, served) -> None:
     server = served([])
     with pytest.raises(ChannelRefused, match="GenerateCompletion"):
-        stream(start_proxy(server.base_url), request="ListModels")
+        stream(start_proxy_at(server.base_url), request="ListModels")
 
 
-def test_an_invalid_request_is_answered_on_the_channel(start_proxy, served) -> None:
+def test_an_invalid_request_is_answered_on_the_channel(start_proxy_at, served) -> None:
     server = served([])
     request = {"GenerateCompletion": {"request": {"model": "m", "messages": []}}}
-    messages = stream(start_proxy(server.base_url), request=request)
+    messages = stream(start_proxy_at(server.base_url), request=request)
     assert [m["Error"]["kind"] for m in messages] == ["invalid_request"]
 
 
 def test_a_stream_past_its_cap_with_a_full_buffer_never_holds_up_other_deadlines(
-    start_proxy,
+    start_proxy_at,
 ) -> None:
     """The watchdog ends a stream without waiting for its slow caller: the deadline of
     another request, on the same watchdog, still fires on time."""
@@ -419,7 +409,7 @@ def test_a_stream_past_its_cap_with_a_full_buffer_never_holds_up_other_deadlines
             connection.sendall(b" ")
 
     with RawServer(script) as server:
-        proxy = start_proxy(
+        proxy = start_proxy_at(
             server.base_url,
             max_stream_ms=300,
             retry={"max_retries": 0, "max_total_timeout_ms": 500},
@@ -437,7 +427,7 @@ def test_a_stream_past_its_cap_with_a_full_buffer_never_holds_up_other_deadlines
         assert error["partial_text"] == "w0 " + text_of(rest)
 
 
-def test_a_chunked_stream_cut_anywhere(start_proxy, served) -> None:
+def test_a_chunked_stream_cut_anywhere(start_proxy_at, served) -> None:
     # Real providers stream with chunked transfer encoding, whose framing a read may cut.
     head = (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -446,14 +436,14 @@ def test_a_chunked_stream_cut_anywhere(start_proxy, served) -> None:
     pieces = [body[i : i + 11] for i in range(0, len(body), 11)]
     framed = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
     server = served([head, *split(framed, 5)])
-    messages = stream(start_proxy(server.base_url))
+    messages = stream(start_proxy_at(server.base_url))
     assert text_of(messages) == "Héllo, wörld" == completion_text(messages)
     assert messages[-1]["Completion"]["completion"]["usage"]["output_tokens"] == 3
 
 
-def test_the_first_byte_is_bounded_by_the_attempt_timeout(start_proxy) -> None:
+def test_the_first_byte_is_bounded_by_the_attempt_timeout(start_proxy_at) -> None:
     with RawServer(stall) as server:  # accepts the request, never answers
-        proxy = start_proxy(server.base_url, timeout_ms=300, retry={"max_retries": 1})
+        proxy = start_proxy_at(server.base_url, timeout_ms=300, retry={"max_retries": 1})
         error = stream(proxy)[-1]["Error"]
         assert (error["kind"], error["attempts"]) == ("timeout", 2)  # retried: no delta yet
         assert "partial_text" not in error

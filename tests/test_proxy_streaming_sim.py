@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from theater_py import ActorHandle, Runtime
-from theater_py_actors.openai_proxy.simulator import OpenAISimulator, parse_fault
+from tests.proxy_fixtures import KEY
+from theater_py import ActorHandle
+from theater_py_actors.openai_proxy.simulator import parse_fault
 
-MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "openai-proxy.toml"
-KEY = "sk-sim-0123456789-secret"
 WEATHER = {
     "name": "get_weather",
     "description": "The weather in a city",
@@ -32,28 +29,8 @@ def request(text: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def sim() -> Iterator[OpenAISimulator]:
-    with OpenAISimulator(api_key=KEY) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def start_proxy(
-    runtime: Runtime, sim: OpenAISimulator, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., ActorHandle]:
-    monkeypatch.setenv("SIM_KEY", KEY)
-
-    def start(name: str = "proxy", **config: Any) -> ActorHandle:
-        settings = {
-            "base_url": sim.base_url,
-            "api_key_env": "SIM_KEY",
-            "max_cache_size": 0,
-            "retry_config": {"initial_delay_ms": 1, "max_delay_ms": 5},
-            **config,
-        }
-        return runtime.start_actor(MANIFEST, {"config": settings}, name=name)
-
-    return start
+def proxy_defaults() -> dict[str, Any]:
+    return {"max_cache_size": 0, "retry_config": {"initial_delay_ms": 1, "max_delay_ms": 5}}
 
 
 def stream(handle: ActorHandle, message: Any, timeout: float = 30) -> list[Any]:

@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import socket
-import socketserver
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,60 +18,25 @@ from typing import Any
 import pytest
 import requests
 
+from tests.key_leaks import KEY, fragments
+from tests.raw_upstream import RawServer
 from theater_py._http import url_without_secrets
 from theater_py_actors.openai_proxy.client import ChatClient
 from theater_py_actors.openai_proxy.config import RetryConfig, parse_init
 from theater_py_actors.openai_proxy.errors import ProviderError, classify_response, redact
 
-KEY = "sk-proj-" + "".join(f"{n:02d}" for n in range(50))
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def fragments(text: str, secret: str = KEY, size: int = 8) -> list[str]:
-    """Every piece of ``secret`` at least ``size`` characters long found in ``text``."""
-    return [
-        secret[start : start + size]
-        for start in range(len(secret) - size + 1)
-        if secret[start : start + size] in text
-    ]
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    reply = b""
-
-
-class _Handler(socketserver.BaseRequestHandler):
-    server: _Server
-
-    def handle(self) -> None:
-        connection: socket.socket = self.request
-        connection.settimeout(5)
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = connection.recv(65536)
-            if not chunk:
-                return
-            received += chunk
-        connection.sendall(self.server.reply)
 
 
 @contextlib.contextmanager
 def raw_upstream(reply: bytes) -> Iterator[str]:
     """A loopback server answering every request with ``reply``, as is; yields its base URL."""
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.reply = reply
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+
+    def send(connection: socket.socket, server: RawServer) -> None:
+        connection.sendall(reply)
+
+    with RawServer(send) as server:
+        yield server.base_url
 
 
 def complete(base_url: str, **options: Any) -> ProviderError:

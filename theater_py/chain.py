@@ -38,9 +38,12 @@ import time
 from collections.abc import Mapping, Sequence
 from hashlib import sha256
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
+
+if TYPE_CHECKING:
+    from theater_py._eventdb import LOST_EVENT, EventDatabase
 
 __all__ = [
     "LOST_EVENT",
@@ -487,5 +490,14 @@ class EventChain:
         return f"<EventChain {self._count} events, last {self._last_hash}>"
 
 
-# At the end: the SQLite backend builds on everything above.
-from theater_py._eventdb import LOST_EVENT, EventDatabase  # noqa: E402
+def __getattr__(name: str) -> Any:
+    """Re-export the SQLite backend's names on first use (PEP 562).
+
+    :mod:`theater_py._eventdb` builds on this module, so importing it here eagerly would
+    make a cycle that fails whenever ``_eventdb`` is the first of the two imported.
+    """
+    if name in ("LOST_EVENT", "EventDatabase"):
+        from theater_py import _eventdb
+
+        return getattr(_eventdb, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

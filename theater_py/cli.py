@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from theater_py.control import ControlClient
     from theater_py.runtime import Runtime
@@ -56,6 +56,7 @@ __all__ = [
     "ask",
     "build_parser",
     "main",
+    "open_stream",
     "print_table",
 ]
 
@@ -812,31 +813,44 @@ def _cmd_request(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _stream(args: argparse.Namespace, message: Any) -> int:
-    """Print a channel's messages as they come, one canonical JSON line each.
+@contextlib.contextmanager
+def open_stream(args: argparse.Namespace, message: Any, *, missing: str) -> Iterator[Iterable[Any]]:
+    """A channel to the named actor, or to one started in process (as :func:`ask`).
 
-    Canonical (sorted keys, no spaces), so the output's SHA-256 is the ``to_caller``
-    digest the actor's ``channel-close`` event records.
+    Args:
+        args: the parsed ``NAME``, ``--manifest``, ``--init``, ``--home`` and ``--timeout``.
+        message: the JSON message that opens the channel.
+        missing: the error's text when neither ``NAME`` nor ``--manifest`` is given.
+
+    Raises:
+        CommandError: no NAME and no ``--manifest``, or both, or ``--init`` without
+            ``--manifest`` (status 2).
     """
     if args.manifest is not None and args.name is not None:
         raise CommandError("give an actor NAME or --manifest, not both", EXIT_USAGE)
     if args.manifest is None and args.init is not None:
         raise CommandError("--init goes with --manifest", EXIT_USAGE)
     if args.manifest is None and args.name is None:
-        raise CommandError(
-            "request --stream: give the actor's NAME and the MESSAGE (or --manifest M)",
-            EXIT_USAGE,
-        )
-    messages: Any
+        raise CommandError(missing, EXIT_USAGE)
     with contextlib.ExitStack() as stack:
         if args.manifest is not None:
             from theater_py.runtime import Runtime
 
             runtime = stack.enter_context(Runtime(home=args.home))
             handle = runtime.start_actor(args.manifest, _init_argument(args.init))
-            messages = stack.enter_context(handle.open_channel_json(message, args.timeout))
+            yield stack.enter_context(handle.open_channel_json(message, args.timeout))
         else:
-            messages = stack.enter_context(_client(args).stream(args.name, message, args.timeout))
+            yield stack.enter_context(_client(args).stream(args.name, message, args.timeout))
+
+
+def _stream(args: argparse.Namespace, message: Any) -> int:
+    """Print a channel's messages as they come, one canonical JSON line each.
+
+    Canonical (sorted keys, no spaces), so the output's SHA-256 is the ``to_caller``
+    digest the actor's ``channel-close`` event records.
+    """
+    missing = "request --stream: give the actor's NAME and the MESSAGE (or --manifest M)"
+    with open_stream(args, message, missing=missing) as messages:
         for value in messages:
             line = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             print(line, flush=True)

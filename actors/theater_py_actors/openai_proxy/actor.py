@@ -50,7 +50,7 @@ from theater_py_actors.openai_proxy.convert import (
     from_chat_response,
     to_chat_request,
 )
-from theater_py_actors.openai_proxy.errors import ProviderError
+from theater_py_actors.openai_proxy.errors import ProviderError, error_reply
 from theater_py_actors.openai_proxy.stream_job import StreamJob
 from theater_py_actors.openai_proxy.streaming import deltas_of
 
@@ -67,19 +67,6 @@ __all__ = ["OpenAIProxyActor"]
 # llama-cpp-python answers it with a 500 for a model whose template wants text.
 _NO_ARRAYS = 'can only concatenate str (not "list") to str'
 _MAX_NO_ARRAYS = 1024
-
-
-def error_reply(error: ProviderError) -> ErrorResponse:
-    """Turn a provider failure into the wire format's error reply."""
-    return ErrorResponse(
-        error=str(error),
-        kind=error.kind,
-        status=error.status,
-        retry_after_ms=error.retry_after_ms,
-        request_id=error.request_id,
-        provider_code=error.provider_code,
-        attempts=error.attempts,
-    )
 
 
 class OpenAIProxyActor(Actor):

@@ -9,21 +9,18 @@ process (``--manifest openai-proxy``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from theater_py.cli import (
     EXIT_OK,
-    EXIT_USAGE,
     Command,
     CommandError,
-    _init_argument,
     add_manifest_options,
     add_timeout_option,
     ask,
+    open_stream,
     print_table,
 )
 
@@ -116,7 +113,11 @@ def _print_stream(args: argparse.Namespace, message: Any) -> Any:
 
     who = args.name or args.manifest
     printed = False
-    with _open_stream(args, message) as messages:
+    missing = (
+        f"{args.command}: give the actor's NAME and the PROMPT, as in "
+        f"`theater-py {args.command} NAME PROMPT` (or --manifest M and the PROMPT)"
+    )
+    with open_stream(args, message, missing=missing) as messages:
         for value in messages:
             try:
                 item = serde.structure(value, ProxyStreamMessage)
@@ -133,33 +134,6 @@ def _print_stream(args: argparse.Namespace, message: Any) -> Any:
                     raise CommandError(f"{who}: {item.error}")
                 return item.completion
     raise CommandError(f"{who} closed the stream without a completion")
-
-
-@contextlib.contextmanager
-def _open_stream(args: argparse.Namespace, message: Any) -> Iterator[Iterable[Any]]:
-    """A channel to the named proxy, or to one started in process (as :func:`ask`)."""
-    if args.manifest is not None and args.name is not None:
-        raise CommandError("give an actor NAME or --manifest, not both", EXIT_USAGE)
-    if args.manifest is None and args.init is not None:
-        raise CommandError("--init goes with --manifest", EXIT_USAGE)
-    if args.manifest is None and args.name is None:
-        raise CommandError(
-            f"{args.command}: give the actor's NAME and the PROMPT, as in "
-            f"`theater-py {args.command} NAME PROMPT` (or --manifest M and the PROMPT)",
-            EXIT_USAGE,
-        )
-    with contextlib.ExitStack() as stack:
-        if args.manifest is not None:
-            from theater_py.runtime import Runtime
-
-            runtime = stack.enter_context(Runtime(home=args.home))
-            handle = runtime.start_actor(args.manifest, _init_argument(args.init))
-            yield stack.enter_context(handle.open_channel_json(message, args.timeout))
-        else:
-            from theater_py.control import ControlClient
-
-            client = ControlClient(args.home)
-            yield stack.enter_context(client.stream(args.name, message, args.timeout))
 
 
 def _models_arguments(parser: argparse.ArgumentParser) -> None:

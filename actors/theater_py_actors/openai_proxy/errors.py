@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 from requests.structures import CaseInsensitiveDict
 
-from theater_py_actors.genai_types import ERROR_KINDS, ErrorKind
+from theater_py_actors.genai_types import ERROR_KINDS, ErrorKind, ErrorResponse
 from theater_py_actors.openai_proxy.retry import parse_retry_after
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "ErrorKind",
     "ProviderError",
     "classify_response",
+    "error_reply",
     "excerpt",
     "header_excerpt",
     "redact",
@@ -122,6 +123,23 @@ class ProviderError(Exception):
             context.append(f"{self.attempts} attempts")
         suffix = f" ({', '.join(context)})" if context else ""
         return f"{self.kind}: {self.message}{suffix}"
+
+
+def error_reply(error: ProviderError, partial_text: str | None = None) -> ErrorResponse:
+    """Turn a provider failure into the wire format's error reply.
+
+    ``partial_text``: in a stream that failed after text had flowed, that text.
+    """
+    return ErrorResponse(
+        error=str(error),
+        kind=error.kind,
+        status=error.status,
+        retry_after_ms=error.retry_after_ms,
+        request_id=error.request_id,
+        provider_code=error.provider_code,
+        attempts=error.attempts,
+        partial_text=partial_text,
+    )
 
 
 def redact(text: str, secret: str | None) -> str:

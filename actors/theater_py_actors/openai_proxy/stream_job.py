@@ -32,7 +32,7 @@ from theater_py_actors.genai_types import (
     ProxyStreamMessage,
 )
 from theater_py_actors.openai_proxy.client import StreamState
-from theater_py_actors.openai_proxy.errors import ProviderError
+from theater_py_actors.openai_proxy.errors import ProviderError, error_reply
 from theater_py_actors.openai_proxy.streaming import StreamAssembler, deltas_of
 
 if TYPE_CHECKING:
@@ -197,16 +197,7 @@ class StreamJob:
             return False
 
     def _fail(self, error: ProviderError, *, wait: bool = True) -> ErrorResponse:
-        reply = ErrorResponse(
-            error=str(error),
-            kind=error.kind,
-            status=error.status,
-            retry_after_ms=error.retry_after_ms,
-            request_id=error.request_id,
-            provider_code=error.provider_code,
-            attempts=error.attempts,
-            partial_text=self._assembler.partial_text if self._flowing else None,
-        )
+        reply = error_reply(error, self._assembler.partial_text if self._flowing else None)
         self._end(reply, wait=wait)
         return reply
 
