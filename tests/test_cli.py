@@ -632,6 +632,15 @@ def test_models_prints_a_table(home: str, capsys: pytest.CaptureFixture[str]) ->
     assert "echo did not answer as an OpenAI proxy does" in one_error_line(err)
 
 
+def test_models_live_lists_what_the_provider_serves(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run_main(capsys, "--home", home, "models", "openai-proxy", "--live")
+    assert status == 0
+    table = {row.split()[0]: row.split()[1:] for row in out.splitlines()[1:]}
+    assert table["gpt-4o"] == ["128,000", "2.5", "10"]  # the simulator's, described by the catalog
+
+
 def test_one_shot_chat_needs_no_server(tmp_path: Path, sim: OpenAISimulator) -> None:
     config = {"config": {"base_url": sim.base_url, "api_key_env": "SIM_KEY"}}
     result = cli(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from theater_py_actors.openai_proxy import demo
 
@@ -15,7 +16,8 @@ def test_the_demo_runs_every_step_and_loses_no_request():
     assert "the model calls get_weather(" in text
     assert "You said: Stream me a few words about channels, please.\n(" in text
     assert " deltas, then the completion: " in text
-    assert "gpt-4o" in text and "models in all" in text
+    assert re.search(r"^  gpt-4o +[\d,]+ tokens ", text, re.MULTILINE), text
+    assert re.search(r"\.\.\. [1-9]\d* models in all", text), text
     assert "2 attempts" in text
     assert "32 of 32 requests answered: none lost" in text
     assert "verifies: True" in text and "verifies: False" not in text

@@ -138,6 +138,11 @@ def _print_stream(args: argparse.Namespace, message: Any) -> Any:
 
 def _models_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", nargs="?", help="the proxy (omit with --manifest)")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="ask the provider's GET /models, described from the catalog (else the catalog alone)",
+    )
     add_manifest_options(parser)
     add_timeout_option(parser, 60.0)
 
@@ -145,7 +150,8 @@ def _models_arguments(parser: argparse.ArgumentParser) -> None:
 def _models(args: argparse.Namespace) -> int:
     from theater_py_actors.genai_types import ModelList
 
-    response = _proxy_reply(args, ask(args, "ListModels", args.timeout), ModelList)
+    message: Any = {"ListModels": {"live": True}} if args.live else "ListModels"
+    response = _proxy_reply(args, ask(args, message, args.timeout), ModelList)
 
     def price(value: float | None) -> str:
         return "-" if value is None else f"{value:g}"

@@ -134,7 +134,8 @@ def _tool_round_trip(proxy: ActorHandle, say: Say) -> None:
 
 
 def _models(proxy: ActorHandle, say: Say) -> None:
-    models = proxy.request_json("ListModels")["ListModels"]["models"]
+    # Live: the simulator is no provider the catalog knows, so only its /models lists any.
+    models = proxy.request_json({"ListModels": {"live": True}})["ListModels"]["models"]
     for model in models[:6]:
         pricing = model.get("pricing") or {}
         say(
