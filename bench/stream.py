@@ -25,7 +25,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -45,6 +45,29 @@ _MESSAGES = [{"role": "user", "content": PROMPT}]
 def _check(text: str) -> None:
     if text != STREAM_TEXT:
         raise RuntimeError(f"unexpected streamed text {text[:60]!r}...")
+
+
+def _read(start: int, texts: Iterable[str]) -> tuple[float, str]:
+    """Read a stream's text pieces: the time to the first, from ``start`` (ns), in us; the text.
+
+    Every contender reads through here, so each pays the same per-chunk cost for the timing.
+    """
+    first = 0
+    parts: list[str] = []
+    for text in texts:
+        if not first:
+            first = time.perf_counter_ns()
+        parts.append(text)
+    text = "".join(parts)
+    _check(text)
+    return (first - start) / 1000, text
+
+
+def _sdk_texts(chunks: Iterable[Any]) -> Iterator[str]:
+    """The text pieces of OpenAI-SDK-shaped chunks (the openai SDK's, LiteLLM's)."""
+    for chunk in chunks:
+        if chunk.choices and (text := chunk.choices[0].delta.content):
+            yield text
 
 
 def _requests(base_url: str, stack: contextlib.ExitStack) -> Streamer:
@@ -74,23 +97,20 @@ def _requests(base_url: str, stack: contextlib.ExitStack) -> Streamer:
             with lock:
                 sessions.append(session)
         start = time.perf_counter_ns()
-        first = 0
-        parts: list[str] = []
         with session.post(url, json=body, headers=headers, timeout=30, stream=True) as response:
             response.raise_for_status()
-            for line in response.iter_lines():
-                if not line.startswith(b"data: "):
-                    continue
-                data = line[6:]
-                if data == b"[DONE]":
-                    break
-                chunk = json.loads(data)
-                if chunk["choices"] and (text := chunk["choices"][0]["delta"].get("content")):
-                    if not first:
-                        first = time.perf_counter_ns()
-                    parts.append(text)
-        _check("".join(parts))
-        return (first - start) / 1000
+            return _read(start, _texts(response.iter_lines()))[0]
+
+    def _texts(lines: Iterable[bytes]) -> Iterator[str]:
+        for line in lines:
+            if not line.startswith(b"data: "):
+                continue
+            data = line[6:]
+            if data == b"[DONE]":
+                return
+            chunk = json.loads(data)
+            if chunk["choices"] and (text := chunk["choices"][0]["delta"].get("content")):
+                yield text
 
     return stream
 
@@ -105,19 +125,11 @@ def _openai(base_url: str, stack: contextlib.ExitStack) -> Streamer:
 
     def stream() -> float:
         start = time.perf_counter_ns()
-        first = 0
-        parts: list[str] = []
         chunks = client.chat.completions.create(
             model=MODEL, messages=messages, stream=True, stream_options={"include_usage": True}
         )
         with chunks:
-            for chunk in chunks:
-                if chunk.choices and (text := chunk.choices[0].delta.content):
-                    if not first:
-                        first = time.perf_counter_ns()
-                    parts.append(text)
-        _check("".join(parts))
-        return (first - start) / 1000
+            return _read(start, _sdk_texts(chunks))[0]
 
     return stream
 
@@ -132,8 +144,6 @@ def _litellm(base_url: str, stack: contextlib.ExitStack) -> Streamer:
 
     def stream() -> float:
         start = time.perf_counter_ns()
-        first = 0
-        parts: list[str] = []
         chunks: Any = litellm.completion(
             model=f"openai/{MODEL}",
             messages=_MESSAGES,
@@ -144,13 +154,7 @@ def _litellm(base_url: str, stack: contextlib.ExitStack) -> Streamer:
             stream=True,
             stream_options={"include_usage": True},
         )
-        for chunk in chunks:
-            if chunk.choices and (text := chunk.choices[0].delta.content):
-                if not first:
-                    first = time.perf_counter_ns()
-                parts.append(text)
-        _check("".join(parts))
-        return (first - start) / 1000
+        return _read(start, _sdk_texts(chunks))[0]
 
     return stream
 
@@ -180,24 +184,23 @@ def _proxy(base_url: str, stack: contextlib.ExitStack) -> Streamer:
 
     def stream() -> float:
         start = time.perf_counter_ns()
-        first = 0
-        parts: list[str] = []
         last: Any = None
-        with handle.open_channel_json(message, timeout=30) as channel:
+
+        def deltas(channel: Iterable[Any]) -> Iterator[str]:
+            nonlocal last
             for item in channel:
                 if "Delta" in item:
-                    if not first:
-                        first = time.perf_counter_ns()
-                    parts.append(item["Delta"]["text"])
+                    yield item["Delta"]["text"]
                 else:
                     last = item
-        if not isinstance(last, dict) or "Completion" not in last:
-            raise RuntimeError(f"the proxy ended the stream with {last!r}")
-        text = "".join(parts)
-        _check(text)
+            if not isinstance(last, dict) or "Completion" not in last:
+                raise RuntimeError(f"the proxy ended the stream with {last!r}")
+
+        with handle.open_channel_json(message, timeout=30) as channel:
+            first_us, text = _read(start, deltas(channel))
         if last["Completion"]["completion"]["content"][0]["text"] != text:
             raise RuntimeError("the Completion's text is not the deltas'")
-        return (first - start) / 1000
+        return first_us
 
     return stream
 
