@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests import sample_actors
+from tests import channel_actors, sample_actors
 from tests.proxy_fixtures import proxy_defaults, sim, sim_options, start_proxy, start_proxy_at
 from theater_py import Runtime
 
@@ -32,6 +32,16 @@ def runtime() -> Iterator[Runtime]:
     rt = Runtime(in_memory=True)
     yield rt
     rt.shutdown(timeout=10)
+
+
+@pytest.fixture
+def channel_log() -> Iterator[None]:
+    """Reset the log and gates the channel actors share; open every gate after the test."""
+    channel_actors.LOG.clear()
+    channel_actors.GATES.clear()
+    yield
+    for gate in channel_actors.GATES.values():
+        gate.set()  # never leave an actor blocked behind a test
 
 
 @pytest.fixture

@@ -30,13 +30,7 @@ from theater_py.control import ControlClient, ControlServer, RemoteError
 WAIT = 10.0
 
 
-@pytest.fixture(autouse=True)
-def clean_log() -> Iterator[None]:
-    channel_actors.LOG.clear()
-    channel_actors.GATES.clear()
-    yield
-    for gate in channel_actors.GATES.values():
-        gate.set()  # never leave an actor blocked behind a test
+pytestmark = pytest.mark.usefixtures("channel_log")
 
 
 @pytest.fixture

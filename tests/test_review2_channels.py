@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import channel_actors
 from theater_py import (
     ActorFailed,
     ActorStopped,
@@ -24,13 +22,7 @@ from theater_py import (
 WAIT = 10.0
 
 
-@pytest.fixture(autouse=True)
-def clean_log() -> Iterator[None]:
-    channel_actors.LOG.clear()
-    channel_actors.GATES.clear()
-    yield
-    for gate in channel_actors.GATES.values():
-        gate.set()
+pytestmark = pytest.mark.usefixtures("channel_log")
 
 
 def streamer(tmp_path: Path) -> Path:
