@@ -6,8 +6,16 @@ import pytest
 
 from tests import test_runtime_edge_cases as edge_cases
 from tests.edge_actors import signal
-from tests.test_runtime_edge_cases import WAIT, in_thread, logged, new_gate, wait_until
-from theater_py import RequestTimeout, Runtime
+from tests.test_runtime_edge_cases import (
+    WAIT,
+    in_thread,
+    logged,
+    new_gate,
+    supervisor_spec,
+    wait_until,
+    worker,
+)
+from theater_py import ActorFailed, ActorStopped, ChildSpec, RequestTimeout, Runtime
 from theater_py._cell import CellStatus
 
 edge = edge_cases.edge
@@ -54,3 +62,74 @@ def test_a_second_stop_sees_the_first_one_time_out(rt: Runtime, manifest):
         first.result(WAIT)
     assert cell.status is CellStatus.STOPPED
     hold.set()
+
+
+# -- a handle addresses one actor: its restarts, never a newer actor of the same name ------------
+
+
+def test_a_stale_handle_does_not_reach_a_new_actor_of_the_same_name(rt: Runtime, manifest):
+    path = manifest(name="w")
+    old = rt.start_actor(path)
+    old_id = old.id
+    old.stop(timeout=WAIT)
+    new = rt.start_actor(path)
+
+    with pytest.raises(ActorStopped):
+        old.request("hello", timeout=WAIT)
+    with pytest.raises(ActorStopped):
+        old.send("hello")
+    assert not old.is_alive()
+    assert old.id == old_id != new.id
+    old.stop(timeout=WAIT)  # stops nothing: its actor is stopped already
+    assert new.request("hello", timeout=WAIT)["incarnation"] == 2  # counted by name
+    assert logged("handled", "w") == [("handled", "w", 2, "hello")]
+
+
+def test_a_handle_to_an_actor_given_up_does_not_reach_its_successor(rt: Runtime, manifest):
+    path = manifest(name="w")
+    old = rt.start_actor(path, intensity=0)
+    with pytest.raises(ActorFailed):
+        old.request({"crash": "once is too often"}, timeout=WAIT)
+    wait_until(lambda: rt.find_cell("w") is None)
+    new = rt.start_actor(path)
+
+    with pytest.raises(ActorStopped):
+        old.request("hello", timeout=WAIT)
+    assert new.request("hello", timeout=WAIT)["incarnation"] == 2
+
+
+def test_a_handle_follows_its_actor_started_afresh_by_its_supervisor(rt: Runtime, manifest):
+    sup = rt.start_supervisor(
+        supervisor_spec(
+            "sup",
+            worker(manifest, "t", restart="transient"),
+            worker(manifest, "a"),
+            strategy="one_for_all",
+        )
+    )
+    handle = rt.handle("t")
+    handle.request({"exit": True}, timeout=WAIT)  # exits normally: its spec stays, no process
+    wait_until(lambda: not handle.is_alive())
+    with pytest.raises(ActorFailed):
+        rt.handle("a").request({"crash": "restart the group"}, timeout=WAIT)
+    wait_until(handle.is_alive)  # the group's restart started it afresh
+    assert handle.request("fresh", timeout=WAIT)["incarnation"] == 2
+    sup.terminate_child("t")
+    sup.restart_child("t")
+    assert handle.request("again", timeout=WAIT)["incarnation"] == 3
+
+
+def test_a_handle_follows_its_actor_into_a_restarted_subtree(rt: Runtime, manifest):
+    middle = supervisor_spec("middle", worker(manifest, "leaf"), intensity=0)
+    top = rt.start_supervisor(
+        supervisor_spec(
+            "top",
+            ChildSpec(name="middle", type="supervisor", supervisor=middle, restart="transient"),
+        )
+    )
+    handle = rt.handle("leaf")
+    top.terminate_child("middle")
+    with pytest.raises(ActorStopped):
+        handle.request("down", timeout=WAIT)
+    top.restart_child("middle")  # a new supervisor, with a new leaf, in the same place
+    assert handle.request("back", timeout=WAIT)["incarnation"] == 2

@@ -236,9 +236,10 @@ def test_stop_ends_the_actor_and_frees_its_name(
         handle.request("x")
     assert ("stop", "worker", 1) in sample_actors.LOG
     again = runtime.start_actor(path)
-    # The old handle addresses the actor by name, so it reaches the new one.
-    assert handle.request("y")["message"] == "y"
-    assert again.id == handle.id
+    # The old handle addresses the actor it was given, not a new one of the same name.
+    with pytest.raises(ActorStopped):
+        handle.request("y")
+    assert again.request("y")["message"] == "y"
 
 
 def test_a_normal_exit_of_a_transient_actor_is_not_restarted(

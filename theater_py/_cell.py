@@ -350,6 +350,9 @@ class ActorCell:
         """Told of every exit of a running incarnation (the supervisor's hook)."""
         self.owner: Supervisor | None = None
         """The supervisor of this actor."""
+        self.lineage: object = object()
+        """What its handles address: this actor and those its supervisor starts in its
+        place (a fresh start from its spec); never another actor started under its name."""
         self._stopped: _Outcome | None = None
         """The outcome of the stop for good under way (or done): whether it finished."""
 

@@ -6,7 +6,7 @@ import concurrent.futures
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from theater_py import channel
-from theater_py._cell import ActorCell, Envelope, Kind
+from theater_py._cell import ActorCell, CellStatus, Envelope, Kind
 from theater_py.errors import ActorNotFound, RequestTimeout
 
 if TYPE_CHECKING:
@@ -57,9 +57,11 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
     def _current(self) -> ActorCell:
         cell = self._cell
         if cell is None or not cell.is_alive():
-            # The actor was stopped; a newer actor may have taken the name since.
+            # Its supervisor may have started the actor afresh from its spec: follow it,
+            # but never to another actor started under the same name since (a stopped
+            # cell answers ActorStopped).
             found = self._runtime.find_cell(self._name)
-            if found is None:
+            if found is None or (cell is not None and found.lineage != cell.lineage):
                 if cell is None:
                     raise ActorNotFound(f"no actor named {self._name!r}")
                 return cell
@@ -160,6 +162,9 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
                 regardless: no further message reaches it).
         """
         wait = DEFAULT_TIMEOUT if timeout is None else timeout
+        cell = self._current()
+        if cell.status is CellStatus.STOPPED:
+            return  # already; the name may be another actor's since, which is not this one's
         if not self._runtime.stop_actor(self._name, timeout=wait, missing_ok=True):
             raise RequestTimeout(f"actor {self._name!r} did not stop within {wait} s")
 
@@ -175,7 +180,10 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
 
 
 class ActorHandle(TypedHandle[Any, Any]):
-    """Talks to an actor by name; stays valid when a supervisor restarts it.
+    """Talks to one actor; stays valid when its supervisor restarts it, or starts it afresh.
+
+    An actor started later under the same name, once this one is stopped for good, is
+    another actor: this handle raises :class:`~theater_py.errors.ActorStopped`.
 
     Its ``request`` takes and returns ``Any``; assign it to a
     :class:`TypedHandle` ``[Request, Response]`` to have the types checked.

@@ -308,6 +308,7 @@ class ChildTarget(Protocol):
     incarnation: int
     exit_listener: Callable[[Any, int, ExitReason], None] | None
     owner: Supervisor | None
+    lineage: object
 
     def start_incarnation(self) -> concurrent.futures.Future[None]: ...
     def stop(self, timeout: float | None, *, keep_mailbox: bool = False) -> bool: ...
@@ -412,6 +413,9 @@ class Supervisor:
         self.exit_listener: Callable[[Any, int, ExitReason], None] | None = None
         self.owner: Supervisor | None = None
         """The supervisor this supervisor is a child of."""
+        self.lineage: object = object()
+        """As :attr:`ActorCell.lineage <theater_py._cell.ActorCell.lineage>`: a
+        supervisor its parent starts in its place has it too, and so its static children."""
         self.replaces_exited = False
         """Let ``start_child`` replace a child that has no process (the runtime's root,
         where a name is free again once its actor is gone); OTP refuses (``already_present``)."""
@@ -798,6 +802,8 @@ class Supervisor:
                     child = None
                 if child is None:
                     child = _Child(spec, self.runtime.make_target(spec))
+                    # The handles of this child's last target (a restart) reach this one.
+                    child.target.lineage = (self.lineage, spec.name)
                 self._children.append(child)
         except TheaterError as exc:
             self._fail_begin(None, exc)
@@ -869,11 +875,13 @@ class Supervisor:
         if not child.target.is_alive():
             # Its process is gone for good (it exited and was not restarted, was
             # terminated, or ignored its start): start it afresh from its spec, as OTP does.
+            previous = child.target
             try:
                 child.target = self.runtime.make_target(child.spec)
             except TheaterError as exc:
                 self._ref.tell(_StartDone(name, child.target.incarnation, exc))
                 return
+            child.target.lineage = previous.lineage  # its handles reach it still
             child.target.owner = self
             child.target.exit_listener = self._notify_exit
         future = child.target.start_incarnation()
