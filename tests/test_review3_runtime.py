@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests import test_runtime_edge_cases as edge_cases
-from tests.edge_actors import signal
+from tests.edge_actors import GATES, signal
 from tests.test_runtime_edge_cases import (
     WAIT,
     in_thread,
@@ -133,3 +135,46 @@ def test_a_handle_follows_its_actor_into_a_restarted_subtree(rt: Runtime, manife
         handle.request("down", timeout=WAIT)
     top.restart_child("middle")  # a new supervisor, with a new leaf, in the same place
     assert handle.request("back", timeout=WAIT)["incarnation"] == 2
+
+
+# -- a supervisor given up from another thread while it restarts a child -------------------------
+
+
+def test_a_supervisor_given_up_during_a_restart_leaves_no_child_running(
+    rt: Runtime, manifest, monkeypatch: pytest.MonkeyPatch
+):
+    sup = rt.start_supervisor(
+        supervisor_spec(
+            "sup",
+            worker(manifest, "t", restart="transient"),
+            worker(manifest, "a"),
+            strategy="one_for_all",
+        )
+    )
+    rt.handle("t").request({"exit": True}, timeout=WAIT)  # no process: a restart makes it anew
+    wait_until(lambda: rt.find_cell("t") is None)
+    making, hold = signal("making t"), new_gate("make")
+    made: list[Any] = []
+    make_target = rt.make_target
+
+    def slow_make_target(spec: ChildSpec) -> Any:
+        if spec.name == "t":
+            making.set()
+            GATES["make"].wait(WAIT)
+        made.append(make_target(spec))
+        return made[-1]
+
+    monkeypatch.setattr(rt, "make_target", slow_make_target)
+    with pytest.raises(ActorFailed):
+        rt.handle("a").request({"crash": "restart the group"}, timeout=WAIT)
+    assert making.wait(WAIT)  # the supervisor's thread is in the middle of the restart
+
+    given_up = in_thread(sup.terminate, "given up")
+    hold.set()
+    given_up.result(WAIT)
+    assert sup._ref.actor_stopped.wait(WAIT)  # its thread is done with every message
+
+    assert [target.name for target in made] == ["t"]
+    assert not made[0].is_alive()
+    assert rt.find_cell("t") is None
+    assert rt.find_cell("a") is None

@@ -486,9 +486,25 @@ class Supervisor:
         return finished
 
     def terminate(self, reason: str) -> None:
-        """Give the subtree up: every child's waiting messages fail."""
-        for child in reversed(self._children):
-            child.target.terminate(reason)
+        """Give the subtree up: every child's waiting messages fail.
+
+        The children are given up on the supervisor's own thread, where every other
+        decision about them is made, so a restart it is making meanwhile cannot leave a
+        child running behind it; nothing is restarted afterwards. Only when that thread
+        has ended (nothing else touches the children then) does the caller's do it.
+        """
+        job = functools.partial(self._terminate_children, reason)
+        if threading.current_thread() is self.thread:
+            job()
+        else:
+            try:
+                reply = self._ref.ask(_Call(job), block=False)
+                if self._status not in ("stopping", "stopped"):  # else its stop does it
+                    reply.get(timeout=CALL_TIMEOUT)
+            except pykka.ActorDeadError:
+                job()
+            except pykka.Timeout:
+                logger.warning("supervisor %s is busy; it gives its children up later", self.name)
         self._status = "stopped"
         if self._ref.is_alive():
             self._ref.stop(block=False)
@@ -781,6 +797,19 @@ class Supervisor:
                 self._start_next()
         return child
 
+    def _terminate_children(self, reason: str) -> None:
+        self._status = "stopped"  # from now on no child is started (see _launch)
+        self._queue.clear()
+        self._current = None
+        begin, self._begin = self._begin, None
+        if begin is not None and not begin.done():
+            begin.set_exception(SupervisorError(f"supervisor {self.name!r} was stopped"))
+        for child in reversed(self._children):
+            self._cancel(child)
+            if child.waiter is not None and not child.waiter.done():
+                child.waiter.set_exception(ActorStopped(f"{child.spec.name!r} was stopped"))
+            child.target.terminate(reason)
+
     def _simple(self) -> bool:
         return self.flags.strategy == "simple_one_for_one"
 
@@ -862,6 +891,11 @@ class Supervisor:
             begin.set_result(None)
 
     def _launch(self, child: _Child) -> None:
+        if self._status == "stopped":  # given up meanwhile: start nothing more
+            child.status = ChildStatus.STOPPED
+            if child.waiter is not None and not child.waiter.done():
+                child.waiter.set_exception(SupervisorError(f"supervisor {self.name!r} is stopped"))
+            return
         delay = self._backoff_delay(child)
         if delay > 0:
             child.status = ChildStatus.BACKOFF
@@ -1218,6 +1252,8 @@ class _SupervisorProcess(pykka.ThreadingActor):
         supervisor = self.supervisor
         if isinstance(message, _Call):
             return message.function()
+        if supervisor._status == "stopped" and isinstance(message, _ChildExit | _StartDone | _Due):
+            return None  # given up: its children's news changes nothing
         try:
             if isinstance(message, _ChildExit):
                 supervisor._on_child_exit(message)
