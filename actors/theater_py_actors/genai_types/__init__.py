@@ -53,6 +53,7 @@ from theater_py_actors.genai_types._proxy import (
     ProxyResponse,
     ProxyStreamMessage,
     ReasoningDelta,
+    Retrying,
     ToolUseDelta,
 )
 from theater_py_actors.genai_types._tools import (
@@ -91,6 +92,7 @@ __all__ = [
     "ProxyStreamMessage",
     "ReasoningDelta",
     "RefusalStop",
+    "Retrying",
     "Role",
     "StopReason",
     "StopSequence",

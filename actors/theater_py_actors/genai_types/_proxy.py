@@ -29,6 +29,7 @@ __all__ = [
     "ProxyResponse",
     "ProxyStreamMessage",
     "ReasoningDelta",
+    "Retrying",
     "ToolUseDelta",
 ]
 
@@ -161,8 +162,37 @@ class ReasoningDelta:
     text: str
 
 
-ProxyStreamMessage: TypeAlias = Delta | ToolUseDelta | ReasoningDelta | Completion | ErrorResponse
-"""What a proxy sends on a completion's channel: deltas, then one ``Completion`` or ``Error``."""
+@attrs.frozen
+class Retrying:
+    """The proxy waits ``delay_s`` seconds before it sends the request again, after a failed
+    ``attempt`` (``{"Retrying": {"delay_s": 1.7, "reason": "429 rate limit", "attempt": 2,
+    "max_attempts": 5}}``). Sent before any delta: once text flows nothing is retried.
+
+    Attributes:
+        delay_s: the wait, in seconds.
+        reason: why the last attempt failed, for people (never holds an API key).
+        attempt: the number of the attempt that follows the wait (2 for the first retry).
+        max_attempts: the most attempts the proxy makes.
+    """
+
+    delay_s: float
+    reason: str
+    attempt: int
+    max_attempts: int
+
+    def line(self) -> str:
+        """The line the proxy logs for this retry (``retrying in 1.7 s: ...``)."""
+        return (
+            f"retrying in {self.delay_s:.3g} s: {self.reason} "
+            f"(attempt {self.attempt} of {self.max_attempts})"
+        )
+
+
+ProxyStreamMessage: TypeAlias = (
+    Delta | ToolUseDelta | ReasoningDelta | Retrying | Completion | ErrorResponse
+)
+"""What a proxy sends on a completion's channel: deltas (and notices of its retries
+before them), then one ``Completion`` or ``Error``."""
 
 
 def _list_models_hook() -> Any:
@@ -190,9 +220,15 @@ serde.register_externally_tagged(
 serde.register_externally_tagged(
     ProxyResponse, {ModelList: "ListModels", Completion: "Completion", ErrorResponse: "Error"}
 )
-_StreamDelta: TypeAlias = Delta | ToolUseDelta | ReasoningDelta
+_StreamDelta: TypeAlias = Delta | ToolUseDelta | ReasoningDelta | Retrying
 serde.register_externally_tagged(
-    _StreamDelta, {Delta: "Delta", ToolUseDelta: "ToolUseDelta", ReasoningDelta: "ReasoningDelta"}
+    _StreamDelta,
+    {
+        Delta: "Delta",
+        ToolUseDelta: "ToolUseDelta",
+        ReasoningDelta: "ReasoningDelta",
+        Retrying: "Retrying",
+    },
 )
 _FINAL = frozenset({"Completion", "Error"})
 

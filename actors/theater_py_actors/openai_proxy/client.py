@@ -116,6 +116,10 @@ class StreamState:
         self.started = False
 
 
+OnRetry = Callable[[float, str, int, int], object]
+"""Told of a retry: the seconds it waits, why, the attempt that follows, the most attempts."""
+
+
 class ChatCall(UpstreamCall):
     """An :class:`UpstreamCall` of a :class:`ChatClient`, with the limits it runs under.
 
@@ -384,13 +388,16 @@ class ChatClient:
         stream: StreamState,
         *,
         fallback: Callable[[ProviderError], Mapping[str, Any] | None] | None = None,
+        on_retry: OnRetry | None = None,
     ) -> ChatResult:
         """Send one chat completion with ``"stream": true`` in ``body``, handing each chunk
         of the event stream to ``stream.on_chunk``.
 
         Retries and ``fallback`` as :meth:`complete`, but only while the stream has not
         started (see :class:`StreamState`). A provider that answers with a whole JSON
-        reply instead of a stream gets a plain result (``streamed`` false).
+        reply instead of a stream gets a plain result (``streamed`` false). ``on_retry``
+        hears of each retry as it is logged, before its wait: the seconds it waits, why,
+        the number of the attempt that follows, and the most attempts made.
 
         Raises:
             ProviderError: as :meth:`complete`; once started, the first failure, with
@@ -398,7 +405,14 @@ class ChatClient:
         """
         try:
             return self._exchange(
-                "POST", self._url, _json(body), call, "choices", fallback=fallback, stream=stream
+                "POST",
+                self._url,
+                _json(body),
+                call,
+                "choices",
+                fallback=fallback,
+                stream=stream,
+                on_retry=on_retry,
             )
         finally:
             call.end()
@@ -433,10 +447,11 @@ class ChatClient:
         *,
         fallback: Callable[[ProviderError], Mapping[str, Any] | None] | None = None,
         stream: StreamState | None = None,
+        on_retry: OnRetry | None = None,
     ) -> ChatResult:
         """Make attempts until one succeeds, one may not be retried, or time runs out.
 
-        ``fallback``: see :meth:`complete`; ``stream``: see :meth:`stream`.
+        ``fallback``: see :meth:`complete`; ``stream`` and ``on_retry``: see :meth:`stream`.
         """
         timeout = call.timeout if isinstance(call, ChatCall) else self._timeout
         while True:
@@ -479,19 +494,21 @@ class ChatClient:
             if delay >= call.deadline - self._clock():
                 # Waiting would overrun the deadline: the caller learns now, not later.
                 raise attrs.evolve(error, attempts=attempt)
-            # WARNING, so that it shows where nobody configured logging (Python's last
-            # resort handler prints it to stderr): a wait of seconds should not be silent.
-            logger.warning(
-                "retrying in %.3g s: %s (attempt %d of %d)",
-                delay,
-                _why(error),
-                attempt + 1,
-                self._retry.max_retries + 1,
-            )
+            self._announce_retry(delay, error, attempt + 1, on_retry)
             if self._sleep is None:
                 call.wait(delay)
             else:
                 self._sleep(delay)
+
+    def _announce_retry(
+        self, delay: float, error: ProviderError, attempt: int, on_retry: OnRetry | None
+    ) -> None:
+        why, attempts = _why(error), self._retry.max_retries + 1
+        # WARNING, so that it shows where nobody configured logging (Python's last
+        # resort handler prints it to stderr): a wait of seconds should not be silent.
+        logger.warning("retrying in %.3g s: %s (attempt %d of %d)", delay, why, attempt, attempts)
+        if on_retry is not None:  # a streamed call's caller hears of it too
+            on_retry(delay, why, attempt, attempts)
 
     def _attempt(
         self,
