@@ -87,6 +87,25 @@ def test_a_stale_handle_does_not_reach_a_new_actor_of_the_same_name(rt: Runtime,
     assert logged("handled", "w") == [("handled", "w", 2, "hello")]
 
 
+def test_a_stale_handle_of_a_stopping_actor_does_not_stop_its_successor(rt: Runtime, manifest):
+    hold = new_gate("hold")
+    path = manifest(name="w")
+    old = rt.start_actor(path)
+    old.send({"gate": "hold"})
+    assert signal("w:blocked").wait(WAIT)
+    first = in_thread(old.stop, WAIT)
+    wait_until(lambda: rt.find_cell("w") is None)  # stopping: the name is free
+    new = rt.start_actor(path)
+
+    with pytest.raises(RequestTimeout):  # it waits for its own actor's stop
+        old.stop(timeout=0.2)
+    assert new.is_alive()
+    hold.set()
+    assert first.result(WAIT) is None
+    old.stop(timeout=WAIT)
+    assert new.request("still here", timeout=WAIT)["message"] == "still here"
+
+
 def test_a_handle_to_an_actor_given_up_does_not_reach_its_successor(rt: Runtime, manifest):
     path = manifest(name="w")
     old = rt.start_actor(path, intensity=0)

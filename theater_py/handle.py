@@ -6,7 +6,7 @@ import concurrent.futures
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from theater_py import channel
-from theater_py._cell import ActorCell, CellStatus, Envelope, Kind
+from theater_py._cell import ActorCell, Envelope, Kind
 from theater_py.errors import ActorNotFound, RequestTimeout
 
 if TYPE_CHECKING:
@@ -163,9 +163,11 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
         """
         wait = DEFAULT_TIMEOUT if timeout is None else timeout
         cell = self._current()
-        if cell.status is CellStatus.STOPPED:
-            return  # already; the name may be another actor's since, which is not this one's
-        if not self._runtime.stop_actor(self._name, timeout=wait, missing_ok=True):
+        if cell.is_alive():
+            finished = self._runtime.stop_actor(self._name, timeout=wait, missing_ok=True)
+        else:  # stopped, or stopping: never by name, which may be another actor's since
+            finished = cell.stop(wait)
+        if not finished:
             raise RequestTimeout(f"actor {self._name!r} did not stop within {wait} s")
 
     def is_alive(self) -> bool:
