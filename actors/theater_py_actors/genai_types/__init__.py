@@ -52,8 +52,10 @@ from theater_py_actors.genai_types._proxy import (
     ProxyRequest,
     ProxyResponse,
     ProxyStreamMessage,
+    RateLimitInfo,
     ReasoningDelta,
     ToolUseDelta,
+    TriedTarget,
 )
 from theater_py_actors.genai_types._tools import (
     Tool,
@@ -89,6 +91,7 @@ __all__ = [
     "ProxyRequest",
     "ProxyResponse",
     "ProxyStreamMessage",
+    "RateLimitInfo",
     "ReasoningDelta",
     "RefusalStop",
     "Role",
@@ -110,6 +113,7 @@ __all__ = [
     "ToolText",
     "ToolUse",
     "ToolUseDelta",
+    "TriedTarget",
     "ToolUseStop",
     "UrlSource",
     "Usage",
