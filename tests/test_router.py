@@ -84,7 +84,7 @@ def test_a_500_falls_back_to_the_next_target_with_a_warning(
     sims: tuple[OpenAISimulator, OpenAISimulator],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    alpha, beta = sims
+    alpha, _ = sims
     handle = router()
     alpha.fail_next(status=500, times=10)
     with caplog.at_level(logging.WARNING, logger="theater_py_actors.router"):

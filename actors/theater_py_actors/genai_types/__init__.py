@@ -113,8 +113,8 @@ __all__ = [
     "ToolText",
     "ToolUse",
     "ToolUseDelta",
-    "TriedTarget",
     "ToolUseStop",
+    "TriedTarget",
     "UrlSource",
     "Usage",
 ]
