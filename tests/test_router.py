@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from tests.raw_upstream import RawServer
 from tests.router_fixtures import model, provider, start_router
 from theater_py import ActorHandle, Runtime, serde
 from theater_py_actors.genai_types import (
@@ -18,6 +21,7 @@ from theater_py_actors.genai_types import (
     ListModels,
     Message,
     ModelList,
+    RateLimitInfo,
     TriedTarget,
 )
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
@@ -149,3 +153,152 @@ def test_list_models_lists_routes_and_prefixed_provider_models(
     ids = [m.id for m in listed.models]
     assert ids == ["smart", "alpha:model-a", "alpha:tiny", "beta:model-b"]
     assert listed.models[0].provider == "router"
+
+
+def test_one_deadline_spans_every_target(
+    router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
+) -> None:
+    """A stalled first target uses up the whole deadline: the next is not given a new one.
+
+    The proxies' own deadline is 20 s and the caller waits 10 s: only the router's 800 ms,
+    passed down to the child, can end the request in time.
+    """
+    alpha, beta = sims
+    handle = router(max_total_timeout_ms=800)
+    alpha.fail_next(fault="stall=30000")
+    reply = handle.request(ask(), timeout=10)
+    assert isinstance(reply, ErrorResponse)
+    assert reply.kind == "timeout"
+    assert [(t.target, t.outcome, t.kind) for t in reply.tried or []] == [
+        ("alpha:model-a", "error", "timeout"),
+        ("beta:model-b", "skipped", "timeout"),
+    ]
+    assert beta.requests_seen == 0
+
+
+def test_a_429_with_retry_after_falls_back_and_closes_the_provider_for_that_long(
+    router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
+) -> None:
+    """A wait past the deadline (30 s of 5 s) is not waited: the next target serves."""
+    alpha, _ = sims
+    handle = router(max_total_timeout_ms=5000)
+    alpha.fail_next(status=429, retry_after="30")
+    first = handle.request(ask(), timeout=20)
+    assert isinstance(first, Completion) and first.served_by == "beta:model-b"
+    assert first.tried[0].kind == "rate_limit"
+    second = handle.request(ask(), timeout=20)
+    assert isinstance(second, Completion) and second.served_by == "beta:model-b"
+    assert [(t.outcome, t.kind) for t in second.tried] == [("skipped", "rate_limit"), ("ok", None)]
+    assert alpha.requests_seen == 1  # it is known to refuse: not sent
+    only_alpha = handle.request(ask(model_name="alpha:model-a"), timeout=20)
+    assert isinstance(only_alpha, ErrorResponse) and only_alpha.kind == "rate_limit"
+    assert only_alpha.retry_after_ms is not None and 20_000 < only_alpha.retry_after_ms <= 30_000
+    assert alpha.requests_seen == 1
+
+
+def test_a_rate_limit_that_frees_up_within_the_deadline_is_waited_for(
+    router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
+) -> None:
+    alpha, beta = sims
+    handle = router(max_total_timeout_ms=10_000)
+    alpha.fail_next(status=429, retry_after_ms="300", times=5)
+    first = handle.request(ask(model_name="alpha:model-a"), timeout=20)
+    assert isinstance(first, ErrorResponse) and first.kind == "rate_limit"
+    second = handle.request(ask(), timeout=20)
+    assert isinstance(second, Completion) and second.served_by == "alpha:model-a"
+    assert beta.requests_seen == 0
+
+
+def test_a_429_without_retry_after_is_retried_by_the_proxy_then_falls_back(
+    router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
+) -> None:
+    alpha, _ = sims
+    handle = router()
+    alpha.fail_next(status=429, times=10)
+    reply = handle.request(ask(), timeout=20)
+    assert isinstance(reply, Completion) and reply.served_by == "beta:model-b"
+    assert alpha.requests_seen == 4  # the proxy's own retries: 1 + max_retries 3
+
+
+def test_a_stream_falls_back_before_its_first_delta(
+    router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
+) -> None:
+    alpha, _ = sims
+    handle = router()
+    alpha.fail_next(status=500, times=10)
+    with handle.open_channel(ask("one two three"), timeout=20) as channel:
+        items = list(channel)
+    last = items[-1]
+    assert isinstance(last, Completion) and last.served_by == "beta:model-b"
+    assert [(t.outcome, t.kind) for t in last.tried] == [("error", "server_error"), ("ok", None)]
+    text = "".join(getattr(item, "text", "") for item in items[:-1])
+    assert text == "You said: one two three"
+
+
+def test_a_stream_that_fails_after_its_first_delta_ends_without_fallback(
+    router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
+) -> None:
+    alpha, beta = sims
+    handle = router()
+    alpha.fail_next(fault="stream_error")
+    with handle.open_channel(ask("one two three"), timeout=20) as channel:
+        items = list(channel)
+    last = items[-1]
+    assert isinstance(last, ErrorResponse)
+    assert last.partial_text
+    assert [(t.target, t.outcome) for t in last.tried or []] == [("alpha:model-a", "error")]
+    assert beta.requests_seen == 0
+
+
+def test_the_proxy_surfaces_the_providers_rate_limit_headers(
+    start_proxy_at: Callable[..., ActorHandle],
+) -> None:
+    body = json.dumps(
+        {
+            "id": "c1",
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        "x-ratelimit-limit-requests: 500\r\nx-ratelimit-remaining-requests: 499\r\n"
+        "x-ratelimit-limit-tokens: 200000\r\nx-ratelimit-remaining-tokens: 150000\r\n"
+        "x-ratelimit-reset-requests: 120ms\r\nx-ratelimit-reset-tokens: 1m30s\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+    def answer(connection: socket.socket, _: RawServer) -> None:
+        connection.sendall(head + body)
+
+    with RawServer(answer) as server:
+        proxy = start_proxy_at(server.base_url)
+        reply = proxy.request(ask(model_name="m"), timeout=20)
+    assert isinstance(reply, Completion)
+    assert reply.rate_limit == RateLimitInfo(
+        limit_requests=500,
+        limit_tokens=200_000,
+        remaining_requests=499,
+        remaining_tokens=150_000,
+        reset_requests_ms=120,
+        reset_tokens_ms=90_000,
+    )
+
+
+def test_the_proxy_takes_a_deadline_per_request(
+    start_proxy: Callable[..., ActorHandle], sim: OpenAISimulator
+) -> None:
+    proxy = start_proxy()
+    sim.fail_next(fault="stall=30000")
+    message = GenerateCompletion(ask(model_name="gpt-4o").request, max_total_timeout_ms=300)
+    reply = proxy.request(message, timeout=10)
+    assert isinstance(reply, ErrorResponse)
+    assert reply.kind == "timeout"
+    assert "(300)" in reply.error
