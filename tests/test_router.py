@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -12,7 +13,7 @@ import pytest
 
 from tests.raw_upstream import RawServer
 from tests.router_fixtures import model, provider, start_router
-from theater_py import ActorHandle, Runtime, serde
+from theater_py import ActorFailed, ActorHandle, ActorStopped, Runtime, serde
 from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
@@ -302,3 +303,25 @@ def test_the_proxy_takes_a_deadline_per_request(
     assert isinstance(reply, ErrorResponse)
     assert reply.kind == "timeout"
     assert "(300)" in reply.error
+
+
+def test_a_provider_that_keeps_crashing_is_given_up_and_the_others_serve(
+    runtime: Runtime, router: Callable[..., ActorHandle], caplog: pytest.LogCaptureFixture
+) -> None:
+    handle = router()
+    child = runtime.handle("router-alpha")
+    with caplog.at_level(logging.ERROR, logger="theater_py_actors.router"):
+        for _ in range(10):  # past the runtime's 3 restarts in 5 s
+            if not child.is_alive():
+                break
+            with contextlib.suppress(ActorStopped, ActorFailed):
+                child.crash("test: crash loop")
+                child.request(ListModels(), timeout=10)  # waits for the restart
+        assert not child.is_alive()
+        reply = handle.request(ask(), timeout=20)
+    assert isinstance(reply, Completion) and reply.served_by == "beta:model-b"
+    assert [(t.outcome, t.kind) for t in reply.tried] == [
+        ("skipped", "provider_down"),
+        ("ok", None),
+    ]
+    assert any("provider alpha was given up" in r.getMessage() for r in caplog.records)
