@@ -3,7 +3,9 @@
 ``overhead``: the same completion, one at a time, against the same fake provider, through
 ONE proxy actor and through a router in front of one such proxy (with and without a
 budget, which adds a reservation and a settlement per request), interleaved repeat by
-repeat. The goal is under 10 % added latency.
+repeat. The goal is under 10 % added latency. A fourth contender, ``forward``, is an actor
+that only passes each request to a child proxy: the runtime's price of the extra hop,
+so that the router's own logic is the difference between it and ``router``.
 
 ``soak``: many requests from many threads through a router over three simulators, while
 a thread injects faults into them (5xx, 429 with ``Retry-After``, resets, stalls). It
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench._timing import compare, paired_ratio
+from bench.actors import FORWARD_MANIFEST
 from bench.clients import KEY, KEY_ENV
 from bench.upstream import MODEL, PROMPT, Upstream
 from theater_py import Runtime
@@ -90,6 +93,11 @@ def overhead(
         stack.callback(runtime.shutdown, 10)
         config["base_url"] = server.base_url
         proxy = runtime.start_actor("openai-proxy", {"config": config}, name="bench-proxy")
+        forward = runtime.start_actor(
+            FORWARD_MANIFEST,
+            {"manifest": "openai-proxy", "init": {"config": config}},
+            name="bench-forward",
+        )
         routers = {}
         for name, extra in (("router", {}), ("router_budget", {"budget": {"usd": 1e9}})):
             routers[name] = runtime.start_actor(
@@ -103,7 +111,7 @@ def overhead(
                 },
                 name=f"bench-{name}",
             )
-        calls = {"proxy": _caller(proxy, _ask(MODEL))}
+        calls = {"proxy": _caller(proxy, _ask(MODEL)), "forward": _caller(forward, _ask(MODEL))}
         calls.update({name: _caller(handle, _ask("r")) for name, handle in routers.items()})
         measured = compare(
             calls,
@@ -115,7 +123,7 @@ def overhead(
     base = measured.get("proxy")
     added: dict[str, Any] = {}
     if base is not None and "cpu_us" in base:
-        for name in routers:
+        for name in ("forward", *routers):
             mine = measured.get(name, {})
             if "cpu_us" not in mine:
                 continue

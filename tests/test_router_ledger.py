@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,7 @@ def test_spend_and_reservations_survive_a_restart_with_the_same_store(
     first.settle(settled, 0.25)
     orphan = first.reserve(0.5)  # its incarnation ends before it settles
     assert orphan is not None
+    first.close()  # the router's stop writes the ledger (a crash's too)
     second = BudgetLedger(1.0, "run", store, "budget")
     assert second.spent == pytest.approx(0.75)  # the orphan may have been billed
     assert second.reserve(0.3) is None
@@ -113,8 +116,27 @@ def test_a_day_budget_starts_over_the_next_day(store: StoreAccess) -> None:
     assert late is not None  # a new day, a new budget
     ledger.settle(held, 1.0)  # yesterday's request settles: it does not count today
     assert ledger.spent == 0
+    ledger.close()
     clock.now -= DAY
     assert BudgetLedger(1.0, "day", store, "budget", wall_clock=clock).spent == 1.0
+
+
+def test_changes_reach_the_store_without_a_stop(store: StoreAccess) -> None:
+    store.new_store("budget")
+    ledger = BudgetLedger(1.0, "run", store, "budget")
+    held = ledger.reserve(0.4)
+    assert held is not None
+    ledger.settle(held, 0.3)
+    deadline = time.monotonic() + 10
+    while _saved(store) != {"spent": pytest.approx(0.3), "reserved": {}}:
+        assert time.monotonic() < deadline, "the flusher never wrote the change"
+        time.sleep(0.01)
+    ledger.close()
+
+
+def _saved(store: StoreAccess) -> Any:
+    ref = store.get_by_label("budget", "router-budget:run")
+    return None if ref is None else json.loads(store.get("budget", ref))
 
 
 def test_period_keys() -> None:

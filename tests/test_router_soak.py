@@ -23,6 +23,6 @@ def test_300_requests_through_three_faulty_providers_none_lost_none_over_budget(
 @pytest.mark.slow
 def test_the_overhead_measurement_compares_the_router_with_one_proxy() -> None:
     result = overhead(count=5, repeats=2, upstream="lean", progress=lambda _: None)
-    assert set(result["contenders"]) == {"proxy", "router", "router_budget"}
-    for name in ("router", "router_budget"):
+    assert set(result["contenders"]) == {"proxy", "forward", "router", "router_budget"}
+    for name in ("forward", "router", "router_budget"):
         assert result["added"][name]["latency_ratio"]["repeats"] == 2

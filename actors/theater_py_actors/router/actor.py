@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -52,6 +53,7 @@ from theater_py_actors.router.estimate import estimate_tokens
 from theater_py_actors.router.ledger import BudgetLedger
 from theater_py_actors.router.limiter import RateLimiter
 from theater_py_actors.router.providers import Provider
+from theater_py_actors.router.routing import Routing, call_failed, timed_out
 
 if TYPE_CHECKING:
     from theater_py import Channel
@@ -137,7 +139,11 @@ class RouterActor(Actor):
             plan = self._plan(message.request)
             if isinstance(plan, ErrorResponse):
                 return plan
-            return self._submit(functools.partial(self._route, message.request, plan))
+            routing = Routing(
+                self.dispatcher, message.request, plan, self._wait_on_pool, self._stopping
+            )
+            routing.start()
+            return routing.reply
         return ErrorResponse(error=f"unsupported request {message!r}", kind="invalid_request")
 
     def _plan(self, request: CompletionRequest) -> Plan | ErrorResponse:
@@ -190,63 +196,13 @@ class RouterActor(Actor):
         finally:
             self._slots.release()
 
-    def _route(self, request: CompletionRequest, plan: Plan) -> ProxyResponse:
-        """Try the plan's targets in order (on a pool thread)."""
-        dispatcher = self.dispatcher
-        last: ErrorResponse | None = None
-        for index, target in enumerate(plan.targets):
-            started = dispatcher.clock()
-            left_ms = plan.left_ms()
-            if left_ms <= 0:
-                last = self._timed_out(plan)
-                plan.record(target, "skipped", "timeout", started)
-                continue
-            ticket = dispatcher.admit(target, request, plan)
-            if isinstance(ticket, ErrorResponse):
-                plan.record(target, "skipped", ticket.kind, started)
-                last = ticket
-                plan.warn_fallback(target, ticket.kind or "skipped", index, dispatcher)
-                continue
-            reply = self._call(ticket, request, plan)
-            dispatcher.settle(ticket, reply if not isinstance(reply, _Failed) else None)
-            if isinstance(reply, Completion):
-                plan.record(target, "ok", None, started)
-                return attrs.evolve(reply, served_by=str(target), tried=plan.tried)
-            error = reply.error if isinstance(reply, _Failed) else reply
-            plan.record(target, "error", error.kind, started)
-            if not dispatcher.falls_back(error.kind):
-                return attrs.evolve(error, tried=plan.tried)
-            last = error
-            plan.warn_fallback(target, error.kind or "error", index, dispatcher)
-        assert last is not None
-        return attrs.evolve(last, tried=plan.tried)
-
-    def _call(
-        self, ticket: Ticket, request: CompletionRequest, plan: Plan
-    ) -> Completion | ErrorResponse | _Failed:
-        """Ask the target's proxy, with the time the request has left."""
-        left_ms = max(plan.left_ms(), 1)
-        message = GenerateCompletion(
-            request=attrs.evolve(request, model=ticket.target.model),
-            max_total_timeout_ms=left_ms,
-        )
+    def _wait_on_pool(self, job: Callable[[], None]) -> bool:
+        """Run ``job`` (a rate-limit wait, then the next step) on the pool."""
         try:
-            reply = ticket.provider.handle.request(message, timeout=left_ms / 1000 + _SLACK)
-        except (ActorStopped, ActorFailed, RequestTimeout) as exc:
-            return _failed(ticket, exc)
-        if isinstance(reply, Completion | ErrorResponse):
-            return reply
-        return ErrorResponse(
-            error=f"invalid_response: {ticket.target} answered {type(reply).__name__}",
-            kind="invalid_response",
-        )
-
-    @staticmethod
-    def _timed_out(plan: Plan) -> ErrorResponse:
-        return ErrorResponse(
-            error=f"timeout: max_total_timeout_ms passed after {len(plan.tried)} target(s)",
-            kind="timeout",
-        )
+            self.pool.submit(job)
+        except RuntimeError:  # the pool is shut down: this incarnation is ending
+            return False
+        return True
 
     # -- models --------------------------------------------------------------------------
 
@@ -320,13 +276,17 @@ class RouterActor(Actor):
         return ErrorResponse(error=f"invalid request: {error}", kind="invalid_request")
 
     def on_stop(self, ctx: ActorContext) -> None:
-        """Stop waiting for rate limits; let routed requests end (their children stop)."""
+        """Stop waiting for rate limits; write the budget's ledger; let routed requests end
+        (their children stop)."""
         stopping = getattr(self, "_stopping", None)
         if stopping is not None:
             stopping.set()
         pool = getattr(self, "pool", None)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        dispatcher = getattr(self, "dispatcher", None)
+        if dispatcher is not None and dispatcher.ledger is not None:
+            dispatcher.ledger.close()
 
 
 @attrs.frozen
@@ -336,20 +296,8 @@ class _Failed:
     error: ErrorResponse
 
 
-def _failed(ticket: Ticket, exc: Exception) -> _Failed:
-    provider = ticket.provider
-    if isinstance(exc, RequestTimeout):
-        return _Failed(
-            ErrorResponse(error=f"timeout: {ticket.target} did not answer", kind="timeout")
-        )
-    if isinstance(exc, ActorStopped) or provider.down:
-        provider.give_up()
-        kind = "provider_down"
-    else:
-        kind = "provider_crashed"
-    return _Failed(
-        ErrorResponse(error=f"{kind}: the proxy of {ticket.target} {type(exc).__name__}", kind=kind)
-    )
+def _failed(ticket: Ticket, exc: BaseException) -> _Failed:
+    return _Failed(call_failed(ticket, exc))
 
 
 class _StreamJob:
@@ -396,10 +344,10 @@ class _StreamJob:
                 return None
             started = dispatcher.clock()
             if plan.left_ms() <= 0:
-                last = RouterActor._timed_out(plan)
+                last = timed_out(plan)
                 plan.record(target, "skipped", "timeout", started)
                 continue
-            ticket = dispatcher.admit(target, request, plan)
+            ticket = dispatcher.admit_waiting(target, request, plan)
             if isinstance(ticket, ErrorResponse):
                 plan.record(target, "skipped", ticket.kind, started)
                 last = ticket

@@ -151,11 +151,10 @@ class Dispatcher:
 
     def admit(
         self, target: Target, request: CompletionRequest, plan: Plan
-    ) -> Ticket | ErrorResponse:
-        """Check ``target`` for ``request``; the ticket to call it, or why not (a skip).
-
-        A rate limit that frees up before the deadline is waited for here.
-        """
+    ) -> Ticket | ErrorResponse | float:
+        """Check ``target`` for ``request``: the ticket to call it, why not (a skip), or
+        the seconds to wait for its rate limit, when that wait ends before the deadline
+        (then admit it again after the wait)."""
         provider = self.providers[target.provider]
         if provider.down:
             return ErrorResponse(
@@ -163,55 +162,58 @@ class Dispatcher:
                 "too often)",
                 kind="provider_down",
             )
+        max_tokens = request.max_tokens
+        need = plan.input_tokens + (max_tokens or 0)
         window = provider.context_window(target.model)
-        need = plan.input_tokens + (request.max_tokens or 0)
         if window is not None and need > window:
             return ErrorResponse(
                 error=f"context_window_exceeded: {target} holds {window} tokens; the request "
                 f"needs about {need} (its messages, estimated, plus max_tokens)",
                 kind="context_window_exceeded",
             )
+        wait = provider.limiter.take(need)
+        if wait > 0:
+            if self.clock() + wait < plan.deadline and not self._stopping.is_set():
+                return wait
+            return ErrorResponse(
+                error=f"rate_limit: {target.provider}'s rate limit frees up in "
+                f"{math.ceil(wait * 1000)} ms, after the request's deadline",
+                kind="rate_limit",
+                retry_after_ms=max(1, math.ceil(wait * 1000)),
+            )
         pricing = provider.pricing(target.model)
         reservation = None
-        if self.ledger is not None:
+        ledger = self.ledger
+        if ledger is not None:
+            refusal = None
             if pricing is None:
-                return ErrorResponse(
-                    error=f"budget_exceeded: {target} has no known price, so a budget "
-                    "cannot cover it (give the provider's models with pricing)",
-                    kind="budget_exceeded",
+                refusal = (
+                    f"{target} has no known price, so a budget cannot cover it (give the "
+                    "provider's models with pricing)"
                 )
-            amount = max_cost(plan.input_tokens, request.max_tokens, pricing)
-            reservation = self.ledger.reserve(amount)
-            if reservation is None:
-                left = max(self.ledger.remaining(), 0.0)
-                return ErrorResponse(
-                    error=f"budget_exceeded: {target} may cost up to {amount:.6f} USD; "
-                    f"{left:.6f} of the {self.ledger.usd:g} USD budget per "
-                    f"{self.ledger.per} is left",
-                    kind="budget_exceeded",
-                )
-        tokens = need if request.max_tokens is not None else plan.input_tokens
-        waited = self._take(provider, tokens, plan)
-        if waited is not None:
-            if reservation is not None and self.ledger is not None:
-                self.ledger.release(reservation)
-            return ErrorResponse(
-                error=f"rate_limit: {target.provider}'s rate limit frees up in {waited} ms, "
-                "after the request's deadline",
-                kind="rate_limit",
-                retry_after_ms=waited,
-            )
-        return Ticket(target, provider, reservation, tokens, pricing, plan.input_tokens)
+            else:
+                amount = max_cost(plan.input_tokens, max_tokens, pricing)
+                reservation = ledger.reserve(amount)
+                if reservation is None:
+                    left = max(ledger.remaining(), 0.0)
+                    refusal = (
+                        f"{target} may cost up to {amount:.6f} USD; {left:.6f} of the "
+                        f"{ledger.usd:g} USD budget per {ledger.per} is left"
+                    )
+            if refusal is not None:
+                provider.limiter.give_back(need)
+                return ErrorResponse(error=f"budget_exceeded: {refusal}", kind="budget_exceeded")
+        return Ticket(target, provider, reservation, need, pricing, plan.input_tokens)
 
-    def _take(self, provider: Provider, tokens: int, plan: Plan) -> int | None:
-        """Take rate-limit capacity, waiting if that fits the deadline; else the wait in ms."""
+    def admit_waiting(
+        self, target: Target, request: CompletionRequest, plan: Plan
+    ) -> Ticket | ErrorResponse:
+        """:meth:`admit`, waiting for the rate limit here when that fits the deadline."""
         while True:
-            wait = provider.limiter.take(tokens)
-            if wait <= 0:
-                return None
-            if self.clock() + wait >= plan.deadline or self._stopping.is_set():
-                return max(1, math.ceil(wait * 1000))
-            self._stopping.wait(wait)
+            admitted = self.admit(target, request, plan)
+            if not isinstance(admitted, float):
+                return admitted
+            self._stopping.wait(admitted)
 
     def settle(
         self, ticket: Ticket, reply: Completion | ErrorResponse | None, partial_text: str = ""

@@ -10,6 +10,11 @@ Spend and open reservations are kept in the store (one label per period), so a r
 restarted with the same ``store_id`` keeps them. A reservation found in the store at
 start belonged to a request of an incarnation that is gone: whether its provider billed
 it is unknown, so it counts as spent (the budget errs on the side of not overspending).
+
+Writes are batched: a change reaches the store within :data:`FLUSH_INTERVAL` seconds (one
+write for every change of that interval, off the request's path), and at :meth:`close`
+(the router's stop, a crash's included). A ``kill -9`` of the whole process loses at most
+that interval's changes.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ __all__ = ["BudgetLedger", "Reservation", "period_key"]
 logger = logging.getLogger(__name__)
 
 LABEL_PREFIX = "router-budget:"
+FLUSH_INTERVAL = 0.01
+"""Seconds a ledger change may wait before it is written to the store."""
 
 
 def period_key(per: Period, now: float) -> str:
@@ -83,8 +90,17 @@ class BudgetLedger:
         self._open: dict[str, float] = {}
         self._ids = itertools.count(1)
         self._prefix = f"{int(wall_clock() * 1000):x}-"
+        self._dirty = threading.Event()
+        self._closed = False
+        self._flusher: threading.Thread | None = None
         with self._lock:
             self._roll(period_key(per, wall_clock()))
+            self._write()  # what _roll adopted (orphans as spent) is saved at once
+        if self._store is not None:
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name=f"budget-ledger-{store_id}", daemon=True
+            )
+            self._flusher.start()
 
     @property
     def spent(self) -> float:
@@ -140,6 +156,8 @@ class BudgetLedger:
         """Move to ``period`` if it is a new one: load what the store has for it."""
         if period == self._period:
             return
+        if self._period:
+            self._write()  # the ending period's last changes
         self._period = period
         self._spent, self._open = 0.0, {}
         if self._store is None or self._store_id is None:
@@ -167,9 +185,37 @@ class BudgetLedger:
                 "budget: %.6f USD reserved by requests of a previous incarnation counted as spent",
                 orphans,
             )
-        self._save()
 
     def _save(self) -> None:
+        """Note a change; the flusher writes it soon (under the lock: no write here)."""
+        if self._store is not None:
+            self._dirty.set()
+
+    def close(self) -> None:
+        """Write what is not written yet, and stop the flusher."""
+        self._closed = True
+        self._dirty.set()
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join(timeout=5)
+        with self._lock:
+            self._write()
+
+    def flush(self) -> None:
+        """Write the ledger now."""
+        with self._lock:
+            self._write()
+
+    def _flush_loop(self) -> None:
+        while True:
+            self._dirty.wait()
+            if self._closed:
+                return
+            time.sleep(FLUSH_INTERVAL)  # let the changes of the interval join this write
+            self._dirty.clear()
+            with self._lock:
+                self._write()
+
+    def _write(self) -> None:
         if self._store is None or self._store_id is None:
             return
         data = json.dumps({"spent": self._spent, "reserved": self._open}).encode()
