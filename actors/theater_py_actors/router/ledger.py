@@ -91,7 +91,7 @@ class BudgetLedger:
         self._ids = itertools.count(1)
         self._prefix = f"{int(wall_clock() * 1000):x}-"
         self._dirty = threading.Event()
-        self._closed = False
+        self._closing = threading.Event()
         self._flusher: threading.Thread | None = None
         with self._lock:
             self._roll(period_key(per, wall_clock()))
@@ -193,7 +193,7 @@ class BudgetLedger:
 
     def close(self) -> None:
         """Write what is not written yet, and stop the flusher."""
-        self._closed = True
+        self._closing.set()
         self._dirty.set()
         if self._flusher is not None and self._flusher is not threading.current_thread():
             self._flusher.join(timeout=5)
@@ -208,12 +208,12 @@ class BudgetLedger:
     def _flush_loop(self) -> None:
         while True:
             self._dirty.wait()
-            if self._closed:
-                return
             time.sleep(FLUSH_INTERVAL)  # let the changes of the interval join this write
             self._dirty.clear()
             with self._lock:
                 self._write()
+            if self._closing.is_set():  # set before close() sets _dirty: never missed
+                return
 
     def _write(self) -> None:
         if self._store is None or self._store_id is None:
