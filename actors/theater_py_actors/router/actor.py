@@ -159,13 +159,7 @@ class RouterActor(Actor):
                 kind="invalid_request",
             )
         clock = dispatcher.clock
-        return Plan(
-            targets,
-            clock() + self._total_s,
-            estimate_tokens(request),
-            clock,
-            dispatcher.blended_price(targets[0]),
-        )
+        return Plan(targets, clock() + self._total_s, estimate_tokens(request), clock)
 
     def _submit(self, job: Any) -> Any:
         if not self._slots.acquire(blocking=False):

@@ -62,7 +62,7 @@ class Plan:
         input_tokens: the estimate of the request's input.
     """
 
-    __slots__ = ("_clock", "_first_price", "deadline", "input_tokens", "targets", "tried")
+    __slots__ = ("_clock", "deadline", "input_tokens", "targets", "tried")
 
     def __init__(
         self,
@@ -70,14 +70,12 @@ class Plan:
         deadline: float,
         input_tokens: int,
         clock: Callable[[], float],
-        first_price: float | None,
     ) -> None:
         self.targets = targets
         self.deadline = deadline
         self.input_tokens = input_tokens
         self.tried: list[TriedTarget] = []
         self._clock = clock
-        self._first_price = first_price
 
     def left_ms(self) -> int:
         """Milliseconds left before the deadline (0 when it has passed)."""
@@ -94,8 +92,9 @@ class Plan:
             return
         following = self.targets[index + 1]
         price = prices.blended_price(following)
+        first = prices.blended_price(self.targets[0])
         dearer = ""
-        if price is not None and self._first_price is not None and price > self._first_price:
+        if price is not None and first is not None and price > first:
             dearer = f" (PRICED HIGHER than the first target, {self.targets[0]})"
         logger.warning("falling back from %s (%s) to %s%s", failed, kind, following, dearer)
 

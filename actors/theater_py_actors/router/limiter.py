@@ -85,6 +85,8 @@ class RateLimiter:
     def take(self, tokens: int) -> float:
         """Take one request and ``tokens`` tokens if both are there now, and return 0;
         otherwise take nothing and return the seconds until both would be."""
+        if self._requests is None and self._tokens is None and not self._closed_until:
+            return 0.0  # no limit known yet: nothing to count
         with self._lock:
             now = self._clock()
             wait = self._closed_until - now
@@ -106,6 +108,8 @@ class RateLimiter:
     def give_back(self, tokens: int, used: int | None = None) -> None:
         """Return what a request took but did not use: ``tokens`` taken, ``used`` spent
         (``None``: it never reached the provider, so the request comes back too)."""
+        if self._requests is None and self._tokens is None:
+            return
         with self._lock:
             if self._tokens is not None:
                 unused = tokens if used is None else max(tokens - used, 0)

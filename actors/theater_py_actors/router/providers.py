@@ -23,6 +23,8 @@ __all__ = ["Provider"]
 
 logger = logging.getLogger(__name__)
 
+_MAX_KNOWN = 1024
+
 
 class Provider:
     """One child proxy and what the router knows about it.
@@ -53,21 +55,34 @@ class Provider:
         self.stream_idle_ms = stream_idle_ms
         self._catalog = catalog
         self._down = threading.Event()
+        # Per model: (context window, prices), resolved once; model ids come from
+        # requests, so the memo is bounded.
+        self._known: dict[str, tuple[int | None, ModelPricing | None]] = {}
+
+    def _lookup(self, model: str) -> tuple[int | None, ModelPricing | None]:
+        known = self._known.get(model)
+        if known is None:
+            info = self.models.get(model)
+            entry = self._catalog.model(model)
+            window = info.max_tokens if info is not None else None
+            if window is None and entry is not None:
+                window = entry.max_tokens
+            pricing = info.pricing if info is not None else None
+            if pricing is None:
+                pricing = self._catalog.pricing_for(model)
+            known = (window, pricing)
+            if len(self._known) >= _MAX_KNOWN:
+                self._known.clear()
+            self._known[model] = known
+        return known
 
     def context_window(self, model: str) -> int | None:
         """The model's context window in tokens, if the proxy or the catalog knows it."""
-        info = self.models.get(model)
-        if info is not None:
-            return info.max_tokens
-        known = self._catalog.model(model)
-        return None if known is None else known.max_tokens
+        return self._lookup(model)[0]
 
     def pricing(self, model: str) -> ModelPricing | None:
         """The model's prices, if the proxy's config or the catalog knows them."""
-        info = self.models.get(model)
-        if info is not None and info.pricing is not None:
-            return info.pricing
-        return self._catalog.pricing_for(model)
+        return self._lookup(model)[1]
 
     @property
     def down(self) -> bool:
