@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from tests.raw_upstream import RawServer
 from tests.router_fixtures import model, provider, start_router
-from theater_py import ActorFailed, ActorHandle, ActorStopped, Runtime, serde
+from theater_py import ActorFailed, ActorHandle, ActorStartError, ActorStopped, Runtime, serde
 from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
@@ -325,3 +326,35 @@ def test_a_provider_that_keeps_crashing_is_given_up_and_the_others_serve(
         ("ok", None),
     ]
     assert any("provider alpha was given up" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"routes": {"smart": ["alpha:model-a", "gamma:x"]}}, "config.routes.smart[1]"),
+        ({"fallback_on": ["server_error", "invalid_request"]}, "config.fallback_on[1]"),
+        ({"budget": {"usd": 1.0, "per": "week"}}, "config.budget.per"),
+        ({"rate_limits": {"alpha": {"rpm": 0}}}, "config.rate_limits.alpha.rpm"),
+    ],
+)
+def test_a_bad_config_fails_the_start_naming_the_field(
+    router: Callable[..., ActorHandle], config: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ActorStartError, match=re.escape(named)):
+        router(**config)
+
+
+def test_closing_a_routed_stream_hangs_up_on_the_provider(
+    router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
+) -> None:
+    alpha, beta = sims
+    handle = router()
+    alpha.fail_next(fault="token_ms=1000")
+    channel = handle.open_channel(ask("one two three four five six seven"), timeout=20)
+    first = next(iter(channel))
+    assert getattr(first, "text", None)
+    channel.close()
+    # The simulator notices at its second write after the hang-up (2 s); the stream would
+    # have taken 8 s.
+    assert alpha.wait_for_idle(timeout=5)  # the proxy hung up long before the stream's end
+    assert beta.requests_seen == 0
