@@ -8,8 +8,10 @@ route name or ``provider:model``; its targets are tried in order within one tota
 deadline, moving on after an error whose kind is in ``fallback_on``. Each reply says who
 answered (``served_by``) and what was tried (``tried``).
 
-Requests run on the router's own pool (``max_concurrent_requests`` threads; past that,
-``overloaded`` at once), so its mailbox never waits on a provider.
+No thread waits on a plain request: the router chains on the child's reply (see
+:mod:`.routing`), so its mailbox never waits on a provider. Streams, live model lists and
+rate-limit waits run on its pool (``max_concurrent_requests`` threads; past that, a stream
+or a live list is answered ``overloaded`` at once).
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ class RouterActor(Actor):
 
     def handle_request(self, ctx: ActorContext, message: Any) -> Any:
         """Answer ``ListModels`` with the routes and every provider's models; route
-        ``GenerateCompletion`` on the pool."""
+        ``GenerateCompletion`` (its reply is a future the children's replies resolve)."""
         if isinstance(message, ListModels):
             if message.live:
                 return self._submit(functools.partial(self._list_models, live=True))
