@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.hostile_upstream import TrickleServer
 from tests.raw_upstream import RawServer
 from tests.router_fixtures import model, provider, start_router
 from theater_py import ActorFailed, ActorHandle, ActorStartError, ActorStopped, Runtime, serde
@@ -255,32 +256,12 @@ def test_a_stream_that_fails_after_its_first_delta_ends_without_fallback(
 def test_the_proxy_surfaces_the_providers_rate_limit_headers(
     start_proxy_at: Callable[..., ActorHandle],
 ) -> None:
-    body = json.dumps(
-        {
-            "id": "c1",
-            "model": "m",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "hi"},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
-        }
-    ).encode()
-    head = (
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    headers = (
         "x-ratelimit-limit-requests: 500\r\nx-ratelimit-remaining-requests: 499\r\n"
         "x-ratelimit-limit-tokens: 200000\r\nx-ratelimit-remaining-tokens: 150000\r\n"
         "x-ratelimit-reset-requests: 120ms\r\nx-ratelimit-reset-tokens: 1m30s\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-
-    def answer(connection: socket.socket, _: RawServer) -> None:
-        connection.sendall(head + body)
-
-    with RawServer(answer) as server:
+    )
+    with RawServer(_reply_with_headers(headers)) as server:
         proxy = start_proxy_at(server.base_url)
         reply = proxy.request(ask(model_name="m"), timeout=20)
     assert isinstance(reply, Completion)
@@ -292,6 +273,20 @@ def test_the_proxy_surfaces_the_providers_rate_limit_headers(
         reset_requests_ms=120,
         reset_tokens_ms=90_000,
     )
+
+
+def test_an_error_reply_carries_the_rate_limit_headers_too(
+    start_proxy: Callable[..., ActorHandle], sim: OpenAISimulator
+) -> None:
+    proxy = start_proxy()
+    sim.fail_next(
+        status=429,
+        retry_after="30",
+        headers={"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "20s"},
+    )
+    reply = proxy.request(ask(model_name="gpt-4o"), timeout=20)
+    assert isinstance(reply, ErrorResponse) and reply.kind == "rate_limit"
+    assert reply.rate_limit == RateLimitInfo(remaining_tokens=0, reset_tokens_ms=20_000)
 
 
 def test_the_proxy_takes_a_deadline_per_request(
@@ -357,4 +352,81 @@ def test_closing_a_routed_stream_hangs_up_on_the_provider(
     # The simulator notices at its second write after the hang-up (2 s); the stream would
     # have taken 8 s.
     assert alpha.wait_for_idle(timeout=5)  # the proxy hung up long before the stream's end
+    assert beta.requests_seen == 0
+
+
+def _reply_with_headers(extra: str) -> Callable[[socket.socket, RawServer], None]:
+    body = json.dumps(
+        {
+            "id": "c1",
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        f"{extra}Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+    def answer(connection: socket.socket, _: RawServer) -> None:
+        connection.sendall(head + body)
+
+    return answer
+
+
+def test_a_provider_that_says_it_has_no_requests_left_is_not_sent_more(
+    runtime: Runtime,
+    sims: tuple[OpenAISimulator, OpenAISimulator],
+    start_proxy_at: Callable[..., ActorHandle],
+) -> None:
+    """Its own x-ratelimit-* headers, passed on by its proxy, close it until their reset."""
+    _, beta = sims
+    empty = "x-ratelimit-limit-requests: 100\r\nx-ratelimit-remaining-requests: 0\r\n"
+    empty += "x-ratelimit-reset-requests: 1m\r\n"
+    with RawServer(_reply_with_headers(empty)) as raw:
+        handle = start_router(
+            runtime,
+            {
+                "raw": provider(raw.base_url, model("m")),
+                "beta": provider(beta.base_url, model("b")),
+            },
+            {"r": ["raw:m", "beta:b"]},
+            max_total_timeout_ms=5000,
+        )
+        first = handle.request(ask(model_name="r"), timeout=20)
+        second = handle.request(ask(model_name="r"), timeout=20)
+        assert len(raw.bodies) == 1
+    assert isinstance(first, Completion) and first.served_by == "raw:m"
+    assert first.rate_limit is not None and first.rate_limit.remaining_requests == 0
+    assert isinstance(second, Completion) and second.served_by == "beta:b"
+    assert [(t.outcome, t.kind) for t in second.tried] == [("skipped", "rate_limit"), ("ok", None)]
+
+
+def test_a_trickling_provider_is_cut_at_the_routers_deadline(
+    runtime: Runtime,
+    sims: tuple[OpenAISimulator, OpenAISimulator],
+    start_proxy_at: Callable[..., ActorHandle],
+) -> None:
+    _, beta = sims
+    with TrickleServer(interval=0.25) as trickle:
+        handle = start_router(
+            runtime,
+            {"slow": provider(trickle.base_url, model("m")), "beta": provider(beta.base_url)},
+            {"r": ["slow:m", "beta:model-b"]},
+            max_total_timeout_ms=1500,
+        )
+        reply = handle.request(ask(model_name="r"), timeout=10)
+        assert trickle.hung_up.wait(10)  # the proxy shut the socket at the deadline
+    assert isinstance(reply, ErrorResponse) and reply.kind == "timeout"
+    assert [(t.outcome, t.kind) for t in reply.tried or []] == [
+        ("error", "timeout"),
+        ("skipped", "timeout"),
+    ]
     assert beta.requests_seen == 0
