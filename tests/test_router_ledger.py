@@ -199,3 +199,14 @@ def test_reset_durations_and_header_parsing() -> None:
     assert rate_limit_of(
         {"x-ratelimit-remaining-tokens": "12", "x-ratelimit-limit-tokens": "x"}
     ) == (RateLimitInfo(remaining_tokens=12))
+
+
+def test_the_shipped_example_init_file_is_a_valid_router_config() -> None:
+    from theater_py_actors.router import manifests
+    from theater_py_actors.router.config import parse_router_init
+
+    path = Path(manifests.__file__).parent / "init-router-example.json"
+    init, proxies = parse_router_init(path.read_text(encoding="utf-8"))
+    assert set(proxies) == {"openai", "moonshot"}
+    assert init.config.budget is not None and init.config.budget.per == "day"
+    assert proxies["moonshot"].config.api_key_env == "MOONSHOT_API_KEY"
