@@ -1,4 +1,4 @@
-"""The router's budget ledger and rate limiter, on injected clocks."""
+"""The router's budget ledger and rate limiter on injected clocks, and its config files."""
 
 from __future__ import annotations
 
