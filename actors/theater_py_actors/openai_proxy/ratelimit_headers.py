@@ -16,7 +16,8 @@ from theater_py_actors.genai_types import RateLimitInfo
 
 __all__ = ["parse_duration_ms", "rate_limit_of"]
 
-_PREFIX = "x-ratelimit-"
+_REMAINING_REQUESTS = "x-ratelimit-remaining-requests"
+_REMAINING_TOKENS = "x-ratelimit-remaining-tokens"
 _HEADERS = {
     "limit_requests": "x-ratelimit-limit-requests",
     "limit_tokens": "x-ratelimit-limit-tokens",
@@ -71,14 +72,15 @@ def _count(text: str | None) -> int | None:
 
 
 def rate_limit_of(headers: Mapping[str, str]) -> RateLimitInfo | None:
-    """The ``rate_limit`` extension of a reply with these headers; ``None`` if it has none.
+    """The ``rate_limit`` extension of a reply with these headers; ``None`` if it states
+    neither remaining requests nor remaining tokens (every provider that sends the
+    headers sends those).
 
     ``headers`` is a case-insensitive mapping (a ``requests`` response's); a value that
     does not parse is left out rather than guessed.
     """
-    if headers.get(_HEADERS["remaining_requests"]) is None and not any(
-        name.lower().startswith(_PREFIX) for name in headers
-    ):
+    # On every reply's path: a reply without the two "remaining" headers costs two lookups.
+    if _REMAINING_REQUESTS not in headers and _REMAINING_TOKENS not in headers:
         return None
     values: dict[str, int | None] = {
         field: _count(headers.get(name)) for field, name in _HEADERS.items()
