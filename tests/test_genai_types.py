@@ -354,6 +354,7 @@ def test_error_kinds_are_those_of_the_reference() -> None:
                 "invalid_request",
                 "configuration",
                 "cancelled",
+                "budget_exceeded",
             ]
         )
         == ERROR_KINDS

@@ -125,6 +125,32 @@ def test_a_request_that_timed_out_before_it_was_reached_is_dropped(
     assert "sync" in handled
 
 
+def test_request_future_answers_without_waiting_and_a_cancel_drops_the_message(
+    runtime: Runtime, make_manifest: ManifestFactory, shared
+):
+    release = gate("g")
+    handle = runtime.start_actor(make_manifest("Worker"))
+    handle.send({"gate": "g"})
+    answered = handle.request_future("first")
+    dropped = handle.request_future("never handled")
+    assert not answered.done()
+    assert dropped.cancel()
+    release.set()
+    assert answered.result(timeout=10)["message"] == "first"
+    handle.request("sync")
+    handled = [m for kind, _, m in sample_actors.LOG if kind == "handled"]
+    assert "first" in handled
+    assert "never handled" not in handled
+
+
+def test_request_future_fails_as_request_raises(
+    runtime: Runtime, make_manifest: ManifestFactory, shared
+):
+    handle = runtime.start_actor(make_manifest("Worker"))
+    with pytest.raises(ActorFailed):
+        handle.request_future({"crash": "on purpose"}).result(timeout=10)
+
+
 def test_a_deferred_reply_does_not_block_the_mailbox(
     runtime: Runtime, make_manifest: ManifestFactory, shared
 ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from theater_py import channel
@@ -92,6 +93,21 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
         """
         return cast("RespT_co", self._call(message, False, timeout))
 
+    def request_future(self, message: ReqT_contra) -> concurrent.futures.Future[RespT_co]:
+        """Send a typed message and return the future of its typed reply, without waiting.
+
+        For an actor that asks another while it serves its own caller: it chains on the
+        future instead of holding a thread. The future fails as :meth:`request` raises
+        (``ActorFailed``, ``ActorStopped``); it has no timeout of its own. Cancelling it
+        stops waiting as a timed-out :meth:`request` does: the actor drops the message if
+        it has not begun it, and cancels the reply it deferred if it has.
+        """
+        reply: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        envelope = Envelope(Kind.REQUEST, message, False, reply)
+        reply.add_done_callback(functools.partial(_abandon_if_cancelled, envelope))
+        self._current().deliver(envelope)
+        return reply
+
     def request_json(self, value: Any, timeout: float | None = None) -> Any:
         """Send a JSON value and wait for the reply as a JSON value.
 
@@ -179,6 +195,11 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
 
     def __repr__(self) -> str:
         return f"<ActorHandle {self._name}>"
+
+
+def _abandon_if_cancelled(envelope: Envelope, reply: concurrent.futures.Future[Any]) -> None:
+    if reply.cancelled():
+        envelope.abandon()
 
 
 class ActorHandle(TypedHandle[Any, Any]):

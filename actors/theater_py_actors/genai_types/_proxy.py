@@ -28,9 +28,11 @@ __all__ = [
     "ProxyRequest",
     "ProxyResponse",
     "ProxyStreamMessage",
+    "RateLimitInfo",
     "ReasoningDelta",
     "Retrying",
     "ToolUseDelta",
+    "TriedTarget",
 ]
 
 
@@ -49,9 +51,17 @@ class ListModels:
 
 @attrs.frozen
 class GenerateCompletion:
-    """Ask for a completion (``{"GenerateCompletion": {"request": ...}}``)."""
+    """Ask for a completion (``{"GenerateCompletion": {"request": ...}}``).
+
+    Attributes:
+        request: the completion request.
+        max_total_timeout_ms: a deadline for this request only, in milliseconds from
+            when the proxy accepts it (an extension); the proxy uses the shorter of it
+            and its own. A router passes the time its request has left.
+    """
 
     request: CompletionRequest
+    max_total_timeout_ms: int | None = attrs.field(default=None, metadata=serde.extension())
 
 
 ProxyRequest: TypeAlias = ListModels | GenerateCompletion
@@ -65,11 +75,56 @@ class ModelList:
     models: list[ModelInfo]
 
 
+@attrs.frozen(kw_only=True)
+class RateLimitInfo:
+    """The provider's rate limits as its last reply stated them (``x-ratelimit-*``).
+
+    Every attribute is ``None`` where the provider did not say. Reset times are
+    milliseconds from the reply.
+    """
+
+    limit_requests: int | None = attrs.field(default=None, metadata=serde.extension())
+    limit_tokens: int | None = attrs.field(default=None, metadata=serde.extension())
+    remaining_requests: int | None = attrs.field(default=None, metadata=serde.extension())
+    remaining_tokens: int | None = attrs.field(default=None, metadata=serde.extension())
+    reset_requests_ms: int | None = attrs.field(default=None, metadata=serde.extension())
+    reset_tokens_ms: int | None = attrs.field(default=None, metadata=serde.extension())
+
+
+@attrs.frozen(kw_only=True)
+class TriedTarget:
+    """One target a router considered for a request.
+
+    Attributes:
+        target: ``provider:model``.
+        outcome: ``ok``, ``error`` (it was called and failed) or ``skipped`` (not called).
+        kind: the error kind, or why it was skipped; ``None`` when ``ok``.
+        ms: how long it took, in milliseconds.
+    """
+
+    target: str
+    outcome: str
+    kind: str | None
+    ms: int
+
+
 @attrs.frozen
 class Completion:
-    """The model's answer (``{"Completion": {"completion": ...}}``)."""
+    """The model's answer (``{"Completion": {"completion": ...}}``).
+
+    Attributes:
+        completion: the answer.
+        rate_limit: the provider's rate limits, as its reply's headers stated them (an
+            extension).
+        served_by: the router target that answered, ``provider:model`` (an extension,
+            set by a router).
+        tried: every target the router considered, in order (an extension).
+    """
 
     completion: CompletionResponse
+    rate_limit: RateLimitInfo | None = attrs.field(default=None, metadata=serde.extension())
+    served_by: str | None = attrs.field(default=None, metadata=serde.extension())
+    tried: list[TriedTarget] | None = attrs.field(default=None, metadata=serde.extension())
 
 
 ErrorKind: TypeAlias = Literal[
@@ -89,6 +144,7 @@ ErrorKind: TypeAlias = Literal[
     "invalid_request",
     "configuration",
     "cancelled",
+    "budget_exceeded",
 ]
 """The kinds of failure a proxy reports."""
 
@@ -113,6 +169,10 @@ class ErrorResponse:
         attempts: how many times the proxy sent the request.
         partial_text: in a stream that failed after text had flowed, the text the caller
             already received (the concatenated ``Delta`` texts), so it need not be rebuilt.
+        rate_limit: the provider's rate limits, as the failed reply's headers stated them.
+        served_by: always absent (``null``) on an error; there for symmetry with
+            :class:`Completion`.
+        tried: every target a router considered, in order.
     """
 
     error: str
@@ -123,6 +183,9 @@ class ErrorResponse:
     provider_code: str | None = attrs.field(default=None, metadata=serde.extension())
     attempts: int | None = attrs.field(default=None, metadata=serde.extension())
     partial_text: str | None = attrs.field(default=None, metadata=serde.extension())
+    rate_limit: RateLimitInfo | None = attrs.field(default=None, metadata=serde.extension())
+    served_by: str | None = attrs.field(default=None, metadata=serde.extension())
+    tried: list[TriedTarget] | None = attrs.field(default=None, metadata=serde.extension())
 
 
 ProxyResponse: TypeAlias = ModelList | Completion | ErrorResponse

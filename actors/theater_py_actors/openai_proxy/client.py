@@ -44,6 +44,7 @@ from theater_py_actors.openai_proxy.errors import (
     excerpt,
     header_excerpt,
 )
+from theater_py_actors.openai_proxy.ratelimit_headers import rate_limit_of
 from theater_py_actors.openai_proxy.retry import retry_delay, should_retry
 from theater_py_actors.openai_proxy.sse import ServerSentEvent, SSEParser, SSETooLarge
 from theater_py_actors.openai_proxy.upstream_call import (
@@ -54,6 +55,7 @@ from theater_py_actors.openai_proxy.upstream_call import (
 )
 
 if TYPE_CHECKING:
+    from theater_py_actors.genai_types import RateLimitInfo
     from theater_py_actors.openai_proxy.config import RetryConfig
 
 __all__ = ["ChatCall", "ChatClient", "ChatResult", "StreamState"]
@@ -80,6 +82,7 @@ class ChatResult:
         status: the HTTP status (a 2xx).
         streamed: the reply came as an event stream, whose chunks went to
             :attr:`StreamState.on_chunk` (``body`` is then empty).
+        rate_limit: the provider's ``x-ratelimit-*`` headers, read.
     """
 
     body: dict[str, Any]
@@ -87,6 +90,7 @@ class ChatResult:
     request_id: str | None
     status: int = 200
     streamed: bool = False
+    rate_limit: RateLimitInfo | None = None
 
 
 class StreamState:
@@ -618,7 +622,14 @@ class ChatClient:
                     return outcome
             if not data:  # the end, with or without [DONE]
                 _keep_alive(raw, read1, sock)
-                return ChatResult({}, call.attempts, request_id, response.status_code, True)
+                return ChatResult(
+                    {},
+                    call.attempts,
+                    request_id,
+                    response.status_code,
+                    True,
+                    rate_limit_of(response.headers),
+                )
 
     def _stream_event(
         self,
@@ -631,7 +642,14 @@ class ChatClient:
         """Hand one event's chunk on; the outcome if the event ends the stream."""
         text = event.data
         if text.strip() == "[DONE]":
-            return ChatResult({}, call.attempts, request_id, response.status_code, True)
+            return ChatResult(
+                {},
+                call.attempts,
+                request_id,
+                response.status_code,
+                True,
+                rate_limit_of(response.headers),
+            )
         for secret in self.secrets:  # a hostile upstream may echo the key
             text = text.replace(secret, "[redacted]")
         try:
@@ -708,7 +726,13 @@ class ChatClient:
         except ValueError:
             document = None
         if isinstance(document, dict) and isinstance(document.get(expect), list):
-            return ChatResult(document, attempt, request_id, response.status_code)
+            return ChatResult(
+                document,
+                attempt,
+                request_id,
+                response.status_code,
+                rate_limit=rate_limit_of(response.headers),
+            )
         if isinstance(document, dict) and document.get("error"):
             # Some gateways report failures with a 200: classified like the error it is.
             return classify_response(
