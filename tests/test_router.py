@@ -24,7 +24,9 @@ from theater_py_actors.genai_types import (
     ListModels,
     Message,
     ModelList,
+    ProxyRequest,
     RateLimitInfo,
+    Retrying,
     TriedTarget,
 )
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
@@ -234,8 +236,26 @@ def test_a_stream_falls_back_before_its_first_delta(
     last = items[-1]
     assert isinstance(last, Completion) and last.served_by == "beta:model-b"
     assert [(t.outcome, t.kind) for t in last.tried] == [("error", "server_error"), ("ok", None)]
+    # alpha's proxy retried before it gave up: its notices reach the caller, and are no
+    # delta that would forbid the fallback.
+    assert any(isinstance(item, Retrying) for item in items)
     text = "".join(getattr(item, "text", "") for item in items[:-1])
     assert text == "You said: one two three"
+
+
+def test_a_routed_error_says_nobody_served_it(
+    router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
+) -> None:
+    alpha, beta = sims
+    handle = router()
+    alpha.fail_next(status=500, times=10)
+    beta.fail_next(status=500, times=10)
+    wire = handle.request_json(serde.unstructure(ask(), ProxyRequest), timeout=20)
+    error = wire["Error"]
+    assert error["kind"] == "server_error"
+    assert "served_by" in error and error["served_by"] is None
+    assert [t["target"] for t in error["tried"]] == ["alpha:model-a", "beta:model-b"]
+    assert list(error)[-2:] == ["served_by", "tried"]
 
 
 def test_a_stream_that_fails_after_its_first_delta_ends_without_fallback(

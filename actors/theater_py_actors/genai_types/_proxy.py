@@ -170,8 +170,8 @@ class ErrorResponse:
         partial_text: in a stream that failed after text had flowed, the text the caller
             already received (the concatenated ``Delta`` texts), so it need not be rebuilt.
         rate_limit: the provider's rate limits, as the failed reply's headers stated them.
-        served_by: always absent (``null``) on an error; there for symmetry with
-            :class:`Completion`.
+        served_by: on an error nobody served the request: a router's ``Error`` (one with
+            ``tried``) writes it as ``null``; the proxy's own errors leave it out.
         tried: every target a router considered, in order.
     """
 
@@ -256,6 +256,26 @@ ProxyStreamMessage: TypeAlias = (
 )
 """What a proxy sends on a completion's channel: deltas (and notices of its retries
 before them), then one ``Completion`` or ``Error``."""
+
+
+def _error_writer() -> Any:
+    written = serde.converter.get_unstructure_hook(ErrorResponse)
+
+    def write(error: ErrorResponse) -> Any:
+        body = written(error)
+        if error.tried is not None and "served_by" not in body:
+            # A router's error says who served it, nobody, beside what it tried: the shape
+            # callers match on is {"Error": {..., "served_by": null, "tried": [...]}}.
+            tried = body.pop("tried")
+            body["served_by"] = None
+            body["tried"] = tried
+        return body
+
+    return write
+
+
+# Registered before the unions below, which take ErrorResponse's writer as they register.
+serde.converter.register_unstructure_hook(ErrorResponse, _error_writer())
 
 
 def _list_models_hook() -> Any:

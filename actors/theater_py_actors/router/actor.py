@@ -47,6 +47,7 @@ from theater_py_actors.genai_types import (
     ProxyRequest,
     ProxyResponse,
     ProxyStreamMessage,
+    Retrying,
 )
 from theater_py_actors.openai_proxy.catalog import load_catalog
 from theater_py_actors.router.config import parse_router_init, parse_target
@@ -420,6 +421,8 @@ class _StreamJob:
                     return item
                 if not self._relay(item):
                     return _cancelled()
+                if isinstance(item, Retrying):
+                    continue  # a notice of the child's retry: no text has reached the caller
                 relayed.flowed = True
                 text = getattr(item, "text", None)
                 if isinstance(text, str):
