@@ -97,3 +97,22 @@ def test_spend_survives_a_whole_run_restart_with_the_same_store_id(
         )
         assert isinstance(fresh.request(ask(1000), timeout=20), Completion)
     assert sim.requests_seen == 2
+
+
+def test_a_call_that_timed_out_keeps_its_reservation(
+    runtime: Runtime, sim: OpenAISimulator, start_proxy_at: Callable[..., ActorHandle]
+) -> None:
+    """The provider may bill a call the router stopped waiting for: the budget counts it
+    at its most, so the next request no longer fits."""
+    router = start_router(
+        runtime,
+        {"sim": provider(sim.base_url, model("model-a"))},
+        budget={"usd": reservation(1000) * 1.5},
+        max_total_timeout_ms=500,
+    )
+    sim.fail_next(fault="stall=30000")
+    first = router.request(ask(1000), timeout=20)
+    assert isinstance(first, ErrorResponse) and first.kind == "timeout"
+    second = router.request(ask(1000), timeout=20)
+    assert isinstance(second, ErrorResponse) and second.kind == "budget_exceeded"
+    assert sim.requests_seen == 1

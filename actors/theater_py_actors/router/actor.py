@@ -288,13 +288,18 @@ class RouterActor(Actor):
 
 @attrs.frozen
 class _Failed:
-    """A call that got no reply from the child proxy (it crashed, stopped, or was late)."""
+    """A call that got no reply from the child proxy (it crashed, stopped, or was late).
+
+    ``unknown``: the child may have taken the call, so the provider may have billed it.
+    """
 
     error: ErrorResponse
+    unknown: bool = True
 
 
 def _failed(ticket: Ticket, exc: BaseException) -> _Failed:
-    return _Failed(call_failed(ticket, exc))
+    # A stopped child took nothing; a late or crashed one may have sent the request on.
+    return _Failed(call_failed(ticket, exc), unknown=not isinstance(exc, ActorStopped))
 
 
 class _StreamJob:
@@ -352,7 +357,7 @@ class _StreamJob:
                 continue
             final, flowed, partial = self._stream(ticket)
             if isinstance(final, _Failed):
-                dispatcher.settle(ticket, None, partial)
+                dispatcher.settle(ticket, None, partial, unknown=final.unknown)
                 error = final.error
             else:
                 dispatcher.settle(ticket, final, partial)
@@ -384,7 +389,7 @@ class _StreamJob:
             child = ticket.provider.handle.open_channel(message, timeout=wait)
         except ChannelRefused as exc:
             error = ErrorResponse(error=f"invalid_request: {exc}", kind="invalid_request")
-            return _Failed(error), False, ""
+            return _Failed(error, unknown=False), False, ""
         except (ActorStopped, ActorFailed, RequestTimeout) as exc:
             return _failed(ticket, exc), False, ""
         with self._lock:

@@ -215,11 +215,20 @@ class Dispatcher:
             self._stopping.wait(admitted)
 
     def settle(
-        self, ticket: Ticket, reply: Completion | ErrorResponse | None, partial_text: str = ""
+        self,
+        ticket: Ticket,
+        reply: Completion | ErrorResponse | None,
+        partial_text: str = "",
+        *,
+        unknown: bool = False,
     ) -> None:
         """Account for a call's outcome: the actual cost, and what the provider said.
 
-        ``reply`` ``None``: the call never reached the provider's proxy.
+        ``reply`` ``None``: no answer from the provider's proxy. ``unknown``: the call may
+        have reached the provider all the same (the child timed out, crashed or was
+        abandoned after taking it). An unknown outcome, or the proxy's own ``timeout``,
+        keeps the whole reservation: the provider may have billed it, and a budget must
+        err towards never being passed.
         """
         limiter = ticket.provider.limiter
         info = None if reply is None else reply.rate_limit
@@ -229,7 +238,9 @@ class Dispatcher:
             limiter.give_back(ticket.tokens, usage.input_tokens + usage.output_tokens)
         else:
             cost = 0.0
-            if partial_text and ticket.pricing is not None:
+            if unknown or (reply is not None and reply.kind == "timeout"):
+                cost = None  # see above: keep the whole hold
+            elif partial_text and ticket.pricing is not None:
                 # Text flowed before the stream failed: it was generated, so billed.
                 output = len(partial_text) // 4 + 1
                 cost = max_cost(ticket.input_tokens, output, ticket.pricing)

@@ -165,17 +165,14 @@ class Routing:
                 self._child = None
             ticket = self._ticket
             assert ticket is not None
-            if child.cancelled():
-                self._dispatcher.settle(ticket, None)
+            if child.cancelled():  # the caller gave up; the proxy may have sent it on
+                self._dispatcher.settle(ticket, None, unknown=True)
                 return
             error = child.exception()
             if error is not None:
-                reached = False
-                reply: Any = call_failed(ticket, error)
+                self._replied_with(call_failed(ticket, error), reached=False, unknown=True)
             else:
-                reached = True
-                reply = child.result()
-            self._replied_with(reply, reached=reached)
+                self._replied_with(child.result(), reached=True)
         except Exception as exc:  # noqa: BLE001 -- a callback's exception would be lost
             logger.error("routing a reply failed unexpectedly: %s", type(exc).__name__)
             self._answer(
@@ -186,7 +183,7 @@ class Routing:
                 )
             )
 
-    def _replied_with(self, reply: Any, *, reached: bool) -> None:
+    def _replied_with(self, reply: Any, *, reached: bool, unknown: bool = False) -> None:
         dispatcher = self._dispatcher
         plan = self._plan
         ticket = self._ticket
@@ -196,7 +193,7 @@ class Routing:
                 error=f"invalid_response: {ticket.target} answered {type(reply).__name__}",
                 kind="invalid_response",
             )
-        dispatcher.settle(ticket, reply if reached else None)
+        dispatcher.settle(ticket, reply if reached else None, unknown=unknown)
         target = ticket.target
         if isinstance(reply, Completion):
             plan.record(target, "ok", None, self._started)
