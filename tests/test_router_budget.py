@@ -24,14 +24,21 @@ from theater_py_actors.router.estimate import estimate_tokens, max_cost
 PRICING = ModelPricing(**PRICED)
 
 
-def ask(max_tokens: int, model_name: str = "sim:model-a") -> GenerateCompletion:
+def ask(
+    max_tokens: int | None, model_name: str = "sim:model-a", text: str = "hello"
+) -> GenerateCompletion:
     return GenerateCompletion(
-        CompletionRequest(model=model_name, messages=[Message.user("hello")], max_tokens=max_tokens)
+        CompletionRequest(model=model_name, messages=[Message.user(text)], max_tokens=max_tokens)
     )
 
 
-def reservation(max_tokens: int) -> float:
+def reservation(max_tokens: int | None) -> float:
     return max_cost(estimate_tokens(ask(max_tokens).request), max_tokens, PRICING)
+
+
+def _stream(handle: ActorHandle, message: GenerateCompletion) -> list[Any]:
+    with handle.open_channel(message, timeout=20) as channel:
+        return list(channel)
 
 
 def test_64_concurrent_requests_against_a_budget_that_fits_10(
@@ -115,4 +122,24 @@ def test_a_call_that_timed_out_keeps_its_reservation(
     assert isinstance(first, ErrorResponse) and first.kind == "timeout"
     second = router.request(ask(1000), timeout=20)
     assert isinstance(second, ErrorResponse) and second.kind == "budget_exceeded"
+    assert sim.requests_seen == 1
+
+
+def test_a_completion_without_usage_keeps_its_whole_reservation(
+    runtime: Runtime, sim: OpenAISimulator, start_proxy_at: Callable[..., ActorHandle]
+) -> None:
+    """A provider that reports no usage (a stream without include_usage, a local server)
+    still bills the call: its cost is unknown, so the reservation is kept."""
+    router = start_router(
+        runtime,
+        {"sim": provider(sim.base_url, model("model-a"))},
+        budget={"usd": reservation(1000) * 1.5},  # fits one request's reservation
+    )
+    sim.fail_next(fault="no_usage", times=5)
+    finals = [_stream(router, ask(1000))[-1] for _ in range(5)]
+    assert isinstance(finals[0], Completion)
+    assert finals[0].completion.usage.cost_usd is None  # the cost is unknown, not 0
+    assert all(
+        isinstance(f, ErrorResponse) and f.kind == "budget_exceeded" for f in finals[1:]
+    ), finals[1:]
     assert sim.requests_seen == 1

@@ -235,7 +235,8 @@ class Dispatcher:
         if isinstance(reply, Completion):
             usage = reply.completion.usage
             cost = completion_cost(reply.completion, ticket.pricing)
-            limiter.give_back(ticket.tokens, usage.input_tokens + usage.output_tokens)
+            used = usage.input_tokens + usage.output_tokens
+            limiter.give_back(ticket.tokens, used or ticket.tokens)  # 0: usage unknown
         else:
             cost = 0.0
             if unknown or (reply is not None and reply.kind == "timeout"):
@@ -250,7 +251,7 @@ class Dispatcher:
         if info is not None:
             limiter.observe(info)
         if ticket.reservation is not None and self.ledger is not None:
-            if cost is None:  # no price known for what it answered: keep the whole hold
+            if cost is None:  # no price or no usage known for it: keep the whole hold
                 cost = ticket.reservation.amount
             self.ledger.settle(ticket.reservation, cost)
 

@@ -70,11 +70,16 @@ def max_cost(input_tokens: int, max_tokens: int | None, pricing: ModelPricing) -
 
 def completion_cost(completion: CompletionResponse, pricing: ModelPricing | None) -> float | None:
     """What a completion cost: the proxy's ``cost_usd`` (cached input at its price), or
-    computed from its usage at ``pricing``; ``None`` if neither is known."""
+    computed from its usage at ``pricing``; ``None`` if neither is known.
+
+    A usage of 0 tokens in and out is no usage: the provider did not report it (a stream
+    without ``include_usage``, a local server), though it generated and may bill the
+    answer. Its cost is unknown (``None``), not 0.
+    """
     usage = completion.usage
     if usage.cost_usd is not None:
         return usage.cost_usd
-    if pricing is None:
+    if pricing is None or (usage.input_tokens == 0 and usage.output_tokens == 0):
         return None
     cached = usage.cached_input_tokens or 0
     cached_price = pricing.cached_input_cost_per_million_tokens
