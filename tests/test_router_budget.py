@@ -139,7 +139,7 @@ def test_a_completion_without_usage_keeps_its_whole_reservation(
     finals = [_stream(router, ask(1000))[-1] for _ in range(5)]
     assert isinstance(finals[0], Completion)
     assert finals[0].completion.usage.cost_usd is None  # the cost is unknown, not 0
-    assert all(
-        isinstance(f, ErrorResponse) and f.kind == "budget_exceeded" for f in finals[1:]
-    ), finals[1:]
+    assert all(isinstance(f, ErrorResponse) and f.kind == "budget_exceeded" for f in finals[1:]), (
+        finals[1:]
+    )
     assert sim.requests_seen == 1
