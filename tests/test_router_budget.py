@@ -4,10 +4,16 @@ under concurrency, and spend kept across a whole-run restart."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.raw_upstream import RawServer
 from tests.router_fixtures import PRICED, model, provider, start_router
 from theater_py import ActorHandle, Runtime
 from theater_py_actors.genai_types import (
@@ -19,7 +25,11 @@ from theater_py_actors.genai_types import (
     ModelPricing,
 )
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
-from theater_py_actors.router.estimate import estimate_tokens, max_cost
+from theater_py_actors.router.estimate import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    estimate_tokens,
+    max_cost,
+)
 
 PRICING = ModelPricing(**PRICED)
 
@@ -143,3 +153,51 @@ def test_a_completion_without_usage_keeps_its_whole_reservation(
         finals[1:]
     )
     assert sim.requests_seen == 1
+
+
+def _completion(output_tokens: int) -> Callable[[socket.socket, RawServer], None]:
+    """An upstream that answers every request with a completion of ``output_tokens``."""
+    body = json.dumps(
+        {
+            "id": "c1",
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": output_tokens},
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+    def answer(connection: socket.socket, _: RawServer) -> None:
+        connection.sendall(head + body)
+
+    return answer
+
+
+def test_a_request_without_max_tokens_is_sent_capped_at_its_reserved_output(
+    runtime: Runtime,
+    start_proxy_at: Callable[..., ActorHandle],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With a budget, the output a reservation assumes is the cap the provider gets; an
+    upstream that ignores it (and writes 30k tokens) is logged at WARNING."""
+    budget = max_cost(estimate_tokens(ask(None, "raw:m").request), None, PRICING) * 1.5
+    with RawServer(_completion(30_000)) as raw:
+        router = start_router(
+            runtime, {"raw": provider(raw.base_url, model("m"))}, budget={"usd": budget}
+        )
+        with caplog.at_level(logging.WARNING, logger="theater_py_actors.router"):
+            reply = router.request(ask(None, "raw:m"), timeout=20)
+        sent = raw.bodies[0]
+    assert isinstance(reply, Completion)
+    cap = sent.get("max_completion_tokens", sent.get("max_tokens"))
+    assert cap == DEFAULT_MAX_OUTPUT_TOKENS, sorted(sent)
+    assert any("more than the" in r.getMessage() for r in caplog.records), caplog.text

@@ -378,7 +378,7 @@ class _StreamJob:
         caller, and the text they carried."""
         left_ms = max(self._plan.left_ms(), 1)
         message = GenerateCompletion(
-            request=attrs.evolve(self._request, model=ticket.target.model),
+            request=ticket.request_for(self._request),
             max_total_timeout_ms=left_ms,
         )
         # Each wait on the child is bounded by its own deadline (before text flows) or its

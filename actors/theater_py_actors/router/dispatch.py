@@ -27,7 +27,7 @@ from theater_py_actors.genai_types import (
 )
 from theater_py_actors.openai_proxy.config import ConfigError
 from theater_py_actors.router.config import Target, parse_target
-from theater_py_actors.router.estimate import completion_cost, max_cost
+from theater_py_actors.router.estimate import DEFAULT_MAX_OUTPUT_TOKENS, completion_cost, max_cost
 
 if TYPE_CHECKING:
     from theater_py_actors.router.ledger import BudgetLedger, Reservation
@@ -51,6 +51,12 @@ class Ticket:
     tokens: int
     pricing: ModelPricing | None
     input_tokens: int
+    max_tokens: int | None
+    """The output cap to send: the request's own, or (with a budget) the one reserved."""
+
+    def request_for(self, request: CompletionRequest) -> CompletionRequest:
+        """``request`` as this target's child proxy is to get it."""
+        return attrs.evolve(request, model=self.target.model, max_tokens=self.max_tokens)
 
 
 class Plan:
@@ -162,8 +168,14 @@ class Dispatcher:
                 kind="provider_down",
             )
         max_tokens = request.max_tokens
-        need = plan.input_tokens + (max_tokens or 0)
         window = provider.context_window(target.model)
+        if max_tokens is None and self.ledger is not None:
+            # The reservation is for this much output: it must be the most the call can
+            # generate, so it is the cap the provider gets.
+            max_tokens = DEFAULT_MAX_OUTPUT_TOKENS
+            if window is not None and window - plan.input_tokens > 0:
+                max_tokens = min(max_tokens, window - plan.input_tokens)
+        need = plan.input_tokens + (max_tokens or 0)
         if window is not None and need > window:
             return ErrorResponse(
                 error=f"context_window_exceeded: {target} holds {window} tokens; the request "
@@ -202,7 +214,7 @@ class Dispatcher:
             if refusal is not None:
                 provider.limiter.give_back(need)
                 return ErrorResponse(error=f"budget_exceeded: {refusal}", kind="budget_exceeded")
-        return Ticket(target, provider, reservation, need, pricing, plan.input_tokens)
+        return Ticket(target, provider, reservation, need, pricing, plan.input_tokens, max_tokens)
 
     def admit_waiting(
         self, target: Target, request: CompletionRequest, plan: Plan
@@ -253,6 +265,14 @@ class Dispatcher:
         if ticket.reservation is not None and self.ledger is not None:
             if cost is None:  # no price or no usage known for it: keep the whole hold
                 cost = ticket.reservation.amount
+            elif cost > ticket.reservation.amount * (1 + 1e-9):
+                logger.warning(
+                    "%s cost %.6f USD, more than the %.6f USD reserved for it (the token "
+                    "estimate was low, or the provider ignored max_tokens)",
+                    ticket.target,
+                    cost,
+                    ticket.reservation.amount,
+                )
             self.ledger.settle(ticket.reservation, cost)
 
 

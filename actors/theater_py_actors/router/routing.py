@@ -142,7 +142,7 @@ class Routing:
     def _call(self, ticket: Ticket, started: float) -> None:
         left_ms = max(self._plan.left_ms(), 1)
         message = GenerateCompletion(
-            request=attrs.evolve(self._request, model=ticket.target.model),
+            request=ticket.request_for(self._request),
             max_total_timeout_ms=left_ms,
         )
         self._ticket = ticket
