@@ -201,3 +201,12 @@ def test_a_request_without_max_tokens_is_sent_capped_at_its_reserved_output(
     cap = sent.get("max_completion_tokens", sent.get("max_tokens"))
     assert cap == DEFAULT_MAX_OUTPUT_TOKENS, sorted(sent)
     assert any("more than the" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_a_non_latin_prompt_is_estimated_at_a_token_a_character_or_more() -> None:
+    """CJK text runs near one token a character: 4 characters a token would err 4x low,
+    for both the reservation and the context-window skip."""
+    text = "请总结以下文件的内容。" * 400  # 4400 characters
+    assert estimate_tokens(ask(None, text=text).request) >= len(text)
+    english = "Please summarise the following document. " * 100
+    assert estimate_tokens(ask(None, text=english).request) < len(english) // 3

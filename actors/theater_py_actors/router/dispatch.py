@@ -27,7 +27,12 @@ from theater_py_actors.genai_types import (
 )
 from theater_py_actors.openai_proxy.config import ConfigError
 from theater_py_actors.router.config import Target, parse_target
-from theater_py_actors.router.estimate import DEFAULT_MAX_OUTPUT_TOKENS, completion_cost, max_cost
+from theater_py_actors.router.estimate import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    completion_cost,
+    max_cost,
+    text_tokens,
+)
 
 if TYPE_CHECKING:
     from theater_py_actors.router.ledger import BudgetLedger, Reservation
@@ -255,7 +260,7 @@ class Dispatcher:
                 cost = None  # see above: keep the whole hold
             elif partial_text and ticket.pricing is not None:
                 # Text flowed before the stream failed: it was generated, so billed.
-                output = len(partial_text) // 4 + 1
+                output = text_tokens(partial_text) + 1
                 cost = max_cost(ticket.input_tokens, output, ticket.pricing)
             limiter.give_back(ticket.tokens, None if reply is None or reply.status is None else 0)
             if reply is not None and reply.kind == "rate_limit" and reply.retry_after_ms:

@@ -1,7 +1,8 @@
 """What a request will take before it is sent: its input tokens, and its most it can cost.
 
-The estimate is deliberately cheap and errs high: about four characters to a token
-(English prose runs nearer 4.5 with OpenAI's tokenizers), plus a few tokens per message
+The estimate is deliberately cheap and errs high: about four ASCII characters to a token
+(English prose runs nearer 4.5 with OpenAI's tokenizers), a token for every other character
+(CJK text runs near one a character; Cyrillic and Greek fewer), plus a few tokens per message
 for the chat template. It decides two things before any call: whether a model's context
 window can hold the request, and how much of the budget to reserve.
 """
@@ -20,7 +21,13 @@ from theater_py_actors.genai_types import (
     ToolUse,
 )
 
-__all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "completion_cost", "estimate_tokens", "max_cost"]
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "completion_cost",
+    "estimate_tokens",
+    "max_cost",
+    "text_tokens",
+]
 
 _CHARS_PER_TOKEN = 4
 _PER_MESSAGE = 4
@@ -31,32 +38,39 @@ DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 def estimate_tokens(request: CompletionRequest) -> int:
     """An upper-leaning estimate of the request's input tokens."""
-    chars = len(request.system or "")
+    texts = [request.system or ""]
     blocks = 0
     for message in request.messages:
         for block in message.content:
             if isinstance(block, Text):
-                chars += len(block.text)
+                texts.append(block.text)
             elif isinstance(block, ToolUse):
-                chars += len(block.name) + len(json.dumps(block.input))
+                texts += (block.name, json.dumps(block.input))
             elif isinstance(block, ToolResult):
                 for part in block.content:
                     if isinstance(part, ToolText):
-                        chars += len(part.text)
+                        texts.append(part.text)
                     else:
                         blocks += 1
             else:
                 blocks += 1
     if request.tools:
         for tool in request.tools:
-            chars += len(tool.name) + len(tool.description or "")
-            chars += len(json.dumps(tool.input_schema))
+            texts += (tool.name, tool.description or "", json.dumps(tool.input_schema))
     return (
-        chars // _CHARS_PER_TOKEN
+        text_tokens("".join(texts))
         + 1
         + _PER_MESSAGE * (len(request.messages) + 1)
         + _OTHER_BLOCK * blocks
     )
+
+
+def text_tokens(text: str) -> int:
+    """Tokens in ``text``, erring high: four ASCII characters to a token, and a token for
+    every other character (CJK, Cyrillic, emoji run near one a character or more; 4
+    characters a token would err 4x low on them)."""
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return ascii_chars // _CHARS_PER_TOKEN + (len(text) - ascii_chars)
 
 
 def max_cost(input_tokens: int, max_tokens: int | None, pricing: ModelPricing) -> float:
