@@ -7,6 +7,7 @@ import concurrent.futures
 import json
 import logging
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,74 @@ def test_a_non_latin_prompt_is_estimated_at_a_token_a_character_or_more() -> Non
     assert estimate_tokens(ask(None, text=text).request) >= len(text)
     english = "Please summarise the following document. " * 100
     assert estimate_tokens(ask(None, text=english).request) < len(english) // 3
+
+
+def test_a_malformed_200_keeps_its_reservation(
+    runtime: Runtime, sim: OpenAISimulator, start_proxy_at: Callable[..., ActorHandle]
+) -> None:
+    """The provider answered 200, so it generated (and bills) the answer, though the proxy
+    could not read it: only an error status or a request that never left costs nothing."""
+    router = start_router(
+        runtime,
+        {"sim": provider(sim.base_url, model("model-a"), retry_config={"max_retries": 0})},
+        budget={"usd": reservation(1000) * 1.5},
+    )
+    sim.fail_next(fault="malformed")
+    first = router.request(ask(1000), timeout=20)
+    assert isinstance(first, ErrorResponse) and first.kind == "invalid_response", first
+    second = router.request(ask(1000), timeout=20)
+    assert isinstance(second, ErrorResponse) and second.kind == "budget_exceeded", second
+    assert sim.requests_seen == 1
+
+
+def test_an_error_status_or_a_refused_connection_releases_the_reservation(
+    runtime: Runtime, sim: OpenAISimulator, start_proxy_at: Callable[..., ActorHandle]
+) -> None:
+    """A 500 was not billed, nor a request whose connection was never made: the budget for
+    one request still serves one after each."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"  # bound, not listening
+        router = start_router(
+            runtime,
+            {
+                "dead": provider(dead_url, model("model-a"), retry_config={"max_retries": 0}),
+                "sim": provider(sim.base_url, model("model-a"), retry_config={"max_retries": 0}),
+            },
+            {"r": ["dead:model-a", "sim:model-a"]},
+            budget={"usd": reservation(1000) * 1.5},
+        )
+        sim.fail_next(status=500)
+        failed = router.request(ask(1000), timeout=20)
+        assert isinstance(failed, ErrorResponse) and failed.kind == "server_error", failed
+        reply = router.request(ask(1000, "r"), timeout=20)
+    assert isinstance(reply, Completion), reply
+    assert [(t.target, t.outcome, t.kind) for t in reply.tried] == [
+        ("dead:model-a", "error", "connection"),
+        ("sim:model-a", "ok", None),
+    ]
+
+
+def test_a_stream_closed_before_its_first_delta_keeps_its_reservation(
+    runtime: Runtime, sim: OpenAISimulator, start_proxy_at: Callable[..., ActorHandle]
+) -> None:
+    """The request reached the provider before the caller left: it may be billed."""
+    router = start_router(
+        runtime,
+        {"sim": provider(sim.base_url, model("model-a"))},
+        budget={"usd": reservation(1000) * 1.5},
+    )
+    sim.fail_next(fault="latency=1500")
+    channel = router.open_channel(ask(1000), timeout=20)
+    deadline = time.monotonic() + 5
+    while sim.requests_seen == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sim.requests_seen == 1  # the request reached the provider
+    channel.close()
+    # Until the provider is done with it, and a while after: nothing more is served.
+    ends = time.monotonic() + 3.0
+    while time.monotonic() < ends:
+        again = router.request(ask(1000), timeout=20)
+        assert isinstance(again, ErrorResponse) and again.kind == "budget_exceeded", again
+        time.sleep(0.05)
+    assert sim.requests_seen == 1

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from theater_py_actors.router.ledger import BudgetLedger, Reservation
     from theater_py_actors.router.providers import Provider
 
-__all__ = ["Dispatcher", "Plan", "Ticket"]
+__all__ = ["Dispatcher", "Plan", "Ticket", "never_sent"]
 
 logger = logging.getLogger("theater_py_actors.router")
 
@@ -243,26 +243,32 @@ class Dispatcher:
 
         ``reply`` ``None``: no answer from the provider's proxy. ``unknown``: the call may
         have reached the provider all the same (the child timed out, crashed or was
-        abandoned after taking it). An unknown outcome, or the proxy's own ``timeout``,
-        keeps the whole reservation: the provider may have billed it, and a budget must
-        err towards never being passed.
+        abandoned after taking it). An error releases the reservation only when the
+        provider answered it with an error status (4xx, 5xx) or the request provably never
+        left (:func:`never_sent`); any other (a ``timeout``, an unreadable ``200``, a
+        connection lost after sending, a cancelled call, an unknown outcome) keeps the
+        whole reservation: the provider may have billed it, and a budget must err towards
+        never being passed.
         """
         limiter = ticket.provider.limiter
         info = None if reply is None else reply.rate_limit
+        cost: float | None
         if isinstance(reply, Completion):
             usage = reply.completion.usage
             cost = completion_cost(reply.completion, ticket.pricing)
             used = usage.input_tokens + usage.output_tokens
             limiter.give_back(ticket.tokens, used or ticket.tokens)  # 0: usage unknown
         else:
-            cost = 0.0
-            if unknown or (reply is not None and reply.kind == "timeout"):
-                cost = None  # see above: keep the whole hold
-            elif partial_text and ticket.pricing is not None:
-                # Text flowed before the stream failed: it was generated, so billed.
-                output = text_tokens(partial_text) + 1
-                cost = max_cost(ticket.input_tokens, output, ticket.pricing)
-            limiter.give_back(ticket.tokens, None if reply is None or reply.status is None else 0)
+            refused = reply is not None and reply.status is not None and reply.status >= 400
+            unsent = (reply is None and not unknown) or (reply is not None and never_sent(reply))
+            cost = None  # see above: keep the whole hold
+            if refused or unsent:
+                cost = 0.0
+                if partial_text and ticket.pricing is not None:
+                    # Text flowed before the stream failed: it was generated, so billed.
+                    output = text_tokens(partial_text) + 1
+                    cost = max_cost(ticket.input_tokens, output, ticket.pricing)
+            limiter.give_back(ticket.tokens, None if unsent else 0)
             if reply is not None and reply.kind == "rate_limit" and reply.retry_after_ms:
                 limiter.close_for(reply.retry_after_ms / 1000)
         if info is not None:
@@ -279,6 +285,22 @@ class Dispatcher:
                     ticket.reservation.amount,
                 )
             self.ledger.settle(ticket.reservation, cost)
+
+
+_NEVER_SENT_KINDS = frozenset({"invalid_request", "configuration", "overloaded"})
+"""Errors a proxy answers without a provider's status only before it sends anything: its
+own validation, a config it cannot send with, its own pool being full."""
+_UNREACHED = ("NewConnectionError", "NameResolutionError", "the proxy is stopping")
+"""In a ``connection`` error's text: the connection was never made, so nothing was sent."""
+
+
+def never_sent(reply: ErrorResponse) -> bool:
+    """Whether ``reply`` proves its request never reached the provider (so costs nothing)."""
+    if reply.status is not None:
+        return False
+    if reply.kind in _NEVER_SENT_KINDS:
+        return True
+    return reply.kind == "connection" and any(sign in reply.error for sign in _UNREACHED)
 
 
 def _invalid(message: str) -> ErrorResponse:
