@@ -181,6 +181,24 @@ def test_one_deadline_spans_every_target(
     assert beta.requests_seen == 0
 
 
+def test_the_callers_own_max_total_timeout_ms_is_honoured(
+    router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
+) -> None:
+    """A caller that swaps a proxy for the router keeps its own deadline: the shorter of
+    the router's (120 s by default) and the message's."""
+    alpha, beta = sims
+    handle = router()
+    alpha.fail_next(fault="stall=30000")
+    message = GenerateCompletion(ask().request, max_total_timeout_ms=300)
+    reply = handle.request(message, timeout=5)
+    assert isinstance(reply, ErrorResponse) and reply.kind == "timeout", reply
+    assert [(t.target, t.kind) for t in reply.tried or []] == [
+        ("alpha:model-a", "timeout"),
+        ("beta:model-b", "timeout"),
+    ]
+    assert beta.requests_seen == 0
+
+
 def test_a_429_with_retry_after_falls_back_and_closes_the_provider_for_that_long(
     router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
 ) -> None:

@@ -139,7 +139,7 @@ class RouterActor(Actor):
                 return self._submit(functools.partial(self._list_models, live=True))
             return self._list_models(live=False)
         if isinstance(message, GenerateCompletion):
-            plan = self._plan(message.request)
+            plan = self._plan(message)
             if isinstance(plan, ErrorResponse):
                 return plan
             routing = Routing(
@@ -149,8 +149,10 @@ class RouterActor(Actor):
             return routing.reply
         return ErrorResponse(error=f"unsupported request {message!r}", kind="invalid_request")
 
-    def _plan(self, request: CompletionRequest) -> Plan | ErrorResponse:
-        """The request's targets and deadline; its clock starts now."""
+    def _plan(self, message: GenerateCompletion) -> Plan | ErrorResponse:
+        """The request's targets and deadline (the shorter of the config's and the
+        message's own ``max_total_timeout_ms``); its clock starts now."""
+        request = message.request
         dispatcher = self.dispatcher
         targets = dispatcher.targets_for(request.model)
         if isinstance(targets, ErrorResponse):
@@ -161,8 +163,11 @@ class RouterActor(Actor):
                 "message (or a system prompt) is required",
                 kind="invalid_request",
             )
+        total_s = self._total_s
+        if message.max_total_timeout_ms is not None:
+            total_s = min(total_s, max(message.max_total_timeout_ms, 1) / 1000)
         clock = dispatcher.clock
-        return Plan(targets, clock() + self._total_s, estimate_tokens(request), clock)
+        return Plan(targets, clock() + total_s, estimate_tokens(request), clock)
 
     def _submit(self, job: Any) -> Any:
         if not self._slots.acquire(blocking=False):
@@ -240,7 +245,7 @@ class RouterActor(Actor):
         """Stream a completion across the targets; fall back only before the first delta."""
         if not isinstance(message, GenerateCompletion):
             raise ValueError('open a stream with {"GenerateCompletion": {"request": ...}}')
-        plan = self._plan(message.request)
+        plan = self._plan(message)
         if isinstance(plan, ErrorResponse):
             channel.send(plan)
             channel.close()
