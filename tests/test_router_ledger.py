@@ -179,6 +179,20 @@ def test_the_providers_headers_correct_the_buckets() -> None:
     assert limiter.take(1) == 0
 
 
+def test_a_configured_limit_is_a_ceiling_the_providers_larger_one_never_raises() -> None:
+    """rate_limits is the operator's own ceiling (a key shared with other apps, a cost
+    guard): a provider stating a larger limit does not raise it; a smaller one lowers it."""
+    clock = Clock(1000.0)
+    limiter = RateLimiter(rpm=2, clock=clock)
+    assert limiter.take(0) == 0 and limiter.take(0) == 0
+    limiter.observe(RateLimitInfo(limit_requests=10_000, remaining_requests=9_998))
+    assert limiter.take(0) == pytest.approx(30.0)  # 2 a minute: the next in 30 s
+    lowered = RateLimiter(tpm=1000, clock=clock)
+    lowered.observe(RateLimitInfo(limit_tokens=600, remaining_tokens=600))
+    assert lowered.take(600) == 0
+    assert lowered.take(10) == pytest.approx(1.0)  # 600 a minute: 10 a second
+
+
 def test_a_retry_after_closes_the_provider() -> None:
     clock = Clock()
     limiter = RateLimiter(rpm=1000, clock=clock)

@@ -22,9 +22,11 @@ __all__ = ["RateLimiter"]
 
 
 class _Bucket:
-    __slots__ = ("capacity", "level", "rate", "stamp", "until")
+    __slots__ = ("capacity", "ceiling", "level", "rate", "stamp", "until")
 
-    def __init__(self, capacity: float, now: float) -> None:
+    def __init__(self, capacity: float, now: float, ceiling: float = float("inf")) -> None:
+        self.ceiling = ceiling  # the configured limit: a provider's larger one never raises it
+        capacity = min(capacity, ceiling)
         self.capacity = capacity
         self.level = capacity
         self.rate = capacity / 60.0  # per second
@@ -50,9 +52,9 @@ class _Bucket:
     def observe(
         self, limit: int | None, remaining: int | None, reset_ms: int | None, now: float
     ) -> None:
-        if limit is not None and limit > 0 and limit != self.capacity:
-            self.capacity = float(limit)
-            self.rate = limit / 60.0
+        if limit is not None and limit > 0 and min(limit, self.ceiling) != self.capacity:
+            self.capacity = min(float(limit), self.ceiling)
+            self.rate = self.capacity / 60.0
             self.level = min(self.level, self.capacity)
         if remaining is not None:
             self.level = min(self.level, float(remaining))
@@ -78,8 +80,8 @@ class RateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         now = clock()
-        self._requests = None if rpm is None else _Bucket(float(rpm), now)
-        self._tokens = None if tpm is None else _Bucket(float(tpm), now)
+        self._requests = None if rpm is None else _Bucket(float(rpm), now, float(rpm))
+        self._tokens = None if tpm is None else _Bucket(float(tpm), now, float(tpm))
         self._closed_until = 0.0
 
     def take(self, tokens: int) -> float:
