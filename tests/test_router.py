@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -259,6 +260,31 @@ def test_a_stream_falls_back_before_its_first_delta(
     assert any(isinstance(item, Retrying) for item in items)
     text = "".join(getattr(item, "text", "") for item in items[:-1])
     assert text == "You said: one two three"
+
+
+def test_a_stream_whose_caller_left_during_a_rate_limit_wait_calls_no_other_target(
+    router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
+) -> None:
+    """Closing the channel ends the job's wait for beta's limit: beta is never called."""
+    alpha, beta = sims
+    no_retries = {"max_retries": 0}
+    handle = router(
+        providers={
+            "alpha": provider(alpha.base_url, model("model-a"), retry_config=no_retries),
+            "beta": provider(beta.base_url, model("model-b"), retry_config=no_retries),
+        },
+        max_total_timeout_ms=10_000,
+    )
+    beta.fail_next(status=429, retry_after="2")
+    primed = handle.request(ask(model_name="beta:model-b"), timeout=20)  # beta closed for 2 s
+    assert isinstance(primed, ErrorResponse) and primed.kind == "rate_limit"
+    alpha.fail_next(status=500)
+    channel = handle.open_channel(ask(), timeout=20)
+    assert alpha.wait_for_requests(1, timeout=5)  # alpha failed; the job waits for beta
+    time.sleep(0.2)
+    channel.close()
+    time.sleep(2.5)  # past beta's 2 s
+    assert beta.requests_seen == 1  # the priming request only
 
 
 def test_a_routed_error_says_nobody_served_it(

@@ -283,6 +283,10 @@ class RouterActor(Actor):
         stopping = getattr(self, "_stopping", None)
         if stopping is not None:
             stopping.set()
+        with getattr(self, "_streams_lock", contextlib.nullcontext()):
+            jobs = list(getattr(self, "_streams", {}).values())
+        for job in jobs:
+            job.abandon()
         pool = getattr(self, "pool", None)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -320,14 +324,20 @@ class _StreamJob:
         self._lock = threading.Lock()
         self._child: Channel | None = None
         self._cancelled = False
+        self._abandoned = threading.Event()  # ends a rate-limit wait
 
     def cancel(self) -> None:
-        """The caller closed its channel: close the child's."""
+        """The caller closed its channel (or the router stops): close the child's."""
+        self._abandoned.set()
         with self._lock:
             self._cancelled = True
             child = self._child
         if child is not None:
             child.close()
+
+    def abandon(self) -> None:
+        """The router stops: end a rate-limit wait (the channel gets the farewell)."""
+        self._abandoned.set()
 
     def run(self) -> None:
         """Stream from the targets in turn (on a pool thread); end the caller's channel."""
@@ -354,7 +364,12 @@ class _StreamJob:
                 last = timed_out(plan)
                 plan.record(target, "skipped", "timeout", started)
                 continue
-            ticket = dispatcher.admit_waiting(target, request, plan)
+            ticket = dispatcher.admit_waiting(target, request, plan, self._abandoned)
+            if self._abandoned.is_set():  # the caller left, or the router stops: call nobody
+                if not isinstance(ticket, ErrorResponse):
+                    dispatcher.settle(ticket, None)  # never sent: give it all back
+                plan.record(target, "skipped", "cancelled", started)
+                return attrs.evolve(_cancelled(), tried=plan.tried)
             if isinstance(ticket, ErrorResponse):
                 plan.record(target, "skipped", ticket.kind, started)
                 last = ticket

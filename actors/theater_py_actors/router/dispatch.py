@@ -222,14 +222,27 @@ class Dispatcher:
         return Ticket(target, provider, reservation, need, pricing, plan.input_tokens, max_tokens)
 
     def admit_waiting(
-        self, target: Target, request: CompletionRequest, plan: Plan
+        self,
+        target: Target,
+        request: CompletionRequest,
+        plan: Plan,
+        abandoned: threading.Event | None = None,
     ) -> Ticket | ErrorResponse:
-        """:meth:`admit`, waiting for the rate limit here when that fits the deadline."""
+        """:meth:`admit`, waiting for the rate limit here when that fits the deadline.
+
+        ``abandoned`` (set when the caller leaves, and at the router's stop) ends the wait:
+        the answer is then ``cancelled``, and nothing is taken.
+        """
+        event = self._stopping if abandoned is None else abandoned
         while True:
             admitted = self.admit(target, request, plan)
             if not isinstance(admitted, float):
                 return admitted
-            self._stopping.wait(admitted)
+            if event.wait(admitted):
+                return ErrorResponse(
+                    error="cancelled: the caller left while waiting for a rate limit",
+                    kind="cancelled",
+                )
 
     def settle(
         self,
