@@ -392,6 +392,7 @@ def test_a_provider_that_keeps_crashing_is_given_up_and_the_others_serve(
     [
         ({"routes": {"smart": ["alpha:model-a", "gamma:x"]}}, "config.routes.smart[1]"),
         ({"fallback_on": ["server_error", "invalid_request"]}, "config.fallback_on[1]"),
+        ({"fallback_on": ["server_error", "content_policy"]}, "config.fallback_on[1]"),
         ({"budget": {"usd": 1.0, "per": "week"}}, "config.budget.per"),
         ({"rate_limits": {"alpha": {"rpm": 0}}}, "config.rate_limits.alpha.rpm"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -193,6 +194,15 @@ def test_a_configured_limit_is_a_ceiling_the_providers_larger_one_never_raises()
     assert lowered.take(10) == pytest.approx(1.0)  # 600 a minute: 10 a second
 
 
+def test_a_request_larger_than_a_minutes_tokens_is_refused_at_once() -> None:
+    """More tokens than the provider's tokens per minute can never be served (OpenAI
+    answers 429 "Request too large"): no wait, and nothing taken."""
+    clock = Clock(1000.0)
+    limiter = RateLimiter(tpm=1000, clock=clock)
+    assert limiter.take(5000) == math.inf
+    assert limiter.take(1000) == 0  # the bucket is still full
+
+
 def test_a_retry_after_closes_the_provider() -> None:
     clock = Clock()
     limiter = RateLimiter(rpm=1000, clock=clock)
@@ -224,3 +234,32 @@ def test_the_shipped_example_init_file_is_a_valid_router_config() -> None:
     assert set(proxies) == {"openai", "moonshot"}
     assert init.config.budget is not None and init.config.budget.per == "day"
     assert proxies["moonshot"].config.api_key_env == "MOONSHOT_API_KEY"
+
+
+def test_the_routers_config_repr_masks_a_providers_secret_header() -> None:
+    """The proxy masks secret-looking header values in its config's repr; the router's
+    config, which keeps each provider's init as given, masks them too."""
+    from theater_py_actors.router.config import parse_router_init
+
+    secret = "gw-" + "s3cr3t" * 6
+    init, proxies = parse_router_init(
+        {
+            "config": {
+                "providers": {
+                    "gw": {
+                        "init": {
+                            "config": {
+                                "base_url": "http://user:pa55word@127.0.0.1:9/v1",
+                                "api_key_env": "SIM_KEY",
+                                "extra_headers": {"x-gateway-token": secret, "x-team": "ml"},
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    )
+    assert secret not in repr(proxies["gw"])  # the proxy's own config masks it
+    assert secret not in repr(init)
+    assert "pa55word" not in repr(init)
+    assert "x-team" in repr(init) and "'ml'" in repr(init)  # what is not secret stays

@@ -55,6 +55,7 @@ __all__ = [
     "Timeouts",
     "TokenLimitParam",
     "looks_secret",
+    "masked_repr",
     "parse_init",
     "read_api_key",
 ]
@@ -233,7 +234,7 @@ def _to_query(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-def _masked(pairs: Mapping[str, str]) -> str:
+def masked_repr(pairs: Mapping[str, Any]) -> str:
     """The repr of headers or query parameters, with values that may be secret masked."""
     return repr(
         {name: "[redacted]" if looks_secret(name) else text for name, text in pairs.items()}
@@ -466,8 +467,10 @@ class ProxyConfig:
     project: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(_header_value)
     )
-    extra_headers: dict[str, str] = attrs.field(factory=dict, converter=_to_headers, repr=_masked)
-    extra_query: dict[str, str] = attrs.field(factory=dict, converter=_to_query, repr=_masked)
+    extra_headers: dict[str, str] = attrs.field(
+        factory=dict, converter=_to_headers, repr=masked_repr
+    )
+    extra_query: dict[str, str] = attrs.field(factory=dict, converter=_to_query, repr=masked_repr)
     stream_idle_timeout_ms: int = attrs.field(
         default=DEFAULT_STREAM_IDLE_TIMEOUT_MS, validator=_int_at_least(1, "a positive integer")
     )

@@ -25,10 +25,16 @@ from typing import Any, Literal
 import attrs
 
 from theater_py import serde
+from theater_py._http import url_without_secrets
 from theater_py._suggest import expected_keys
 from theater_py.errors import MessageDecodeError
 from theater_py_actors.genai_types import ERROR_KINDS
-from theater_py_actors.openai_proxy.config import ConfigError, ProxyInit, parse_init
+from theater_py_actors.openai_proxy.config import (
+    ConfigError,
+    ProxyInit,
+    masked_repr,
+    parse_init,
+)
 
 __all__ = [
     "DEFAULT_FALLBACK_ON",
@@ -52,10 +58,35 @@ DEFAULT_FALLBACK_ON: tuple[str, ...] = (
 )
 """The error kinds that move a request on to its next target unless the config says."""
 
-NEVER_FALL_BACK: frozenset[str] = frozenset({"invalid_request", "cancelled", "budget_exceeded"})
-"""Kinds no target can fix: the request itself is at fault, or its caller left."""
+NEVER_FALL_BACK: frozenset[str] = frozenset(
+    {"invalid_request", "cancelled", "budget_exceeded", "content_policy"}
+)
+"""Kinds no target can fix: the request itself is at fault, its caller left, or a provider
+refused its content (a refusal is not shopped around the other providers)."""
 
 Period = Literal["run", "day", "month"]
+
+
+def _init_repr(init: serde.JsonObject) -> str:
+    """A child's init for a repr, masked as the proxy masks its own config's: secret-looking
+    header and query values, and credentials in ``base_url``."""
+    config = init.get("config")
+    if not isinstance(config, dict):
+        return repr(init)
+    shown: dict[str, Any] = dict(config)
+    for field in ("extra_headers", "extra_query"):
+        if isinstance(shown.get(field), dict):
+            shown[field] = _Shown(masked_repr(shown[field]))
+    if isinstance(shown.get("base_url"), str):
+        shown["base_url"] = url_without_secrets(shown["base_url"])
+    return repr({**init, "config": shown})
+
+
+class _Shown(str):
+    """A text shown as is in a repr."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -67,7 +98,7 @@ class ProviderSpec:
         manifest: the child's manifest (a shipped name or a path).
     """
 
-    init: serde.JsonObject = attrs.field(factory=dict)
+    init: serde.JsonObject = attrs.field(factory=dict, repr=_init_repr)
     manifest: str = "openai-proxy"
 
 

@@ -187,16 +187,9 @@ class Dispatcher:
                 f"needs about {need} (its messages, estimated, plus max_tokens)",
                 kind="context_window_exceeded",
             )
-        wait = provider.limiter.take(need)
-        if wait > 0:
-            if self.clock() + wait < plan.deadline and not self._stopping.is_set():
-                return wait
-            return ErrorResponse(
-                error=f"rate_limit: {target.provider}'s rate limit frees up in "
-                f"{math.ceil(wait * 1000)} ms, after the request's deadline",
-                kind="rate_limit",
-                retry_after_ms=max(1, math.ceil(wait * 1000)),
-            )
+        waited = self._take(target, need, plan)
+        if waited is not None:
+            return waited
         pricing = provider.pricing(target.model)
         reservation = None
         ledger = self.ledger
@@ -220,6 +213,28 @@ class Dispatcher:
                 provider.limiter.give_back(need)
                 return ErrorResponse(error=f"budget_exceeded: {refusal}", kind="budget_exceeded")
         return Ticket(target, provider, reservation, need, pricing, plan.input_tokens, max_tokens)
+
+    def _take(self, target: Target, need: int, plan: Plan) -> ErrorResponse | float | None:
+        """Take ``need`` tokens of ``target``'s rate limit: ``None`` when taken, else the
+        seconds to wait (a wait that ends before the deadline), else the refusal."""
+        provider = self.providers[target.provider]
+        wait = provider.limiter.take(need)
+        if wait == math.inf:
+            return ErrorResponse(
+                error=f"rate_limit: the request needs about {need} tokens, more than "
+                f"{target.provider}'s tokens per minute",
+                kind="rate_limit",
+            )
+        if wait > 0:
+            if self.clock() + wait < plan.deadline and not self._stopping.is_set():
+                return wait
+            return ErrorResponse(
+                error=f"rate_limit: {target.provider}'s rate limit frees up in "
+                f"{math.ceil(wait * 1000)} ms, after the request's deadline",
+                kind="rate_limit",
+                retry_after_ms=max(1, math.ceil(wait * 1000)),
+            )
+        return None
 
     def admit_waiting(
         self,

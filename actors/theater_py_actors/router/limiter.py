@@ -12,6 +12,7 @@ some; the caller decides whether that wait fits its deadline.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -40,11 +41,10 @@ class _Bucket:
 
     def wait_for(self, amount: float, now: float) -> float:
         """Seconds until ``amount`` can be taken (0: now)."""
+        if amount > self.capacity:
+            return math.inf  # more than a minute's worth: never (the provider refuses it)
         if now < self.until:
             return self.until - now
-        amount = min(
-            amount, self.capacity
-        )  # a request larger than a minute's worth waits for a full one
         if self.level >= amount:
             return 0.0
         return (amount - self.level) / self.rate
@@ -86,7 +86,8 @@ class RateLimiter:
 
     def take(self, tokens: int) -> float:
         """Take one request and ``tokens`` tokens if both are there now, and return 0;
-        otherwise take nothing and return the seconds until both would be."""
+        otherwise take nothing and return the seconds until both would be (``math.inf``
+        if ``tokens`` is more than a minute's worth: it never will)."""
         if self._requests is None and self._tokens is None and not self._closed_until:
             return 0.0  # no limit known yet: nothing to count
         with self._lock:
@@ -104,7 +105,7 @@ class RateLimiter:
             if self._requests is not None:
                 self._requests.level -= 1
             if self._tokens is not None:
-                self._tokens.level -= min(tokens, self._tokens.capacity)
+                self._tokens.level -= tokens
             return 0.0
 
     def give_back(self, tokens: int, used: int | None = None) -> None:
