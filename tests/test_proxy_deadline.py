@@ -291,3 +291,32 @@ def test_a_failing_abandon_callback_does_not_stop_the_watchdog(caplog: pytest.Lo
         watchdog.close()
     assert "abandoning an upstream call failed: RuntimeError" in caplog.text
     assert KEY not in caplog.text
+
+
+# --- GenerateCompletion.max_attempts caps the proxy's HTTP attempts ------------------------
+
+
+def _generate_with(handle: ActorHandle, **extension: Any) -> dict[str, Any]:
+    request = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
+    reply: dict[str, Any] = handle.request_json(
+        {"GenerateCompletion": {"request": request, **extension}}, timeout=30
+    )
+    return reply
+
+
+def test_max_attempts_caps_the_proxys_attempts(start_proxy_at, sim: OpenAISimulator):
+    proxy = start_proxy_at(sim.base_url, retry={"max_retries": 4})
+    sim.fail_next(status=500, times=10)
+    error = _generate_with(proxy, max_attempts=2)["Error"]
+    assert (error["kind"], error["attempts"]) == ("server_error", 2)
+    assert sim.requests_seen == 2
+    more = _generate_with(proxy, max_attempts=50)["Error"]  # never past its own 1 + 4
+    assert more["attempts"] == 5
+
+
+def test_a_bad_max_attempts_names_the_field(start_proxy_at, sim: OpenAISimulator):
+    proxy = start_proxy_at(sim.base_url)
+    error = _generate_with(proxy, max_attempts=0)["Error"]
+    assert error["kind"] == "invalid_request"
+    assert "GenerateCompletion.max_attempts" in error["error"]
+    assert sim.requests_seen == 0

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.hostile_upstream import TrickleServer
+from tests.proxy_fixtures import KEY
 from tests.raw_upstream import RawServer
 from tests.router_fixtures import model, provider, start_router
 from theater_py import ActorFailed, ActorHandle, ActorStartError, ActorStopped, Runtime, serde
@@ -285,6 +286,34 @@ def test_a_stream_whose_caller_left_during_a_rate_limit_wait_calls_no_other_targ
     channel.close()
     time.sleep(2.5)  # past beta's 2 s
     assert beta.requests_seen == 1  # the priming request only
+
+
+def test_no_target_restarts_the_requests_retry_budget(
+    runtime: Runtime, start_proxy_at: Callable[..., ActorHandle]
+) -> None:
+    """Issue 13: "no target restarts the clock or the retry budget". The first target's
+    retries (max_retries 3) are the whole request's: each further target gets its first
+    attempt and what is left, here nothing more (6 attempts, not 3 x 4)."""
+    with (
+        OpenAISimulator(api_key=KEY) as a,
+        OpenAISimulator(api_key=KEY) as b,
+        OpenAISimulator(api_key=KEY) as c,
+    ):
+        handle = start_router(
+            runtime,
+            {
+                "a": provider(a.base_url, model("m")),
+                "b": provider(b.base_url, model("m")),
+                "c": provider(c.base_url, model("m")),
+            },
+            {"r": ["a:m", "b:m", "c:m"]},
+        )
+        for sim in (a, b, c):
+            sim.fail_next(status=500, times=10)
+        reply = handle.request(ask(model_name="r"), timeout=20)
+        seen = (a.requests_seen, b.requests_seen, c.requests_seen)
+    assert isinstance(reply, ErrorResponse) and reply.kind == "server_error"
+    assert seen == (4, 1, 1)
 
 
 def test_a_routed_error_says_nobody_served_it(

@@ -58,10 +58,14 @@ class GenerateCompletion:
         max_total_timeout_ms: a deadline for this request only, in milliseconds from
             when the proxy accepts it (an extension); the proxy uses the shorter of it
             and its own. A router passes the time its request has left.
+        max_attempts: the most HTTP attempts the proxy may make for this request (an
+            extension, at least 1); the proxy makes the fewer of it and its own
+            ``1 + max_retries``. A router passes what its request's retry budget has left.
     """
 
     request: CompletionRequest
     max_total_timeout_ms: int | None = attrs.field(default=None, metadata=serde.extension())
+    max_attempts: int | None = attrs.field(default=None, metadata=serde.extension())
 
 
 ProxyRequest: TypeAlias = ListModels | GenerateCompletion

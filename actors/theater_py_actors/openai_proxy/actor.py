@@ -150,7 +150,7 @@ class OpenAIProxyActor(Actor):
         job = functools.partial(
             self._call_upstream, prepared.body, prepared.cache_key, prepared.fallback
         )
-        return self._submit(job, prepared.timeouts)
+        return self._submit(job, prepared.timeouts, max_attempts=prepared.max_attempts)
 
     def _cached(self, key: str | None) -> CompletionResponse | None:
         return None if key is None else self.cache.get(key)
@@ -162,6 +162,12 @@ class OpenAIProxyActor(Actor):
             return ErrorResponse(
                 error="invalid request: GenerateCompletion.request.messages: "
                 "at least one message (or a system prompt) is required",
+                kind="invalid_request",
+            )
+        if message.max_attempts is not None and message.max_attempts < 1:
+            return ErrorResponse(
+                error="invalid request: GenerateCompletion.max_attempts: expected an integer "
+                f"of at least 1, got {message.max_attempts}",
                 kind="invalid_request",
             )
         config = self.config
@@ -196,6 +202,7 @@ class OpenAIProxyActor(Actor):
             fallback,
             _within(config.timeouts_for(rules.reasoning), message.max_total_timeout_ms),
             "stream_options" not in rules.unsupported,
+            message.max_attempts,
         )
 
     # -- streaming -------------------------------------------------------------------------
@@ -229,7 +236,12 @@ class OpenAIProxyActor(Actor):
         )
         with self._streams_lock:
             self._streams[channel.id] = job
-        reply = self._submit(job.run, prepared.timeouts, on_abandon=job.abandoned)
+        reply = self._submit(
+            job.run,
+            prepared.timeouts,
+            on_abandon=job.abandoned,
+            max_attempts=prepared.max_attempts,
+        )
         if isinstance(reply, ErrorResponse):  # overloaded, or the proxy is stopping
             self.forget_stream(channel)
             _finish(channel, reply)
@@ -253,9 +265,10 @@ class OpenAIProxyActor(Actor):
         job: _Job,
         timeouts: Timeouts,
         on_abandon: Callable[[UpstreamCall], object] | None = None,
+        max_attempts: int | None = None,
     ) -> Any:
         """Queue an upstream call, ``job``; its deadline runs from now, not from when it
-        starts."""
+        starts; it makes at most ``max_attempts`` HTTP attempts, if given."""
         if not self._slots.acquire(blocking=False):
             return ErrorResponse(
                 error=f"overloaded: {self._capacity} requests are already running or queued "
@@ -269,6 +282,7 @@ class OpenAIProxyActor(Actor):
             on_abandon or functools.partial(self._abandoned, reply),
             timeout_ms=timeouts.attempt_ms,
             total_timeout_ms=timeouts.total_ms,
+            max_attempts=max_attempts,
         )
         reply.add_done_callback(functools.partial(_abandon_if_cancelled, call))
         try:
@@ -434,6 +448,8 @@ class _Prepared:
     timeouts: Timeouts
     usage_in_stream: bool
     """The provider's rules allow ``stream_options.include_usage``."""
+    max_attempts: int | None = None
+    """The caller's cap on the HTTP attempts (``GenerateCompletion.max_attempts``)."""
 
 
 def _within(timeouts: Timeouts, total_ms: int | None) -> Timeouts:

@@ -130,9 +130,10 @@ class ChatCall(UpstreamCall):
     Attributes:
         timeout: the timeout of one attempt, in seconds.
         total_ms: the deadline, in milliseconds from the call's start (for its error).
+        max_attempts: the most attempts the caller allows (``None``: the client's own).
     """
 
-    __slots__ = ("streaming", "timeout", "total_ms")
+    __slots__ = ("max_attempts", "streaming", "timeout", "total_ms")
 
     def __init__(
         self,
@@ -141,10 +142,12 @@ class ChatCall(UpstreamCall):
         *,
         timeout: float,
         total_ms: int,
+        max_attempts: int | None = None,
     ) -> None:
         super().__init__(deadline, on_abandon)
         self.timeout = timeout
         self.total_ms = total_ms
+        self.max_attempts = max_attempts
         self.streaming = False
         """Text flows: ``total_ms`` is now ``max_stream_ms`` (or the deadline is gone)."""
 
@@ -306,6 +309,7 @@ class ChatClient:
         *,
         timeout_ms: int | None = None,
         total_timeout_ms: int | None = None,
+        max_attempts: int | None = None,
     ) -> ChatCall:
         """Start a call now: its deadline runs from this moment.
 
@@ -318,11 +322,16 @@ class ChatClient:
                 :class:`~theater_py_actors.openai_proxy.upstream_call.UpstreamCall`).
             timeout_ms: the timeout of each attempt; by default the client's.
             total_timeout_ms: the deadline; by default the client's.
+            max_attempts: the most attempts (the fewer of it and ``1 + max_retries``).
         """
         total_ms = self._total_ms if total_timeout_ms is None else total_timeout_ms
         timeout = self._timeout if timeout_ms is None else timeout_ms / 1000
         call = ChatCall(
-            self._clock() + total_ms / 1000, on_abandon, timeout=timeout, total_ms=total_ms
+            self._clock() + total_ms / 1000,
+            on_abandon,
+            timeout=timeout,
+            total_ms=total_ms,
+            max_attempts=max_attempts,
         )
         self._watchdog.watch(call)
         return call
@@ -458,6 +467,7 @@ class ChatClient:
         ``fallback``: see :meth:`complete`; ``stream`` and ``on_retry``: see :meth:`stream`.
         """
         timeout = call.timeout if isinstance(call, ChatCall) else self._timeout
+        most = self._most_attempts(call)
         while True:
             if self._closed.is_set():
                 call.abandon("closed")
@@ -485,7 +495,7 @@ class ChatClient:
             if other is not None:
                 data, fallback = _json(other), None
                 continue  # another request, not a retry of this one: no backoff
-            if attempt > self._retry.max_retries or not should_retry(
+            if attempt >= most or not should_retry(
                 error.kind, error.status, headers, attempt=attempt
             ):
                 raise attrs.evolve(error, attempts=attempt)
@@ -498,16 +508,28 @@ class ChatClient:
             if delay >= call.deadline - self._clock():
                 # Waiting would overrun the deadline: the caller learns now, not later.
                 raise attrs.evolve(error, attempts=attempt)
-            self._announce_retry(delay, error, attempt + 1, on_retry)
+            self._announce_retry(delay, error, attempt + 1, most, on_retry)
             if self._sleep is None:
                 call.wait(delay)
             else:
                 self._sleep(delay)
 
+    def _most_attempts(self, call: UpstreamCall) -> int:
+        """The attempts ``call`` may make: ``1 + max_retries``, or its caller's fewer."""
+        most = self._retry.max_retries + 1
+        if isinstance(call, ChatCall) and call.max_attempts is not None:
+            most = max(1, min(most, call.max_attempts))
+        return most
+
     def _announce_retry(
-        self, delay: float, error: ProviderError, attempt: int, on_retry: OnRetry | None
+        self,
+        delay: float,
+        error: ProviderError,
+        attempt: int,
+        attempts: int,
+        on_retry: OnRetry | None,
     ) -> None:
-        why, attempts = _why(error), self._retry.max_retries + 1
+        why = _why(error)
         # WARNING, so that it shows where nobody configured logging (Python's last
         # resort handler prints it to stderr): a wait of seconds should not be silent.
         logger.warning("retrying in %.3g s: %s (attempt %d of %d)", delay, why, attempt, attempts)

@@ -106,6 +106,7 @@ class RouterActor(Actor):
                 limiter,
                 catalog,
                 stream_idle_ms=proxies[name].config.stream_idle_timeout_ms,
+                max_retries=proxies[name].config.retry_config.max_retries,
             )
         routes = {
             route: [parse_target(t, providers, f"config.routes.{route}") for t in targets]
@@ -167,7 +168,8 @@ class RouterActor(Actor):
         if message.max_total_timeout_ms is not None:
             total_s = min(total_s, max(message.max_total_timeout_ms, 1) / 1000)
         clock = dispatcher.clock
-        return Plan(targets, clock() + total_s, estimate_tokens(request), clock)
+        retries = dispatcher.providers[targets[0].provider].max_retries
+        return Plan(targets, clock() + total_s, estimate_tokens(request), clock, retries)
 
     def _submit(self, job: Any) -> Any:
         if not self._slots.acquire(blocking=False):
@@ -379,7 +381,10 @@ class _StreamJob:
             if isinstance(final, _Failed):
                 dispatcher.settle(ticket, None, partial, unknown=final.unknown)
                 error = final.error
+                plan.spent_attempts(None)
             else:
+                if isinstance(final, ErrorResponse):
+                    plan.spent_attempts(final.attempts)
                 dispatcher.settle(ticket, final, partial)
                 if isinstance(final, Completion):
                     plan.record(target, "ok", None, started)
@@ -397,10 +402,7 @@ class _StreamJob:
         """Relay one target's stream; return its last message, whether deltas reached the
         caller, and the text they carried."""
         left_ms = max(self._plan.left_ms(), 1)
-        message = GenerateCompletion(
-            request=ticket.request_for(self._request),
-            max_total_timeout_ms=left_ms,
-        )
+        message = self._plan.message_for(ticket.request_for(self._request))
         # Each wait on the child is bounded by its own deadline (before text flows) or its
         # idle timeout (after): the child ends the stream first; this is a backstop.
         wait = max(left_ms, ticket.provider.stream_idle_ms) / 1000 + _SLACK

@@ -22,6 +22,7 @@ from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
     ErrorResponse,
+    GenerateCompletion,
     ModelPricing,
     TriedTarget,
 )
@@ -71,9 +72,11 @@ class Plan:
         targets: the request's targets, in order.
         deadline: when the whole request must be over, on ``clock``.
         input_tokens: the estimate of the request's input.
+        retries: the retries the whole request may make, across all its targets (each
+            target gets its first attempt, and what is left of these).
     """
 
-    __slots__ = ("_clock", "deadline", "input_tokens", "targets", "tried")
+    __slots__ = ("_clock", "deadline", "input_tokens", "retries_left", "targets", "tried")
 
     def __init__(
         self,
@@ -81,12 +84,28 @@ class Plan:
         deadline: float,
         input_tokens: int,
         clock: Callable[[], float],
+        retries: int = 0,
     ) -> None:
         self.targets = targets
         self.deadline = deadline
         self.input_tokens = input_tokens
+        self.retries_left = retries
         self.tried: list[TriedTarget] = []
         self._clock = clock
+
+    def message_for(self, request: CompletionRequest) -> GenerateCompletion:
+        """The message to a target's proxy: the time and the retries the request has left."""
+        return GenerateCompletion(
+            request=request,
+            max_total_timeout_ms=max(self.left_ms(), 1),
+            max_attempts=1 + self.retries_left,
+        )
+
+    def spent_attempts(self, attempts: int | None) -> None:
+        """Count a target's HTTP attempts (``None``: unknown, counted as one) against the
+        request's retries."""
+        retried = max((attempts or 1) - 1, 0)
+        self.retries_left = max(self.retries_left - retried, 0)
 
     def left_ms(self) -> int:
         """Milliseconds left before the deadline (0 when it has passed)."""

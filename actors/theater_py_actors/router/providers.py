@@ -35,6 +35,8 @@ class Provider:
         models: its models by id, as it listed them at the router's start.
         limiter: its rate limiter.
         stream_idle_ms: the child's ``stream_idle_timeout_ms`` (bounds a wait on its stream).
+        max_retries: the child's ``retry_config.max_retries`` (a request routed to it first
+            gets that many retries across all its targets).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class Provider:
         catalog: Catalog,
         *,
         stream_idle_ms: int,
+        max_retries: int = 0,
     ) -> None:
         self.name = name
         self.handle = handle
@@ -53,6 +56,7 @@ class Provider:
         self.listed = models
         self.limiter = limiter
         self.stream_idle_ms = stream_idle_ms
+        self.max_retries = max_retries
         self._catalog = catalog
         self._down = threading.Event()
         # Per model: (context window, prices), resolved once; model ids come from

@@ -23,7 +23,6 @@ from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
     ErrorResponse,
-    GenerateCompletion,
     ProxyResponse,
 )
 
@@ -140,11 +139,7 @@ class Routing:
         self._index += 1
 
     def _call(self, ticket: Ticket, started: float) -> None:
-        left_ms = max(self._plan.left_ms(), 1)
-        message = GenerateCompletion(
-            request=ticket.request_for(self._request),
-            max_total_timeout_ms=left_ms,
-        )
+        message = self._plan.message_for(ticket.request_for(self._request))
         self._ticket = ticket
         self._started = started
         try:
@@ -194,6 +189,8 @@ class Routing:
                 kind="invalid_response",
             )
         dispatcher.settle(ticket, reply if reached else None, unknown=unknown)
+        if isinstance(reply, ErrorResponse):
+            plan.spent_attempts(reply.attempts if reached else None)
         target = ticket.target
         if isinstance(reply, Completion):
             plan.record(target, "ok", None, self._started)
