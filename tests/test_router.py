@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -314,6 +315,32 @@ def test_no_target_restarts_the_requests_retry_budget(
         seen = (a.requests_seen, b.requests_seen, c.requests_seen)
     assert isinstance(reply, ErrorResponse) and reply.kind == "server_error"
     assert seen == (4, 1, 1)
+
+
+def test_rate_limit_waits_queued_on_the_pool_end_at_the_moment_they_were_given(
+    router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
+) -> None:
+    """Three waits of 1.5 s (each fits the 2.5 s deadline) on a pool of one thread: each
+    ends 1.5 s after its admission, not 1.5 s after the thread took it (4.5 s, too late)."""
+    alpha, _ = sims
+    handle = router(
+        providers={
+            "alpha": provider(alpha.base_url, model("model-a"), retry_config={"max_retries": 0})
+        },
+        routes={},
+        max_total_timeout_ms=2500,
+        max_concurrent_requests=1,
+    )
+    alpha.fail_next(status=429, retry_after="1.5")
+    first = handle.request(ask(model_name="alpha:model-a"), timeout=20)  # closed for 1.5 s
+    assert isinstance(first, ErrorResponse) and first.kind == "rate_limit"
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        replies = list(
+            pool.map(
+                lambda _: handle.request(ask(model_name="alpha:model-a"), timeout=20), range(3)
+            )
+        )
+    assert all(isinstance(r, Completion) for r in replies), replies
 
 
 def test_a_routed_error_says_nobody_served_it(

@@ -112,7 +112,8 @@ class Routing:
                 continue
             admitted = dispatcher.admit(target, self._request, plan)
             if isinstance(admitted, float):
-                if not self._wait_on_pool(functools.partial(self._after_wait, admitted)):
+                until = dispatcher.clock() + admitted  # the pool may start the wait late
+                if not self._wait_on_pool(functools.partial(self._after_wait, until)):
                     self._answer(
                         ErrorResponse(error="connection: the router is stopping", kind="connection")
                     )
@@ -126,8 +127,12 @@ class Routing:
         assert last is not None
         self._answer(attrs.evolve(last, tried=plan.tried))
 
-    def _after_wait(self, seconds: float) -> None:
-        self._stopping.wait(seconds)
+    def _after_wait(self, until: float) -> None:
+        # Until the moment admit() named, not that long from now: a wait queued behind
+        # others on the pool must not overrun the deadline it was found to fit.
+        left = until - self._dispatcher.clock()
+        if left > 0:
+            self._stopping.wait(left)
         self._next()
 
     def _skip(self, error: ErrorResponse, started: float) -> None:
