@@ -343,6 +343,29 @@ def test_rate_limit_waits_queued_on_the_pool_end_at_the_moment_they_were_given(
     assert all(isinstance(r, Completion) for r in replies), replies
 
 
+def test_a_request_in_flight_when_the_router_crashes_is_cancelled(
+    router: Callable[..., ActorHandle],
+    sims: tuple[OpenAISimulator, OpenAISimulator],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The router's children stop with it: its in-flight request is `cancelled`, not a
+    `provider_down` of a provider "given up" for crashing too often (none did)."""
+    alpha, beta = sims
+    handle = router()
+    alpha.fail_next(fault="latency=1500")
+    with (
+        caplog.at_level(logging.WARNING, logger="theater_py_actors.router"),
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        pending = pool.submit(handle.request, ask(), 20)
+        assert alpha.wait_for_requests(1, timeout=5)
+        handle.crash("test: a crash while a request is in flight")
+        reply = pending.result(timeout=20)
+    assert isinstance(reply, ErrorResponse) and reply.kind == "cancelled", reply
+    assert not [r for r in caplog.records if "given up" in r.getMessage()]
+    assert beta.requests_seen == 0
+
+
 def test_a_routed_error_says_nobody_served_it(
     router: Callable[..., ActorHandle], sims: tuple[OpenAISimulator, OpenAISimulator]
 ) -> None:

@@ -130,6 +130,11 @@ class RouterActor(Actor):
         self._streams_lock = threading.Lock()
         ctx.log.info("routing %d route(s) over provider(s) %s", len(routes), ", ".join(providers))
 
+    @property
+    def stopping(self) -> bool:
+        """Whether this incarnation is ending (its stop, or a crash)."""
+        return self._stopping.is_set()
+
     # -- requests ------------------------------------------------------------------------
 
     def handle_request(self, ctx: ActorContext, message: Any) -> Any:
@@ -308,9 +313,11 @@ class _Failed:
     unknown: bool = True
 
 
-def _failed(ticket: Ticket, exc: BaseException) -> _Failed:
+def _failed(ticket: Ticket, exc: BaseException, stopping: bool) -> _Failed:
     # A stopped child took nothing; a late or crashed one may have sent the request on.
-    return _Failed(call_failed(ticket, exc), unknown=not isinstance(exc, ActorStopped))
+    return _Failed(
+        call_failed(ticket, exc, stopping=stopping), unknown=not isinstance(exc, ActorStopped)
+    )
 
 
 class _StreamJob:
@@ -413,7 +420,7 @@ class _StreamJob:
             error = ErrorResponse(error=f"invalid_request: {exc}", kind="invalid_request")
             return _Failed(error, unknown=False), False, ""
         except (ActorStopped, ActorFailed, RequestTimeout) as exc:
-            return _failed(ticket, exc), False, ""
+            return _failed(ticket, exc, self._router.stopping), False, ""
         with self._lock:
             self._child = child
             cancelled = self._cancelled
@@ -423,7 +430,7 @@ class _StreamJob:
         try:
             final = self._relay_all(child, relayed)
         except (ActorStopped, ActorFailed, RequestTimeout) as exc:
-            final = _failed(ticket, exc)
+            final = _failed(ticket, exc, self._router.stopping)
         finally:
             with self._lock:
                 self._child = None

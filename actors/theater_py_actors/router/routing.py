@@ -105,6 +105,15 @@ class Routing:
         while self._index < len(targets):
             if self.reply.done():
                 return  # the caller left
+            if self._stopping.is_set():
+                self._answer(
+                    ErrorResponse(
+                        error="cancelled: the router was stopped",
+                        kind="cancelled",
+                        tried=plan.tried,
+                    )
+                )
+                return
             target = targets[self._index]
             started = dispatcher.clock()
             if plan.left_ms() <= 0:
@@ -150,7 +159,9 @@ class Routing:
         try:
             child = ticket.provider.handle.request_future(message)
         except _NO_REPLY as exc:
-            self._replied_with(call_failed(ticket, exc), reached=False)
+            self._replied_with(
+                call_failed(ticket, exc, stopping=self._stopping.is_set()), reached=False
+            )
             return
         with self._lock:
             self._child = child
@@ -170,7 +181,8 @@ class Routing:
                 return
             error = child.exception()
             if error is not None:
-                self._replied_with(call_failed(ticket, error), reached=False, unknown=True)
+                failed = call_failed(ticket, error, stopping=self._stopping.is_set())
+                self._replied_with(failed, reached=False, unknown=True)
             else:
                 self._replied_with(child.result(), reached=True)
         except Exception as exc:  # noqa: BLE001 -- a callback's exception would be lost
@@ -223,9 +235,15 @@ def timed_out(plan: Plan) -> ErrorResponse:
     )
 
 
-def call_failed(ticket: Ticket, exc: BaseException) -> ErrorResponse:
-    """The error of a call its child proxy never answered: it timed out, crashed or is gone."""
+def call_failed(ticket: Ticket, exc: BaseException, *, stopping: bool = False) -> ErrorResponse:
+    """The error of a call its child proxy never answered: it timed out, crashed or is gone.
+
+    ``stopping``: the router is stopping (or crashed), so its children are being stopped
+    with it: the call is ``cancelled``, and the provider is not given up.
+    """
     provider = ticket.provider
+    if stopping:
+        return ErrorResponse(error="cancelled: the router was stopped", kind="cancelled")
     if isinstance(exc, RequestTimeout):
         return ErrorResponse(error=f"timeout: {ticket.target} did not answer", kind="timeout")
     if isinstance(exc, ActorStopped | ActorNotFound) or provider.down:
