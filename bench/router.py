@@ -8,10 +8,14 @@ that only passes each request to a child proxy: the runtime's price of the extra
 so that the router's own logic is the difference between it and ``router``.
 
 ``soak``: many requests from many threads through a router over three simulators, while
-a thread injects faults into them (5xx, 429 with ``Retry-After``, resets, stalls). It
-checks that every request got exactly one reply (none lost, none answered twice), that
-every completion answers its own request, and that the spend (the sum of the completions'
-costs) never passed the budget, which is set to run out partway through.
+a thread injects faults into them (5xx, 429 with ``Retry-After``, resets, stalls, malformed
+200s, streams without usage or broken after their first delta). A fifth of the requests
+stream, and one in ten of those is closed by its caller (before or after its first delta).
+It checks that every request got exactly one reply (none lost, none answered twice), that
+every completion answers its own request, and that the spend never passed the budget, which
+is set to run out partway through. The spend is what the simulators billed: every chat
+completion they answered ``200`` (read or not, usage reported or not) at one request's
+price, not what the replies said they cost.
 """
 
 from __future__ import annotations
@@ -51,7 +55,12 @@ _FAULTS = (
     {"status": 429, "retry_after_ms": "30"},
     {"fault": "reset"},
     {"fault": "stall=150"},
+    {"fault": "malformed"},
+    {"fault": "no_usage"},
+    {"fault": "stream_error"},
 )
+_CANCELLED = "cancelled by its caller"
+"""The outcome of a stream the soak closed itself."""
 
 
 def _ask(model: str, text: str = PROMPT, max_tokens: int = 64) -> GenerateCompletion:
@@ -168,7 +177,14 @@ def soak(
         sims = [stack.enter_context(OpenAISimulator(api_key=KEY)) for _ in range(3)]
         runtime = Runtime(in_memory=True)
         stack.callback(runtime.shutdown, 10)
-        router, budget = _soak_router(runtime, sims, requests * budget_share)
+        config, unit = _soak_router(runtime, sims)
+        budget = unit * requests * budget_share
+        router = runtime.start_actor(
+            "openai-router",
+            {"config": {**config, "budget": {"usd": budget}}},
+            name="soak-router",
+        )
+        pilot_billed = sum(sim.billed for sim in sims)
         stop = threading.Event()
         injector = threading.Thread(
             target=_inject, args=(sims, stop, random.Random(seed)), name="soak-faults", daemon=True
@@ -183,7 +199,9 @@ def soak(
             # The text ends in a word no other request's ends in: the answer quotes it.
             message = _ask("soak", f"soak request {index}", max_tokens=16)
             try:
-                return index, router.request(message, timeout=30)
+                if index % 5:
+                    return index, router.request(message, timeout=30)
+                return index, _stream(router, message, close_after=_close_after(index))
             except Exception as exc:  # a lost request is what this counts
                 return index, exc
 
@@ -194,7 +212,9 @@ def soak(
                 if progress is not None and done % step == 0:
                     progress(f"router soak {done}/{requests}")
         elapsed = time.perf_counter() - started
-    result = _tally(replies, budget)
+        router.stop(timeout=10)
+        billed = sum(sim.billed for sim in sims) - pilot_billed
+    result = _tally(replies, budget, billed * unit)
     return {
         "requests": requests,
         "concurrency": concurrency,
@@ -205,8 +225,8 @@ def soak(
     }
 
 
-def _soak_router(runtime: Runtime, sims: list[OpenAISimulator], shares: float) -> tuple[Any, float]:
-    """A router over ``sims`` with a budget of ``shares`` times one request's cost."""
+def _soak_router(runtime: Runtime, sims: list[OpenAISimulator]) -> tuple[dict[str, Any], float]:
+    """A router's config over ``sims`` (without its budget), and one soak request's price."""
     retry = {"max_retries": 2, "initial_delay_ms": 1, "max_delay_ms": 5}
     providers = {
         name: {
@@ -224,18 +244,39 @@ def _soak_router(runtime: Runtime, sims: list[OpenAISimulator], shares: float) -
     pilot = runtime.start_actor(
         "openai-router", {"config": {"providers": {"a": providers["a"]}}}, name="soak-pilot"
     )
-    priced = pilot.request(_ask(f"a:{MODEL}", "soak pilot"), timeout=30)
+    # A request of the soak's shape: every soak request costs what it costs.
+    priced = pilot.request(_ask(f"a:{MODEL}", "soak request 0", max_tokens=16), timeout=30)
     pilot.stop(timeout=10)
-    if not isinstance(priced, Completion):
+    if not isinstance(priced, Completion) or not priced.completion.usage.cost_usd:
         raise RuntimeError(f"the pilot request failed: {priced!r}")
-    budget = (priced.completion.usage.cost_usd or 0.0) * shares
     config = {
         "providers": providers,
         "routes": {"soak": [f"{name}:{MODEL}" for name in providers]},
         "max_total_timeout_ms": 10_000,
-        "budget": {"usd": budget},
     }
-    return runtime.start_actor("openai-router", {"config": config}, name="soak-router"), budget
+    return config, priced.completion.usage.cost_usd
+
+
+def _close_after(index: int) -> int | None:
+    """How many deltas a stream's caller reads before it closes it (``None``: all)."""
+    if index % 50 == 0:
+        return 0  # closed before its first delta
+    if index % 50 == 25:
+        return 1
+    return None
+
+
+def _stream(router: Any, message: GenerateCompletion, close_after: int | None) -> Any:
+    """Stream ``message``; its last message, or :data:`_CANCELLED` if the caller closed it."""
+    with router.open_channel(message, timeout=30) as channel:
+        if close_after == 0:
+            return _CANCELLED  # closed at once: before its first delta
+        last = None
+        for count, item in enumerate(channel):
+            if close_after is not None and count >= close_after:
+                return _CANCELLED
+            last = item
+        return last
 
 
 def _inject(sims: list[OpenAISimulator], stop: threading.Event, rng: random.Random) -> None:
@@ -249,9 +290,8 @@ def _inject(sims: list[OpenAISimulator], stop: threading.Event, rng: random.Rand
             sim.fail_next(**fault, times=rng.randint(1, 3))
 
 
-def _tally(replies: dict[int, list[Any]], budget: float) -> dict[str, Any]:
-    served = lost = answered_twice = wrong = 0
-    spent = 0.0
+def _tally(replies: dict[int, list[Any]], budget: float, spent: float) -> dict[str, Any]:
+    served = lost = answered_twice = wrong = cancelled = 0
     kinds: Counter[str] = Counter()
     for index, got in replies.items():
         answered_twice += max(len(got) - 1, 0)
@@ -259,9 +299,10 @@ def _tally(replies: dict[int, list[Any]], budget: float) -> dict[str, Any]:
             lost += 1
             continue
         reply = got[0]
-        if isinstance(reply, Completion):
+        if reply == _CANCELLED:
+            cancelled += 1
+        elif isinstance(reply, Completion):
             served += 1
-            spent += reply.completion.usage.cost_usd or 0.0
             block = reply.completion.content[0]
             if not isinstance(block, Text) or block.text != f"You said: soak request {index}":
                 wrong += 1
@@ -272,6 +313,7 @@ def _tally(replies: dict[int, list[Any]], budget: float) -> dict[str, Any]:
     over = spent > budget + 1e-12
     return {
         "served": served,
+        "cancelled": cancelled,
         "errors": dict(kinds),
         "lost": lost,
         "answered_twice": answered_twice,

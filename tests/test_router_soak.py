@@ -9,6 +9,9 @@ from bench.router import overhead, soak
 
 
 def test_300_requests_through_three_faulty_providers_none_lost_none_over_budget() -> None:
+    """Plain requests and streams (some closed by their caller), against 5xx, 429, resets,
+    stalls, malformed 200s and streams without usage: the spend is what the simulators
+    billed (their 200s at a request's price), never more than the budget."""
     result = soak(requests=300, concurrency=32)
     assert result["lost"] == 0
     assert result["answered_twice"] == 0
@@ -16,6 +19,8 @@ def test_300_requests_through_three_faulty_providers_none_lost_none_over_budget(
     assert result["over_budget"] is False
     assert result["spent_usd"] <= result["budget_usd"]
     assert result["served"] > 0
+    assert result["cancelled"] > 0  # streams closed by their caller are counted, not lost
+    assert result["spent_usd"] > 0  # billed 200s, whatever the replies said they cost
     assert result["errors"].get("budget_exceeded", 0) > 0  # the budget ran out partway
     assert result["ok"] is True
 

@@ -638,6 +638,7 @@ class OpenAISimulator:
         self._in_flight = 0
         self._max_in_flight = 0
         self._opened_count = 0
+        self._billed = 0
 
     def __repr__(self) -> str:
         return f"<OpenAISimulator {self.base_url if self._server else 'stopped'}>"
@@ -787,6 +788,19 @@ class OpenAISimulator:
             return self._seen
 
     @property
+    def billed(self) -> int:
+        """How many chat completions were answered ``200``: each was generated, so a real
+        provider bills it, whether or not the client read it (a whole reply, a stream
+        cut short, a malformed body, a body that stalled)."""
+        with self._lock:
+            return self._billed
+
+    def _bill(self, handler: _Handler) -> None:
+        if handler.path.split("?", 1)[0].rstrip("/") == "/v1/chat/completions":
+            with self._lock:
+                self._billed += 1
+
+    @property
     def in_flight(self) -> int:
         """How many requests are being answered now."""
         with self._lock:
@@ -887,10 +901,12 @@ class OpenAISimulator:
         elif fault.stall_ms is not None:
             self._hang(handler, fault.stall_ms)
         elif fault.stall_body_ms is not None:
+            self._bill(handler)
             handler.send_head(200, 1000)
             handler.wfile.flush()
             self._hang(handler, fault.stall_body_ms)
         elif fault.malformed:
+            self._bill(handler)
             handler.send_bytes(200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mes')
         elif fault.status is not None or fault.quota:
             status, error, headers = _fault_reply(fault)
@@ -917,6 +933,8 @@ class OpenAISimulator:
         if path == "/v1/chat/completions" and handler.command == "POST":
             models = self._models if self._reject_unknown else None
             status, reply = chat_completion(body, number, models)
+            if status == 200:
+                self._bill(handler)
             if status == 200 and body.get("stream") is True:
                 self._stream(handler, stream_chunks(reply, body, fault), fault)
             else:
