@@ -788,6 +788,18 @@ def test_loopback_stalled_body_times_out(session: requests.Session, simulator: O
     assert fail(client).kind == "timeout"
 
 
+def test_a_200_whose_body_stalled_is_not_retried(
+    session: requests.Session, simulator: OpenAISimulator
+):
+    """The provider generated the answer (and bills it): another attempt would be billed
+    again. The error carries the 200 it came with."""
+    simulator.fail_next(fault="stall_body=3000", times=4)
+    client = loopback_client(session, simulator, [], timeout_ms=200)
+    error = fail(client)
+    assert (error.kind, error.status, error.attempts) == ("timeout", 200, 1)
+    assert simulator.requests_seen == 1
+
+
 def test_loopback_retry_after_is_honoured(session: requests.Session, simulator: OpenAISimulator):
     simulator.fail_next(status=429, retry_after="0.05")
     sleeps: list[float] = []

@@ -282,3 +282,22 @@ def test_a_stream_closed_before_its_first_delta_keeps_its_reservation(
         assert isinstance(again, ErrorResponse) and again.kind == "budget_exceeded", again
         time.sleep(0.05)
     assert sim.requests_seen == 1
+
+
+def test_one_reservation_covers_one_billed_attempt(
+    runtime: Runtime, sim: OpenAISimulator, start_proxy_at: Callable[..., ActorHandle]
+) -> None:
+    """The router reserves one call's most; the child proxy never retries an attempt the
+    provider answered 200 (generated, so billed) whose body then timed out."""
+    router = start_router(
+        runtime,
+        {"sim": provider(sim.base_url, model("model-a"), timeout_ms=300)},
+        budget={"usd": reservation(1000) * 1.5},
+        max_total_timeout_ms=5000,
+    )
+    sim.fail_next(fault="stall_body=3000", times=4)
+    reply = router.request(ask(1000), timeout=20)
+    assert isinstance(reply, ErrorResponse) and reply.kind == "timeout", reply
+    assert sim.requests_seen == 1
+    second = router.request(ask(1000), timeout=20)  # the 200 keeps its reservation
+    assert isinstance(second, ErrorResponse) and second.kind == "budget_exceeded", second

@@ -495,8 +495,10 @@ class ChatClient:
             if other is not None:
                 data, fallback = _json(other), None
                 continue  # another request, not a retry of this one: no backoff
-            if attempt >= most or not should_retry(
-                error.kind, error.status, headers, attempt=attempt
+            if (
+                attempt >= most
+                or _generated(error)
+                or not should_retry(error.kind, error.status, headers, attempt=attempt)
             ):
                 raise attrs.evolve(error, attempts=attempt)
             delay = retry_delay(
@@ -575,7 +577,10 @@ class ChatClient:
         except ProviderError as broken:
             return self._masked(broken), None
         except requests.RequestException as exc:
-            return self._transport_error(exc, timeout), None
+            error = self._transport_error(exc, timeout)
+            if 200 <= response.status_code < 300:  # the body broke: see _generated
+                error = attrs.evolve(error, status=response.status_code)
+            return error, None
         finally:
             response.close()
         if isinstance(outcome, ChatResult):
@@ -803,6 +808,17 @@ class ChatClient:
             )
         detail = self.redact(f"{type(cause).__name__}: {cause}")
         return ProviderError("connection", f"could not reach the provider: {detail}")
+
+
+def _generated(error: ProviderError) -> bool:
+    """Whether the failed attempt's answer was generated: a ``2xx`` whose body timed out or
+    broke. The provider bills it; another attempt would be billed again, so it is not
+    retried (a ``2xx`` body reporting an error is another matter: nothing was generated)."""
+    return (
+        error.kind in ("timeout", "connection")
+        and error.status is not None
+        and 200 <= error.status < 300
+    )
 
 
 def _keep_alive(raw: Any, read1: Callable[..., bytes] | None, sock: object) -> None:
