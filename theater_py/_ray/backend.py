@@ -1,0 +1,197 @@
+"""A runtime's link to a Ray cluster: connecting, the Hosts it starts, watching them, stopping.
+
+:class:`RayBackend` is what ``Runtime(ray_address=...)`` makes. It connects (``local``
+starts a Ray instance the runtime owns; ``auto`` honours ``RAY_ADDRESS``; anything else is
+an address for ``ray.init``), starts the store's host on the driver's node, creates one
+Host per incarnation, watches every Host with one thread so an idle actor whose node dies
+is seen, and at shutdown kills every Ray actor it started and disconnects, leaving a
+cluster it joined as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import ray
+from ray.exceptions import RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from theater_py._ray.host import RayHost
+from theater_py._ray.remote import remote_class
+from theater_py._ray.store import StoreClient, StoreHost
+from theater_py.errors import TheaterError
+
+if TYPE_CHECKING:
+    from theater_py.actor import Actor
+    from theater_py.context import ActorContext
+    from theater_py.manifest import Manifest
+    from theater_py.placement import Placement
+
+__all__ = ["NAMESPACE", "RayBackend"]
+
+logger = logging.getLogger("theater_py.ray")
+
+NAMESPACE = "theater-py"
+"""The Ray namespace of every actor a runtime starts (each one named)."""
+START_TIMEOUT = 60.0
+"""Seconds an incarnation's Host may take to be placed, start and run ``init``."""
+STOP_TIMEOUT = 10.0
+"""Seconds a Host's ``on_stop`` may take before the Host is killed regardless."""
+WATCH_POLL = 0.2
+"""Seconds between the watcher's looks at its own stop (its wait on the Hosts is this)."""
+
+
+class RayBackend:
+    """One runtime's Ray connection and the Ray actors it started."""
+
+    def __init__(self, address: str, *, store_path: str | None) -> None:
+        self.start_timeout = START_TIMEOUT
+        self._owns_ray = False
+        self._connected = False
+        if ray.is_initialized():
+            self.namespace = NAMESPACE
+        else:
+            self._connect(address)
+        self.run_id = uuid.uuid4().hex[:8]
+        self._lock = threading.Lock()
+        self._hosts: dict[str, Any] = {}
+        self._watches: dict[Any, tuple[Any, ActorContext]] = {}
+        self._closed = threading.Event()
+        self._store_host = StoreHost.options(
+            name=f"{self.run_id}/store",
+            namespace=NAMESPACE,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=True
+            ),
+            num_cpus=0,
+        ).remote(store_path)
+        self.store = StoreClient(self._store_host)
+        self._watcher = threading.Thread(
+            target=self._watch_loop, name="theater-ray-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def _connect(self, address: str) -> None:
+        if address == "local":
+            ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=True)
+            self._owns_ray = True
+        elif address == "auto":
+            ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", namespace=NAMESPACE)
+        else:
+            ray.init(address=address, namespace=NAMESPACE)
+        self._connected = True
+        self.namespace = NAMESPACE
+
+    # -- actors ----------------------------------------------------------------------
+
+    def actor_class(
+        self, target: type[Actor], manifest: Manifest, placement: Placement | None
+    ) -> type[Actor]:
+        """Return the class a cell instantiates so its incarnations run on Ray."""
+        return remote_class(self, target, manifest, placement or manifest.placement)
+
+    def create_host(
+        self, ctx: ActorContext, manifest: Manifest, placement: Placement | None
+    ) -> Any:
+        """Start the Ray actor of one incarnation (placed by ``placement``)."""
+        if self._closed.is_set():
+            raise TheaterError("the runtime's Ray backend is shut down")
+        name = f"{self.run_id}/{ctx.name}/{uuid.uuid4().hex[:8]}"
+        options: dict[str, Any] = {"name": name, "namespace": NAMESPACE, "max_restarts": 0}
+        if placement is not None:
+            options.update(placement.ray_options())
+        host = RayHost.options(**options).remote(
+            manifest.component, ctx.name, ctx.id, manifest, self.store
+        )
+        with self._lock:
+            self._hosts[name] = host
+        return host
+
+    def watch(self, host: Any, ctx: ActorContext) -> None:
+        """Have the incarnation of ``ctx`` exit (a crash) if ``host`` dies while idle."""
+        ref = host.watch.remote()
+        with self._lock:
+            self._watches[ref] = (host, ctx)
+
+    def release(self, host: Any, ctx: ActorContext) -> None:
+        """Run the Host's ``on_stop`` (its events go to ``ctx``'s chain), then kill it."""
+        with self._lock:
+            for ref, (watched, _) in list(self._watches.items()):
+                if watched is host:
+                    del self._watches[ref]
+        try:
+            outcome = ray.get(host.stop.remote(), timeout=STOP_TIMEOUT)
+            for event_type, data, description in outcome[2]:
+                import json
+
+                ctx.record(event_type, json.loads(data), description)
+        except Exception as exc:  # noqa: BLE001 -- a lost or stuck Host is killed regardless
+            logger.debug(
+                "actor %s: its Ray actor did not stop cleanly: %s", ctx.name, type(exc).__name__
+            )
+        self._kill(host)
+
+    def _kill(self, host: Any) -> None:
+        with contextlib.suppress(Exception):
+            ray.kill(host, no_restart=True)
+        with self._lock:
+            for name, known in list(self._hosts.items()):
+                if known is host:
+                    del self._hosts[name]
+
+    def _watch_loop(self) -> None:
+        while not self._closed.is_set():
+            with self._lock:
+                refs = list(self._watches)
+            if not refs:
+                self._closed.wait(WATCH_POLL)
+                continue
+            try:
+                ready, _ = ray.wait(refs, num_returns=1, timeout=WATCH_POLL)
+            except Exception:  # noqa: BLE001 -- Ray is going away; the loop ends with it
+                if self._closed.wait(WATCH_POLL):
+                    return
+                continue
+            for ref in ready:
+                with self._lock:
+                    entry = self._watches.pop(ref, None)
+                if entry is not None:
+                    self._check(ref, entry[1])
+
+    @staticmethod
+    def _check(ref: Any, ctx: ActorContext) -> None:
+        try:
+            ray.get(ref, timeout=0)
+        except RayActorError:
+            logger.warning("actor %s: its Ray actor died (its process or node was lost)", ctx.name)
+            ctx.stop("ray actor lost: its process or node died")
+        except Exception as exc:  # noqa: BLE001 -- any other end of the watch is a loss too
+            ctx.stop(f"ray actor lost: {type(exc).__name__}")
+
+    def host_names(self) -> list[str]:
+        """Return the names of the Hosts alive now (for tests and diagnostics)."""
+        with self._lock:
+            return sorted(self._hosts)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Kill every Ray actor this runtime started, then disconnect (stop an owned Ray)."""
+        self._closed.set()
+        with self._lock:
+            hosts = list(self._hosts.values())
+            self._watches.clear()
+        for host in hosts:
+            self._kill(host)
+        with contextlib.suppress(Exception):
+            ray.get(self._store_host.close.remote(), timeout=STOP_TIMEOUT)
+        with contextlib.suppress(Exception):
+            ray.kill(self._store_host, no_restart=True)
+        self._watcher.join(timeout=5 * WATCH_POLL + 5)
+        if self._connected:
+            ray.shutdown()

@@ -1,0 +1,194 @@
+"""The driver side: an :class:`~theater_py.Actor` that forwards to its Host on a Ray worker.
+
+The cell makes a :class:`RemoteInstance` where it would make the actor's own class, so the
+mailbox, its order, the hand-over of queued messages across restarts, deferred replies and
+stops are the local runtime's, unchanged. Each handler call becomes one Ray call carrying
+JSON text; the events the actor recorded on the worker come back with it and are appended
+to the actor's chain here, before the reply is recorded.
+
+A Host that dies (its process or its node) makes the call raise :class:`RayActorLost`: a
+crash of the incarnation, which the supervisor handles as any crash.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import functools
+import json
+from typing import TYPE_CHECKING, Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from theater_py import serde
+from theater_py._cell import LONGEST_WAIT
+from theater_py._ray.host import dumps
+from theater_py.actor import IGNORE, Actor
+from theater_py.errors import ActorStopped, MessageDecodeError
+
+if TYPE_CHECKING:
+    from theater_py._ray.backend import RayBackend
+    from theater_py._ray.host import Outcome
+    from theater_py.context import ActorContext
+    from theater_py.manifest import Manifest
+    from theater_py.placement import Placement
+
+__all__ = ["RayActorLost", "RemoteInstance", "remote_class"]
+
+
+class RayActorLost(Exception):
+    """The Ray actor running an incarnation died (its process or its node was lost)."""
+
+
+@functools.cache
+def _remote_error(name: str) -> type[Exception]:
+    """An exception class named as the one raised on the worker, so a crash's recorded
+    reason (``ValueError: boom``) is the same as a local crash's."""
+    return type(name, (Exception,), {"__module__": "theater_py._ray.remote"})
+
+
+def _events(ctx: ActorContext, events: list[list[Any]]) -> None:
+    for event_type, data, description in events:
+        ctx.record(event_type, json.loads(data), description)
+
+
+class RemoteInstance(Actor):
+    """Forwards every handler call of one incarnation to its Host (see module doc)."""
+
+    backend: RayBackend
+    manifest: Manifest
+    placement: Placement | None
+    target: type[Actor]
+
+    def __init__(self) -> None:
+        self._host: Any = None
+        self._ctx: ActorContext | None = None
+
+    # -- calls -----------------------------------------------------------------
+
+    def _wait(self, ref: Any, timeout: float) -> Outcome:
+        try:
+            return ray.get(ref, timeout=timeout)  # type: ignore[no-any-return]
+        except RayActorError:
+            raise RayActorLost(
+                "the Ray actor running this incarnation died (its process or node was lost)"
+            ) from None
+        except GetTimeoutError:
+            raise RayActorLost(
+                f"the Ray actor running this incarnation gave no answer within {timeout} s"
+            ) from None
+
+    def _settle(self, ctx: ActorContext, outcome: Outcome) -> Any:
+        """Record the outcome's events and exit, and return its value or raise its crash."""
+        status, value, events, exit_reason = outcome
+        _events(ctx, events)
+        if exit_reason is not None:
+            kind, error = exit_reason
+            ctx.stop(
+                kind
+                if error is None or kind == "normal"
+                else (error if kind == "crash" else ("shutdown", error))
+            )
+        if status in ("crash", "error"):
+            raise _remote_error(value[0])(value[1])
+        if status == "refused":
+            raise MessageDecodeError(value[0], value[1])
+        return value
+
+    def _reply(self, ctx: ActorContext, outcome: Outcome) -> Any:
+        value = self._settle(ctx, outcome)
+        if outcome[0] == "deferred":
+            return self._deferred(ctx, value)
+        reply = json.loads(value)
+        response_type = self.target.response_type
+        return reply if response_type is None else serde.structure(reply, response_type)
+
+    def _deferred(self, ctx: ActorContext, token: int) -> concurrent.futures.Future[Any]:
+        reply: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        host = self._host
+        ref = host.await_reply.remote(token)
+
+        def done(ready: concurrent.futures.Future[Any]) -> None:
+            try:
+                outcome = ready.result()
+            except RayActorError:
+                with contextlib.suppress(concurrent.futures.InvalidStateError):
+                    reply.set_exception(RayActorLost("the Ray actor died before it answered"))
+                return
+            except BaseException as exc:  # noqa: BLE001 -- the caller must hear of any failure
+                with contextlib.suppress(concurrent.futures.InvalidStateError):
+                    reply.set_exception(exc)
+                return
+            if outcome[0] == "cancelled":
+                _events(ctx, outcome[2])
+                reply.cancel()
+                return
+            try:
+                value = self._reply(ctx, outcome)
+            except BaseException as exc:  # noqa: BLE001 -- as above
+                with contextlib.suppress(concurrent.futures.InvalidStateError):
+                    reply.set_exception(exc)
+                return
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                reply.set_result(value)
+
+        def abandoned(future: concurrent.futures.Future[Any]) -> None:
+            if future.cancelled():  # the caller left: let the actor drop the work
+                with contextlib.suppress(Exception):
+                    host.cancel.remote(token)
+
+        reply.add_done_callback(abandoned)
+        ref.future().add_done_callback(done)
+        return reply
+
+    @staticmethod
+    def _encode(message: Any) -> str:
+        return dumps(serde.unstructure(message))
+
+    # -- the Actor contract --------------------------------------------------------
+
+    def init(self, ctx: ActorContext, state: Any) -> Any:
+        self._ctx = ctx
+        self._host = self.backend.create_host(ctx, self.manifest, self.placement)
+        outcome = self._wait(self._host.init.remote(dumps(state)), self.backend.start_timeout)
+        self._settle(ctx, outcome)
+        self.backend.watch(self._host, ctx)
+        return IGNORE if outcome[0] == "ignore" else None
+
+    def handle_request(self, ctx: ActorContext, message: Any) -> Any:
+        return self._reply(
+            ctx, self._wait(self._host.request.remote(self._encode(message)), LONGEST_WAIT)
+        )
+
+    def handle_send(self, ctx: ActorContext, message: Any) -> None:
+        self._settle(ctx, self._wait(self._host.send.remote(self._encode(message)), LONGEST_WAIT))
+
+    def on_decode_error(self, ctx: ActorContext, error: MessageDecodeError) -> Any:
+        outcome = self._wait(self._host.decode_error.remote(error.path, error.reason), LONGEST_WAIT)
+        return self._reply(ctx, outcome)
+
+    def handle_channel_open(self, ctx: ActorContext, channel: Any, message: Any) -> bool:
+        raise ActorStopped("channels to an actor on a Ray worker are not supported yet")
+
+    def on_stop(self, ctx: ActorContext) -> None:
+        host, self._host = self._host, None
+        if host is not None:
+            self.backend.release(host, ctx)
+
+
+def remote_class(
+    backend: RayBackend, target: type[Actor], manifest: Manifest, placement: Placement | None
+) -> type[Actor]:
+    """Return the class a cell instantiates for an actor that runs on a Ray worker."""
+    attributes = {
+        "backend": backend,
+        "manifest": manifest,
+        "placement": placement,
+        "target": target,
+        "request_type": target.request_type,
+        "response_type": target.response_type,
+        "channel_type": target.channel_type,
+        "channel_buffer": target.channel_buffer,
+    }
+    return type(f"Remote{target.__name__}", (RemoteInstance,), attributes)
