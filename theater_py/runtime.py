@@ -21,6 +21,7 @@ from theater_py.errors import (
     ActorStartError,
     StoreError,
     SupervisorError,
+    TheaterError,
 )
 from theater_py.handle import ActorHandle
 from theater_py.supervisor import ChildSpec, Supervisor, SupervisorFlags, SupervisorSpec
@@ -118,7 +119,12 @@ class Runtime:
         self._closed = False
         self._ray: RayBackend | None = None
         if ray_address is not None:
-            from theater_py._ray.backend import RayBackend
+            try:
+                from theater_py._ray.backend import RayBackend
+            except ImportError as exc:
+                if exc.name is None or not exc.name.startswith("ray"):
+                    raise
+                raise TheaterError("ray_address needs Ray: pip install 'theater-py[ray]'") from None
 
             store = None if in_memory else str(self.home / "store.sqlite3")
             self._ray = RayBackend(ray_address, store_path=store)

@@ -102,7 +102,14 @@ class RayBackend:
         if self._closed.is_set():
             raise TheaterError("the runtime's Ray backend is shut down")
         name = f"{self.run_id}/{ctx.name}/{uuid.uuid4().hex[:8]}"
-        options: dict[str, Any] = {"name": name, "namespace": NAMESPACE, "max_restarts": 0}
+        # Ray's default would hold a CPU for scheduling: an actor mostly waits on
+        # messages, so it asks for none unless its [placement] says num_cpus.
+        options: dict[str, Any] = {
+            "name": name,
+            "namespace": NAMESPACE,
+            "max_restarts": 0,
+            "num_cpus": 0,
+        }
         if placement is not None:
             options.update(placement.ray_options())
         host = RayHost.options(**options).remote(
