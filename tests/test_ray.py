@@ -391,3 +391,23 @@ def test_the_cli_runs_a_system_on_ray_and_serves_it_on_the_control_socket(
         assert json.loads(answered.stdout)["node"] == node.node_id
         assert len(our_actors()) == 2  # the actor's host and the store's
     assert our_actors() == []  # SIGTERM stopped them all
+
+
+def test_the_ray_bench_runs_and_writes_its_results(tmp_path: Path):
+    output = tmp_path / "ray.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "actors")])}
+    env.pop("RAY_ADDRESS", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.ray", "--quick", "--output", str(output)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(output.read_text())
+    assert {"bare_ray", "theater_on_ray", "theater_local"} <= set(results["latency"])
+    assert results["recovery"]["seconds"]
+    assert results["proxy"]["on_paper"]["one_proxy_req_per_s"] > 0

@@ -18,6 +18,7 @@ import concurrent.futures
 import itertools
 import json
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -225,9 +226,9 @@ class Host:
         """Return only when the Host is stopped: the driver's way to see it die while idle."""
         return self._stopped.wait(LONGEST_WAIT)
 
-    def node_id(self) -> str:
-        """Return the id of the Ray node this Host runs on."""
-        return str(ray.get_runtime_context().get_node_id())
+    def where(self) -> dict[str, Any]:
+        """Return the Ray node and the process this Host runs in (diagnostics, bench)."""
+        return {"node": str(ray.get_runtime_context().get_node_id()), "pid": os.getpid()}
 
     def stop(self) -> Outcome:
         """Run the actor's ``on_stop``, release its capabilities, end the watch."""
