@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import threading
 import time
 from typing import Any
 
 import ray
 
-from theater_py import Actor, ActorContext
+from theater_py import Actor, ActorChannel, ActorContext
 
 
 class Where(Actor):
@@ -57,6 +58,26 @@ class Where(Actor):
 
     def handle_send(self, ctx: ActorContext, message: Any) -> None:
         self.sends.append(message)
+
+    def handle_channel_open(self, ctx: ActorContext, channel: ActorChannel, message: Any) -> bool:
+        """``{"count": n}`` streams n messages from a thread, then closes; ``{"echo": ..}``
+        answers each caller message; ``{"refuse": reason}`` refuses."""
+        if "refuse" in message:
+            raise ValueError(message["refuse"])
+        if "count" in message:
+
+            def produce() -> None:
+                for i in range(message["count"]):
+                    channel.send({"i": i})
+                channel.close()
+
+            threading.Thread(target=produce, daemon=True).start()
+        return True
+
+    def handle_channel_message(
+        self, ctx: ActorContext, channel: ActorChannel, message: Any
+    ) -> None:
+        channel.send({"got": message, **self._here()})
 
     def on_stop(self, ctx: ActorContext) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -27,7 +27,7 @@ import pytest
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
-from theater_py import ActorFailed, ActorStopped, Runtime  # noqa: E402
+from theater_py import ActorFailed, ActorStopped, ChannelRefused, Runtime  # noqa: E402
 from theater_py.errors import ActorNotFound  # noqa: E402
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator  # noqa: E402
 
@@ -195,6 +195,24 @@ def test_the_store_is_reachable_from_every_node_without_a_shared_home(
     assert ref is not None
     assert content.get(written["store_id"], ref) == b"shared text"
     assert "store-write" in [e.event_type for e in writer.events()]
+
+
+def test_channels_cross_to_an_actor_on_a_worker(nodes: Nodes, ray_runtime: Runtime, tmp_path: Path):
+    node = nodes.add("iota")
+    handle = ray_runtime.start_actor(manifest(tmp_path, "iota"))
+    with handle.open_channel_json({"count": 300}, timeout=WAIT) as stream:
+        assert [value["i"] for value in stream] == list(range(300))  # past the 64-buffer
+    with handle.open_channel({"echo": True}, timeout=WAIT) as channel:
+        channel.send("ping")
+        reply = next(iter(channel))
+        assert reply["got"] == "ping"
+        assert reply["node"] == node.node_id
+    with pytest.raises(ChannelRefused, match="not today"):
+        handle.open_channel({"refuse": "not today"}, timeout=WAIT)
+    closes = [e.data for e in handle.events() if e.event_type == "channel-close"]
+    assert [c["to_caller"]["count"] for c in closes] == [300, 1]
+    assert [c["closed_by"] for c in closes] == ["actor", "caller"]
+    assert handle.verify().ok
 
 
 # -- node death ------------------------------------------------------------------------------

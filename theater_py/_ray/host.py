@@ -27,6 +27,7 @@ import ray
 from theater_py import serde
 from theater_py._cell import LONGEST_WAIT, ExitReason
 from theater_py.actor import IGNORE
+from theater_py.channel import _END, _NOTHING, _Link
 from theater_py.context import ActorContext
 from theater_py.errors import CapabilityDenied, MessageDecodeError
 
@@ -47,6 +48,10 @@ text), ``deferred`` (``value`` is a token for :meth:`Host.await_reply`), ``ignor
 error the actor re-raised: ``[path, reason]``) or ``cancelled``. ``events`` are
 ``[event_type, data JSON text, description]``; ``exit`` is ``[kind, error]`` when the
 actor called ``ctx.stop``."""
+
+
+PULL_BATCH = 256
+"""The most channel messages one pull carries back."""
 
 
 def dumps(value: Any) -> str:
@@ -96,8 +101,11 @@ class _WorkerRuntime:
 class _WorkerCell:
     """The few attributes of a cell an :class:`ActorContext` reads, on a worker."""
 
-    def __init__(self, name: str, actor_id: str, manifest: Manifest, store: Any) -> None:
+    def __init__(
+        self, name: str, actor_id: str, manifest: Manifest, store: Any, actor_class: type[Actor]
+    ) -> None:
         self.name = name
+        self.actor_class = actor_class  # a channel's buffer size and message type
         self.id = actor_id
         self.manifest = manifest
         self.chain = EventBuffer()
@@ -135,10 +143,11 @@ class Host:
         from theater_py.runtime import load_component
 
         self._class: type[Actor] = load_component(component)
-        self._cell = _WorkerCell(name, actor_id, manifest, store)
+        self._cell = _WorkerCell(name, actor_id, manifest, store, self._class)
         self._ctx = ActorContext(self._cell)  # type: ignore[arg-type]
         self._instance = self._class()
-        self._deferred: dict[int, concurrent.futures.Future[Any]] = {}
+        self._deferred: dict[int, tuple[concurrent.futures.Future[Any], bool]] = {}
+        self._links: dict[str, _Link] = {}
         self._tokens = itertools.count(1)
         self._stopped = threading.Event()
 
@@ -150,13 +159,15 @@ class Host:
         logger.error("actor %s crashed in %s on a Ray worker", self._cell.name, phase, exc_info=exc)
         return self._outcome("crash", _error(exc))
 
-    def _reply(self, result: Any) -> Outcome:
+    def _reply(self, result: Any, typed: bool = True) -> Outcome:
+        """The outcome of a handler's result; ``typed``: a reply of ``response_type``."""
         if isinstance(result, concurrent.futures.Future):
             token = next(self._tokens)
-            self._deferred[token] = result
+            self._deferred[token] = (result, typed)
             return self._outcome("deferred", token)
         try:
-            return self._outcome("ok", dumps(serde.unstructure(result, self._class.response_type)))
+            response_type = self._class.response_type if typed else None
+            return self._outcome("ok", dumps(serde.unstructure(result, response_type)))
         except (TypeError, ValueError) as exc:
             return self._outcome("error", _error(exc))
 
@@ -201,9 +212,10 @@ class Host:
     @_group("replies")
     def await_reply(self, token: int) -> Outcome:
         """Wait for a deferred reply (a future the handler returned)."""
-        future = self._deferred.get(token)
-        if future is None:
+        entry = self._deferred.get(token)
+        if entry is None:
             return self._outcome("cancelled")
+        future, typed = entry
         try:
             result = future.result(LONGEST_WAIT)
         except concurrent.futures.CancelledError:
@@ -212,14 +224,78 @@ class Host:
             return self._outcome("error", _error(exc))
         finally:
             self._deferred.pop(token, None)
-        return self._reply(result)
+        return self._reply(result, typed)
 
     @_group("replies")
     def cancel(self, token: int) -> None:
         """The caller gave up: cancel the deferred work, if it can still be cancelled."""
-        future = self._deferred.get(token)
-        if future is not None:
-            future.cancel()
+        entry = self._deferred.get(token)
+        if entry is not None:
+            entry[0].cancel()
+
+    # -- channels: the caller's side is in the driver; the actor's buffer is here ---------
+
+    def channel_open(self, channel_id: str, message: str) -> Outcome:
+        """Offer the actor a channel; ``ok`` carries its answer (JSON ``true``/``false``).
+
+        An exception from ``handle_channel_open`` is a refusal (``error``), not a crash.
+        """
+        link = _Link(self._cell, True)  # type: ignore[arg-type]
+        link.id = channel_id  # the driver's id, as the chain names it
+        self._links[channel_id] = link
+        try:
+            answer = self._instance.handle_channel_open(
+                self._ctx, link.actor_side, self._decode(message)
+            )
+        except Exception as exc:  # noqa: BLE001 -- raising is how an actor refuses
+            self._links.pop(channel_id, None)
+            return self._outcome("error", _error(exc))
+        return self._reply(answer, typed=False)
+
+    def channel_message(self, channel_id: str, message: str) -> Outcome:
+        """Hand the actor a message its caller sent on a channel."""
+        link = self._links.get(channel_id)
+        if link is None or link.closed.is_set():
+            return self._outcome("ok")
+        try:
+            self._instance.handle_channel_message(self._ctx, link.actor_side, self._decode(message))
+        except BaseException as exc:  # noqa: BLE001 -- every failure is a crash, as locally
+            return self._crash(exc, "message")
+        return self._outcome("ok")
+
+    def channel_close(self, channel_id: str) -> Outcome:
+        """The caller closed a channel: end it here, run ``handle_channel_close``."""
+        link = self._links.pop(channel_id, None)
+        if link is None:
+            return self._outcome("ok")
+        link.end("caller", drop=True)
+        try:
+            self._instance.handle_channel_close(self._ctx, link.actor_side)
+        except BaseException as exc:  # noqa: BLE001 -- every failure is a crash, as locally
+            return self._crash(exc, "message")
+        return self._outcome("ok")
+
+    @_group("replies")
+    def channel_pull(self, channel_id: str, wait: float) -> Outcome:
+        """Take what the actor sent on a channel (waiting up to ``wait`` s for the first).
+
+        ``ok`` carries ``[messages as JSON text, ended, farewell JSON text or None]``.
+        """
+        link = self._links.get(channel_id)
+        if link is None:
+            return self._outcome("ok", [[], True, None])
+        items: list[str] = []
+        ended = False
+        item = link.get(wait)
+        while item is not _NOTHING and len(items) < PULL_BATCH:
+            if item is _END:
+                ended = True
+                self._links.pop(channel_id, None)
+                break
+            items.append(dumps(item))
+            item = link.get(0)
+        farewell = link.farewell
+        return self._outcome("ok", [items, ended, None if farewell is None else dumps(farewell[0])])
 
     @_group("watch")
     def watch(self) -> bool:
@@ -233,6 +309,9 @@ class Host:
     def stop(self) -> Outcome:
         """Run the actor's ``on_stop``, release its capabilities, end the watch."""
         self._ctx.stopping.set()
+        for link in list(self._links.values()):
+            link.end("stop", drop=True)
+        self._links.clear()
         try:
             self._instance.on_stop(self._ctx)
         except BaseException:

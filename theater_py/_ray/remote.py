@@ -16,6 +16,8 @@ import concurrent.futures
 import contextlib
 import functools
 import json
+import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -25,16 +27,22 @@ from theater_py import serde
 from theater_py._cell import LONGEST_WAIT
 from theater_py._ray.host import dumps
 from theater_py.actor import IGNORE, Actor
-from theater_py.errors import ActorStopped, MessageDecodeError
+from theater_py.errors import MessageDecodeError
 
 if TYPE_CHECKING:
     from theater_py._ray.backend import RayBackend
     from theater_py._ray.host import Outcome
+    from theater_py.channel import ActorChannel
     from theater_py.context import ActorContext
     from theater_py.manifest import Manifest
     from theater_py.placement import Placement
 
 __all__ = ["RayActorLost", "RemoteInstance", "remote_class"]
+
+logger = logging.getLogger("theater_py.actor")
+
+PULL_WAIT = 1.0
+"""Seconds one pull of a channel's messages waits on the Host for the first one."""
 
 
 class RayActorLost(Exception):
@@ -96,15 +104,18 @@ class RemoteInstance(Actor):
             raise MessageDecodeError(value[0], value[1])
         return value
 
-    def _reply(self, ctx: ActorContext, outcome: Outcome) -> Any:
+    def _reply(self, ctx: ActorContext, outcome: Outcome, typed: bool = True) -> Any:
+        """The reply an outcome carries (of ``response_type`` when ``typed``), or its future."""
         value = self._settle(ctx, outcome)
         if outcome[0] == "deferred":
-            return self._deferred(ctx, value)
+            return self._deferred(ctx, value, typed)
         reply = json.loads(value)
-        response_type = self.target.response_type
+        response_type = self.target.response_type if typed else None
         return reply if response_type is None else serde.structure(reply, response_type)
 
-    def _deferred(self, ctx: ActorContext, token: int) -> concurrent.futures.Future[Any]:
+    def _deferred(
+        self, ctx: ActorContext, token: int, typed: bool = True
+    ) -> concurrent.futures.Future[Any]:
         reply: concurrent.futures.Future[Any] = concurrent.futures.Future()
         host = self._host
         ref = host.await_reply.remote(token)
@@ -125,7 +136,7 @@ class RemoteInstance(Actor):
                 reply.cancel()
                 return
             try:
-                value = self._reply(ctx, outcome)
+                value = self._reply(ctx, outcome, typed)
             except BaseException as exc:  # noqa: BLE001 -- as above
                 with contextlib.suppress(concurrent.futures.InvalidStateError):
                     reply.set_exception(exc)
@@ -168,13 +179,85 @@ class RemoteInstance(Actor):
         outcome = self._wait(self._host.decode_error.remote(error.path, error.reason), LONGEST_WAIT)
         return self._reply(ctx, outcome)
 
-    def handle_channel_open(self, ctx: ActorContext, channel: Any, message: Any) -> bool:
-        raise ActorStopped("channels to an actor on a Ray worker are not supported yet")
+    def handle_channel_open(
+        self, ctx: ActorContext, channel: ActorChannel, message: Any
+    ) -> bool | concurrent.futures.Future[bool]:
+        host = self._host
+        outcome = self._wait(
+            host.channel_open.remote(channel.id, self._encode(message)), LONGEST_WAIT
+        )
+        answer = self._reply(ctx, outcome, typed=False)
+        if isinstance(answer, concurrent.futures.Future):
+
+            def decided(done: concurrent.futures.Future[Any]) -> None:
+                if not done.cancelled() and done.exception() is None and done.result() is True:
+                    self._pump(ctx, host, channel)
+
+            answer.add_done_callback(decided)
+            return answer
+        if answer is True:
+            self._pump(ctx, host, channel)
+        return bool(answer) if isinstance(answer, bool) else answer
+
+    def _pump(self, ctx: ActorContext, host: Any, channel: ActorChannel) -> None:
+        """Carry what the actor sends on the worker into the caller's buffer, on a thread."""
+        threading.Thread(
+            target=_pump,
+            args=(ctx, host, channel, self.target.channel_type),
+            name=f"theater-ray-channel-{channel.id[:8]}",
+            daemon=True,
+        ).start()
+
+    def handle_channel_message(
+        self, ctx: ActorContext, channel: ActorChannel, message: Any
+    ) -> None:
+        outcome = self._host.channel_message.remote(channel.id, self._encode(message))
+        self._settle(ctx, self._wait(outcome, LONGEST_WAIT))
+
+    def handle_channel_close(self, ctx: ActorContext, channel: ActorChannel) -> None:
+        self._settle(ctx, self._wait(self._host.channel_close.remote(channel.id), LONGEST_WAIT))
 
     def on_stop(self, ctx: ActorContext) -> None:
         host, self._host = self._host, None
         if host is not None:
             self.backend.release(host, ctx)
+
+
+def _pump(ctx: ActorContext, host: Any, channel: ActorChannel, channel_type: Any) -> None:
+    """Pull a channel's messages from its Host until either end closes it.
+
+    Backpressure runs through: a caller that does not read blocks ``channel.send`` here,
+    so no pull is made, so the Host's buffer fills and the actor's own ``send`` waits.
+    A Host that dies ends the loop; the incarnation's end closes the channel.
+    """
+    farewell: str | None = None
+    while not channel.closed.is_set():
+        try:
+            outcome = ray.get(
+                host.channel_pull.remote(channel.id, PULL_WAIT), timeout=PULL_WAIT + 30
+            )
+        except Exception:  # noqa: BLE001 -- the Host is gone: its crash ends the channel
+            return
+        _events(ctx, outcome[2])
+        items, ended, last = outcome[1]
+        if last != farewell:
+            farewell = last
+            channel.set_farewell(None if last is None else _typed(json.loads(last), channel_type))
+        try:
+            for text in items:
+                if not channel.send(_typed(json.loads(text), channel_type)):
+                    return  # the caller closed it
+        except Exception:  # noqa: BLE001 -- the caller read nothing for a minute: end it
+            logger.warning("channel %s: its caller stopped reading; closing it", channel.id)
+            channel.close()
+            return
+        if ended:
+            channel.close()
+            return
+
+
+def _typed(value: Any, channel_type: Any) -> Any:
+    return value if channel_type is None else serde.structure(value, channel_type)
 
 
 def remote_class(
