@@ -28,7 +28,7 @@ ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 from theater_py import ActorFailed, ActorStopped, ChannelRefused, Runtime  # noqa: E402
-from theater_py.errors import ActorNotFound  # noqa: E402
+from theater_py.errors import ActorNotFound, ActorStartError  # noqa: E402
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
@@ -150,6 +150,20 @@ def test_an_actor_on_a_worker_answers_requests_sends_and_deferred_replies(
     handle.send_json("two")
     assert handle.request("sends", timeout=WAIT) == ["one", "two"]
     assert [c.name for c in ray_runtime.root.which_children()] == ["where"]
+
+
+def test_a_failed_init_on_a_worker_is_a_failed_start_naming_the_error(
+    nodes: Nodes, ray_runtime: Runtime, tmp_path: Path
+):
+    nodes.add("kappa")
+    with pytest.raises(ActorStartError, match="RuntimeError: no key on this node"):
+        ray_runtime.start_actor(manifest(tmp_path, "kappa"), {"fail_init": "no key on this node"})
+    broken = tmp_path / "broken.toml"
+    broken.write_text(
+        manifest(tmp_path, "kappa").read_text().replace("ray_actors:Where", "ray_actors:Nowhere")
+    )
+    with pytest.raises(ActorStartError, match="Nowhere"):  # refused in the driver already
+        ray_runtime.start_actor(broken)
 
 
 def test_events_recorded_on_a_worker_reach_the_chain_intact(

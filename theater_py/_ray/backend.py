@@ -78,7 +78,8 @@ class RayBackend:
 
     def _connect(self, address: str) -> None:
         if address == "local":
-            ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=True)
+            # address="local": always a new instance, never one found running on this machine.
+            ray.init(address="local", namespace=NAMESPACE, include_dashboard=False)
             self._owns_ray = True
         elif address == "auto":
             ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", namespace=NAMESPACE)

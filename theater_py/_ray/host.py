@@ -142,10 +142,18 @@ class Host:
     def __init__(self, component: str, name: str, actor_id: str, manifest: Manifest, store: Any):
         from theater_py.runtime import load_component
 
-        self._class: type[Actor] = load_component(component)
+        # A constructor that raises would be reported by Ray as a dead actor: keep the
+        # error for init() to report as the failed start it is.
+        self._failed: BaseException | None = None
+        try:
+            self._class: type[Actor] = load_component(component)
+            self._instance = self._class()
+        except BaseException as exc:  # noqa: BLE001 -- reported by init()
+            self._failed = exc
+            self._class = Actor
+            self._instance = Actor()
         self._cell = _WorkerCell(name, actor_id, manifest, store, self._class)
         self._ctx = ActorContext(self._cell)  # type: ignore[arg-type]
-        self._instance = self._class()
         self._deferred: dict[int, tuple[concurrent.futures.Future[Any], bool]] = {}
         self._links: dict[str, _Link] = {}
         self._tokens = itertools.count(1)
@@ -178,6 +186,8 @@ class Host:
 
     def init(self, state: str) -> Outcome:
         """Run the actor's ``init`` with its merged init state (JSON text)."""
+        if self._failed is not None:
+            return self._crash(self._failed, "init")
         try:
             result = self._instance.init(self._ctx, json.loads(state))
         except BaseException as exc:  # noqa: BLE001 -- a failed init is the driver's to report
