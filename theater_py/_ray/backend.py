@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,8 @@ START_TIMEOUT = 60.0
 """Seconds an incarnation's Host may take to be placed, start and run ``init``."""
 STOP_TIMEOUT = 10.0
 """Seconds a Host's ``on_stop`` may take before the Host is killed regardless."""
+GONE_TIMEOUT = 10.0
+"""Seconds a shutdown waits for Ray to stop listing the actors it killed."""
 WATCH_POLL = 0.2
 """Seconds between the watcher's looks at its own stop (its wait on the Hosts is this)."""
 
@@ -186,6 +189,26 @@ class RayBackend:
         with self._lock:
             return sorted(self._hosts)
 
+    def _ours(self) -> list[str]:
+        """The named Ray actors of this runtime that Ray still lists."""
+        prefix = f"{self.run_id}/"
+        return [
+            actor["name"]
+            for actor in ray.util.list_named_actors(all_namespaces=True)
+            if actor["namespace"] == NAMESPACE and actor["name"].startswith(prefix)
+        ]
+
+    def _await_gone(self) -> None:
+        """Wait (bounded) until Ray lists none of our actors: ``ray.kill`` is asynchronous."""
+        deadline = time.monotonic() + GONE_TIMEOUT
+        try:
+            while (left := self._ours()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except Exception:  # noqa: BLE001 -- Ray is unreachable: nothing more to wait for
+            return
+        if left:
+            logger.warning("Ray still lists %d actors of this runtime: %s", len(left), left)
+
     # -- shutdown ------------------------------------------------------------------------
 
     def shutdown(self) -> None:
@@ -201,5 +224,6 @@ class RayBackend:
         with contextlib.suppress(Exception):
             ray.kill(self._store_host, no_restart=True)
         self._watcher.join(timeout=5 * WATCH_POLL + 5)
+        self._await_gone()
         if self._connected:
             ray.shutdown()
