@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from theater_py.manifest import parse_manifest
 from theater_py.placement import Placement
 from theater_py.system import load_system
 
+ROOT = Path(__file__).resolve().parents[1]
 ACTOR = 'name = "a"\nversion = "0.1.0"\ncomponent = "tests.sample_actors:Echo"\n'
 
 
@@ -31,6 +33,27 @@ def test_importing_theater_py_never_imports_ray():
         [sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "False"
+
+
+def test_a_ray_address_without_ray_installed_says_what_to_install(tmp_path: Path):
+    (tmp_path / "ray.py").write_text('raise ModuleNotFoundError("no ray here", name="ray")\n')
+    script = textwrap.dedent("""\
+        from theater_py import Runtime
+        from theater_py.errors import TheaterError
+        try:
+            Runtime(ray_address="local")
+        except TheaterError as exc:
+            print(exc)
+        """)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])},
+    )
+    assert result.stdout.strip() == "ray_address needs Ray: pip install 'theater-py[ray]'"
 
 
 def test_a_manifest_s_placement_is_read_as_ray_will_take_it():
