@@ -166,6 +166,22 @@ def test_a_failed_init_on_a_worker_is_a_failed_start_naming_the_error(
         ray_runtime.start_actor(broken)
 
 
+def test_an_actor_stopping_itself_on_a_worker_exits_with_its_reason(
+    nodes: Nodes, ray_runtime: Runtime, tmp_path: Path
+):
+    nodes.add("lambda_")
+    permanent = ray_runtime.start_actor(manifest(tmp_path, "lambda_", "permanent"))
+    transient = ray_runtime.start_actor(
+        manifest(tmp_path, "lambda_", "transient"), restart="transient"
+    )
+    assert permanent.request({"exit": "gone wrong"}, timeout=WAIT)["message"]  # answered first
+    wait_until(lambda: child(ray_runtime.root, "permanent").restarts == 1, "a restart")
+    assert "gone wrong" in (child(ray_runtime.root, "permanent").last_failure or "")
+    transient.request({"exit": "normal"}, timeout=WAIT)
+    wait_until(lambda: not transient.is_alive(), "a normal exit, not restarted")
+    assert permanent.request("again", timeout=WAIT)["message"] == "again"
+
+
 def test_events_recorded_on_a_worker_reach_the_chain_intact(
     nodes: Nodes, ray_runtime: Runtime, tmp_path: Path
 ):

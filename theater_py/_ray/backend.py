@@ -11,6 +11,7 @@ cluster it joined as it was.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -138,8 +139,6 @@ class RayBackend:
         try:
             outcome = ray.get(host.stop.remote(), timeout=STOP_TIMEOUT)
             for event_type, data, description in outcome[2]:
-                import json
-
                 ctx.record(event_type, json.loads(data), description)
         except Exception as exc:  # noqa: BLE001 -- a lost or stuck Host is killed regardless
             logger.debug(

@@ -61,6 +61,13 @@ def _events(ctx: ActorContext, events: list[list[Any]]) -> None:
         ctx.record(event_type, json.loads(data), description)
 
 
+def _stop_reason(kind: str, error: str | None) -> str | tuple[str, Any]:
+    """The ``ctx.stop`` argument that gives the exit reason the worker's ``ctx.stop`` gave."""
+    if error is None:
+        return kind  # "normal" or "shutdown"
+    return error if kind == "crash" else ("shutdown", error)
+
+
 class RemoteInstance(Actor):
     """Forwards every handler call of one incarnation to its Host (see module doc)."""
 
@@ -71,7 +78,6 @@ class RemoteInstance(Actor):
 
     def __init__(self) -> None:
         self._host: Any = None
-        self._ctx: ActorContext | None = None
 
     # -- calls -----------------------------------------------------------------
 
@@ -91,13 +97,8 @@ class RemoteInstance(Actor):
         """Record the outcome's events and exit, and return its value or raise its crash."""
         status, value, events, exit_reason = outcome
         _events(ctx, events)
-        if exit_reason is not None:
-            kind, error = exit_reason
-            ctx.stop(
-                kind
-                if error is None or kind == "normal"
-                else (error if kind == "crash" else ("shutdown", error))
-            )
+        if exit_reason is not None:  # the actor called ctx.stop on the worker
+            ctx.stop(_stop_reason(*exit_reason))
         if status in ("crash", "error"):
             raise _remote_error(value[0])(value[1])
         if status == "refused":
@@ -160,7 +161,6 @@ class RemoteInstance(Actor):
     # -- the Actor contract --------------------------------------------------------
 
     def init(self, ctx: ActorContext, state: Any) -> Any:
-        self._ctx = ctx
         self._host = self.backend.create_host(ctx, self.manifest, self.placement)
         outcome = self._wait(self._host.init.remote(dumps(state)), self.backend.start_timeout)
         self._settle(ctx, outcome)
