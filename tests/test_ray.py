@@ -31,7 +31,7 @@ from theater_py import ActorFailed, ActorStopped, ChannelRefused, Runtime  # noq
 from theater_py.errors import ActorNotFound, ActorStartError  # noqa: E402
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator  # noqa: E402
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parents[1]
 HEALTH = {
@@ -158,6 +158,9 @@ def test_a_failed_init_on_a_worker_is_a_failed_start_naming_the_error(
     nodes.add("kappa")
     with pytest.raises(ActorStartError, match="RuntimeError: no key on this node"):
         ray_runtime.start_actor(manifest(tmp_path, "kappa"), {"fail_init": "no key on this node"})
+    ray_runtime._ray.start_timeout = 3.0  # type: ignore[union-attr]  # no node offers "nu"
+    with pytest.raises(ActorStartError, match="could not be placed or started within 3 s"):
+        ray_runtime.start_actor(manifest(tmp_path, "nu", "unplaceable"))
     broken = tmp_path / "broken.toml"
     broken.write_text(
         manifest(tmp_path, "kappa").read_text().replace("ray_actors:Where", "ray_actors:Nowhere")

@@ -40,8 +40,9 @@ logger = logging.getLogger("theater_py.ray")
 
 NAMESPACE = "theater-py"
 """The Ray namespace of every actor a runtime starts (each one named)."""
-START_TIMEOUT = 60.0
-"""Seconds an incarnation's Host may take to be placed, start and run ``init``."""
+START_TIMEOUT = 50.0
+"""Seconds an incarnation's Host may take to be placed, start and run ``init``: less than
+the supervisor's start timeout (60 s), so the failed start names the cause."""
 STOP_TIMEOUT = 10.0
 """Seconds a Host's ``on_stop`` may take before the Host is killed regardless."""
 GONE_TIMEOUT = 10.0

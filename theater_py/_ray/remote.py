@@ -81,7 +81,8 @@ class RemoteInstance(Actor):
 
     # -- calls -----------------------------------------------------------------
 
-    def _wait(self, ref: Any, timeout: float) -> Outcome:
+    def _wait(self, ref: Any, timeout: float, late: str | None = None) -> Outcome:
+        """Wait for a Host's outcome; a dead Host, or none within ``timeout``, is lost."""
         try:
             return ray.get(ref, timeout=timeout)  # type: ignore[no-any-return]
         except RayActorError:
@@ -90,7 +91,7 @@ class RemoteInstance(Actor):
             ) from None
         except GetTimeoutError:
             raise RayActorLost(
-                f"the Ray actor running this incarnation gave no answer within {timeout} s"
+                late or f"the Ray actor running this incarnation gave no answer within {timeout} s"
             ) from None
 
     def _settle(self, ctx: ActorContext, outcome: Outcome) -> Any:
@@ -162,7 +163,12 @@ class RemoteInstance(Actor):
 
     def init(self, ctx: ActorContext, state: Any) -> Any:
         self._host = self.backend.create_host(ctx, self.manifest, self.placement)
-        outcome = self._wait(self._host.init.remote(dumps(state)), self.backend.start_timeout)
+        timeout = self.backend.start_timeout
+        late = (
+            f"the Ray actor of this incarnation could not be placed or started within "
+            f"{timeout:g} s (does a node offer its [placement]?)"
+        )
+        outcome = self._wait(self._host.init.remote(dumps(state)), timeout, late)
         self._settle(ctx, outcome)
         self.backend.watch(self._host, ctx)
         return IGNORE if outcome[0] == "ignore" else None
