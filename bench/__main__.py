@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, footprint, hop, proxy, stream
+from bench import concurrency, footprint, hop, proxy, router, stream
 from bench._machine import describe_machine
 from bench.clients import EXTERNAL, NAMES
 from bench.report import judge_targets, render_markdown
 from bench.upstream import Upstream
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("hop", "proxy", "concurrency", "footprint", "stream")
+SECTIONS = ("hop", "proxy", "concurrency", "footprint", "stream", "router")
 
 # Sizes per mode. Full: many short interleaved repeats, so that a noisy machine's drift
 # spreads over every contender alike (a few minutes); quick: a smoke run of a few seconds
@@ -30,6 +30,7 @@ _FULL: dict[str, dict[str, int]] = {
     "concurrency": {"requests": 200, "threads": 50, "latency_ms": 100, "repeats": 7},
     "footprint": {"runs": 15, "actors": 1000},
     "stream": {"count": 10, "repeats": 15, "concurrent": 100, "bursts": 9},
+    "router": {"count": 100, "repeats": 30, "soak_requests": 10_000},
 }
 _QUICK: dict[str, dict[str, int]] = {
     "hop": {"count": 200, "repeats": 3, "messages": 2000},
@@ -37,6 +38,7 @@ _QUICK: dict[str, dict[str, int]] = {
     "concurrency": {"requests": 40, "threads": 20, "latency_ms": 50, "repeats": 1},
     "footprint": {"runs": 2, "actors": 50},
     "stream": {"count": 3, "repeats": 2, "concurrent": 10, "bursts": 1},
+    "router": {"count": 20, "repeats": 3, "soak_requests": 200},
 }
 
 
@@ -154,6 +156,8 @@ def run(
     if "stream" in sections:
         streamers = [name for name in stream.STREAMERS if external or name not in EXTERNAL]
         results["stream"] = stream.run(streamers, **sizes["stream"], progress=_progress)
+    if "router" in sections:
+        results["router"] = router.run(**sizes["router"], upstream=upstream, progress=_progress)
     results["meta"]["load_average_after"] = list(os.getloadavg())
     results["meta"]["duration_s"] = round(time.perf_counter() - started, 1)
     results["targets"] = judge_targets(results)

@@ -13,13 +13,16 @@ import attrs
 import pykka
 
 from theater_py import Actor, ActorContext, serde
+from theater_py_actors.genai_types import ProxyRequest, ProxyResponse
 
 __all__ = [
     "ECHO_MANIFEST",
     "ECHO_SAVED_MANIFEST",
+    "FORWARD_MANIFEST",
     "Count",
     "EchoActor",
     "EchoRequest",
+    "ForwardActor",
     "Ping",
     "Pong",
     "PykkaEcho",
@@ -103,3 +106,23 @@ class PykkaEcho(pykka.ThreadingActor):
             self.ticks += 1
             return None
         return Pong(self.ticks, "ticks")
+
+
+FORWARD_MANIFEST = Path(__file__).resolve().parent / "manifests" / "forward.toml"
+"""The manifest of :class:`ForwardActor`."""
+
+
+class ForwardActor(Actor):
+    """Passes each proxy request to the actor named ``to`` in its init state, unchanged,
+    and answers with its reply: a router with no logic, to price the extra hop alone."""
+
+    request_type = ProxyRequest
+    response_type = ProxyResponse
+
+    def init(self, ctx: ActorContext, state: Any) -> None:
+        """Find the actor to forward to."""
+        self.to = ctx.spawn(state["manifest"], state["init"], name=f"{ctx.name}-to")
+
+    def handle_request(self, ctx: ActorContext, message: Any) -> Any:
+        """Forward ``message``; the runtime waits on the future of the reply."""
+        return self.to.request_future(message)

@@ -44,6 +44,10 @@ def _help_s(results: dict[str, Any]) -> float | None:
     return _get(results, "footprint", "cli_help", "median_s")  # type: ignore[no-any-return]
 
 
+def _router_ratio(results: dict[str, Any]) -> float | None:
+    return _get(results, "router", "overhead", "added", "router", "latency_ratio", "median")  # type: ignore[no-any-return]
+
+
 _TARGETS: tuple[_Target, ...] = (
     (
         "proxy_latency",
@@ -72,6 +76,13 @@ _TARGETS: tuple[_Target, ...] = (
         _saved_hop_ratio,
         "<",
         3.0,
+    ),
+    (
+        "router_latency",
+        "a router in front of one proxy adds under 10 % latency per request (paired median)",
+        _router_ratio,
+        "<",
+        1.10,
     ),
     (
         "import_time",
@@ -378,6 +389,37 @@ def _stream(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _router(results: dict[str, Any]) -> list[str]:
+    part = results.get("router")
+    if not part:
+        return []
+    overhead = part["overhead"]
+    rows = []
+    for name, entry in overhead["contenders"].items():
+        added = overhead["added"].get(name, {})
+        ratio = (added.get("latency_ratio") or {}).get("median")
+        rows.append(
+            [
+                name,
+                _cell(entry.get("median_us"), " us"),
+                _cell(entry.get("cpu_us"), " us"),
+                _cell(ratio, "x"),
+                _cell(added.get("added_latency_us"), " us"),
+            ]
+        )
+    lines = ["", "### Router", ""]
+    lines += _table(["contender", "median latency", "CPU/request", "vs proxy", "added"], rows)
+    soak = part["soak"]
+    lines += [
+        "",
+        f"Soak: {soak['requests']} requests, {soak['concurrency']} at once, 3 faulty providers: "
+        f"{soak['served']} served, errors {soak['errors']}, lost {soak['lost']}, answered twice "
+        f"{soak['answered_twice']}, wrong answers {soak['wrong_answer']}, spent "
+        f"{soak['spent_usd']} of {soak['budget_usd']} USD ({'ok' if soak['ok'] else 'FAILED'}).",
+    ]
+    return lines
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """Render a run's results as Markdown tables: targets, then each measurement."""
     lines = ["### Targets", ""]
@@ -386,6 +428,6 @@ def render_markdown(results: dict[str, Any]) -> str:
         met = {True: "met", False: "**missed**", None: "not measured"}[target["met"]]
         rows.append([target["target"], target["limit"], _cell(target["measured"]), met])
     lines += _table(["target", "limit", "measured", ""], rows)
-    for section in (_hop, _proxy, _concurrency, _footprint, _stream):
+    for section in (_hop, _proxy, _concurrency, _footprint, _stream, _router):
         lines += section(results)
     return "\n".join(lines)

@@ -230,11 +230,16 @@ def test_a_quick_run_writes_every_section(tmp_path: Path) -> None:
     assert "retained_bytes_per_request" in footprint["proxy_runtime"]
     assert footprint["idle_actors"]["threads_per_actor"] >= 1
 
+    router = results["router"]
+    assert set(router["overhead"]["contenders"]) == {"proxy", "forward", "router", "router_budget"}
+    assert router["soak"]["ok"] is True
+
     assert [target["name"] for target in results["targets"]] == [
         "proxy_latency",
         "proxy_throughput",
         "typed_hop",
         "saved_chain_hop",
+        "router_latency",
         "import_time",
         "cli_help",
     ]

@@ -672,10 +672,24 @@ def test_one_shot_chat_shows_each_retry_as_it_happens(tmp_path: Path, sim: OpenA
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "You said: Patience\n"
-    assert result.stderr.splitlines()[:2] == [
-        "retrying in 0.1 s: 429 rate limit (attempt 2 of 5)",
-        "retrying in 0.1 s: 429 rate limit (attempt 3 of 5)",
-    ]
+    assert result.stderr.splitlines()[:-1] == RETRIED_TWICE  # each once, then the usage
+
+
+RETRIED_TWICE = [
+    "retrying in 0.1 s: 429 rate limit (attempt 2 of 5)",
+    "retrying in 0.1 s: 429 rate limit (attempt 3 of 5)",
+]
+
+
+def test_chat_against_a_server_shows_each_retry_as_one_shot_chat_does(
+    home: str, sim: OpenAISimulator
+) -> None:
+    sim.fail_next(429, retry_after="0.1", times=2)
+    result = cli(Path(home), "chat", "openai-proxy", "Patience")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "You said: Patience\n"
+    # The proxy's log is the server's: the stream tells the caller of each retry.
+    assert result.stderr.splitlines()[:-1] == RETRIED_TWICE
 
 
 def test_one_shot_request_and_tool_calls(

@@ -20,6 +20,8 @@ def test_the_demo_runs_every_step_and_loses_no_request():
     assert re.search(r"\.\.\. [1-9]\d* models in all", text), text
     assert "2 attempts" in text
     assert "32 of 32 requests answered: none lost" in text
+    assert "served by backup:gpt-4o, after: primary:gpt-4o-mini error server_error" in text
+    assert "refused, 0 calls made: budget_exceeded: " in text
     assert "verifies: True" in text and "verifies: False" not in text
     assert text.rstrip().endswith("Demo complete.")
     assert demo.DEMO_KEY not in text

@@ -28,6 +28,21 @@ def test_the_proxy_example_runs():
     assert lines[-1].endswith("chain verifies: True")
 
 
+def test_the_router_example_shows_a_fallback_and_a_budget_refusal() -> None:
+    example = ROOT / "docs" / "examples" / "router_example.py"
+    done = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "models: smart, primary:small-1, backup:large-1"
+    assert "served_by: backup:large-1" in lines
+    assert "  tried primary:small-1: error server_error" in lines
+    assert any(line.startswith("refused: budget_exceeded: ") for line in lines)
+    assert lines[-1] == "calls made for it: 0"
+    assert "PRICED HIGHER" in done.stderr
+
+
 # -- the README's Quick start ----------------------------------------------------------
 
 

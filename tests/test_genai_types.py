@@ -35,6 +35,7 @@ from theater_py_actors.genai_types import (
     ProxyResponse,
     ProxyStreamMessage,
     ReasoningDelta,
+    Retrying,
     Role,
     StopReason,
     StopSequence,
@@ -353,6 +354,7 @@ def test_error_kinds_are_those_of_the_reference() -> None:
                 "invalid_request",
                 "configuration",
                 "cancelled",
+                "budget_exceeded",
             ]
         )
         == ERROR_KINDS
@@ -751,6 +753,10 @@ STREAM_EXAMPLES: list[tuple[Any, Any]] = [
     ),
     ({"ReasoningDelta": {"text": "Let me"}}, ReasoningDelta("Let me")),
     (
+        {"Retrying": {"delay_s": 1.7, "reason": "429 rate limit", "attempt": 2, "max_attempts": 5}},
+        Retrying(1.7, "429 rate limit", 2, 5),
+    ),
+    (
         {"Error": {"error": "cut", "kind": "connection", "partial_text": "Hel"}},
         ErrorResponse("cut", kind="connection", partial_text="Hel"),
     ),
@@ -765,6 +771,15 @@ STREAM_EXAMPLES: list[tuple[Any, Any]] = [
 def test_stream_messages_have_the_exact_wire_json(wire: Any, value: Any) -> None:
     assert serde.unstructure(value, ProxyStreamMessage) == wire
     assert serde.structure(wire, ProxyStreamMessage) == value
+
+
+def test_a_retry_notice_reads_as_the_line_the_proxy_logs() -> None:
+    assert Retrying(1.7, "429 rate limit", 2, 5).line() == (
+        "retrying in 1.7 s: 429 rate limit (attempt 2 of 5)"
+    )
+    assert Retrying(0.0123456, "timeout: read", 3, 3).line() == (
+        "retrying in 0.0123 s: timeout: read (attempt 3 of 3)"
+    )
 
 
 def test_a_streamed_completion_reads_as_the_plain_reply() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import theater_py_actors.openai_proxy.manifests as shipped
+import theater_py_actors.router.manifests as router_shipped
 from theater_py import ManifestError, Runtime
 from theater_py.manifest import load_manifest
 from theater_py.registry import resolve_manifest, shipped_manifests
@@ -15,6 +16,7 @@ from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_MANIFESTS = Path(shipped.__file__).resolve().parent
+ROUTER_MANIFESTS = Path(router_shipped.__file__).resolve().parent
 
 
 def test_the_proxy_ships_its_manifest_through_an_entry_point() -> None:
@@ -71,7 +73,7 @@ def test_an_unknown_name_says_which_manifests_are_shipped() -> None:
 
     message = str(caught.value)
     assert message.startswith("openai-prxy: no manifest file 'openai-prxy' here")
-    assert "(shipped: openai-proxy, openai-proxy-system)" in message
+    assert "(shipped: openai-proxy, openai-proxy-system, openai-router)" in message
 
 
 def test_a_system_child_may_name_a_shipped_manifest(tmp_path: Path) -> None:
@@ -110,13 +112,14 @@ def test_the_shipped_system_resolves_its_child_inside_the_package() -> None:
 
 
 def test_the_repository_manifests_folder_links_to_the_package_files() -> None:
-    shipped = {p.name for p in PACKAGE_MANIFESTS.iterdir() if p.suffix in {".toml", ".json"}}
+    packages = (PACKAGE_MANIFESTS, ROUTER_MANIFESTS)
+    shipped = {p.name for d in packages for p in d.iterdir() if p.suffix in {".toml", ".json"}}
     links = {p.name: p for p in (REPO / "manifests").iterdir() if p.name != "README.md"}
 
     assert {link.resolve().name for link in links.values()} == shipped
     for link in links.values():
         assert link.is_symlink()
-        assert link.resolve().parent == PACKAGE_MANIFESTS
+        assert link.resolve().parent in packages
     assert links["system.toml"].resolve().name == "openai-proxy-system.toml"
 
 

@@ -125,6 +125,32 @@ def test_a_request_that_timed_out_before_it_was_reached_is_dropped(
     assert "sync" in handled
 
 
+def test_request_future_answers_without_waiting_and_a_cancel_drops_the_message(
+    runtime: Runtime, make_manifest: ManifestFactory, shared
+):
+    release = gate("g")
+    handle = runtime.start_actor(make_manifest("Worker"))
+    handle.send({"gate": "g"})
+    answered = handle.request_future("first")
+    dropped = handle.request_future("never handled")
+    assert not answered.done()
+    assert dropped.cancel()
+    release.set()
+    assert answered.result(timeout=10)["message"] == "first"
+    handle.request("sync")
+    handled = [m for kind, _, m in sample_actors.LOG if kind == "handled"]
+    assert "first" in handled
+    assert "never handled" not in handled
+
+
+def test_request_future_fails_as_request_raises(
+    runtime: Runtime, make_manifest: ManifestFactory, shared
+):
+    handle = runtime.start_actor(make_manifest("Worker"))
+    with pytest.raises(ActorFailed):
+        handle.request_future({"crash": "on purpose"}).result(timeout=10)
+
+
 def test_a_deferred_reply_does_not_block_the_mailbox(
     runtime: Runtime, make_manifest: ManifestFactory, shared
 ):
@@ -236,9 +262,10 @@ def test_stop_ends_the_actor_and_frees_its_name(
         handle.request("x")
     assert ("stop", "worker", 1) in sample_actors.LOG
     again = runtime.start_actor(path)
-    # The old handle addresses the actor by name, so it reaches the new one.
-    assert handle.request("y")["message"] == "y"
-    assert again.id == handle.id
+    # The old handle addresses the actor it was given, not a new one of the same name.
+    with pytest.raises(ActorStopped):
+        handle.request("y")
+    assert again.request("y")["message"] == "y"
 
 
 def test_a_normal_exit_of_a_transient_actor_is_not_restarted(

@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,16 @@ def queued(runtime: Runtime, name: str) -> int:
 @pytest.fixture
 def edge() -> Iterator[None]:
     edge_actors.reset()
+    baseline = set(threading.enumerate())
     yield
     for gate in list(GATES.values()):
         gate.set()  # never leave an actor blocked behind a test
+    # A handler that outlived its stop runs on once its gate opens, and would write to the
+    # next test's log (the `{"gate": "hold"}` handled twice seen under load): let the
+    # threads this test started end first (bounded; a thread that does not is left).
+    deadline = time.monotonic() + WAIT
+    for thread in new_threads(baseline):
+        thread.join(max(deadline - time.monotonic(), 0))
 
 
 @pytest.fixture

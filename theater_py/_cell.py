@@ -302,6 +302,10 @@ def _keep(envelopes: list[Envelope]) -> list[Envelope]:
     return kept
 
 
+_Outcome = concurrent.futures.Future[bool]
+"""Whether a stop for good finished in time, for every caller of that stop."""
+
+
 class CellStatus(enum.Enum):
     """Where an actor is in its life."""
 
@@ -346,6 +350,11 @@ class ActorCell:
         """Told of every exit of a running incarnation (the supervisor's hook)."""
         self.owner: Supervisor | None = None
         """The supervisor of this actor."""
+        self.lineage: object = object()
+        """What its handles address: this actor and those its supervisor starts in its
+        place (a fresh start from its spec); never another actor started under its name."""
+        self._stopped: _Outcome | None = None
+        """The outcome of the stop for good under way (or done): whether it finished."""
 
     # -- delivery ---------------------------------------------------------------
 
@@ -522,6 +531,18 @@ class ActorCell:
         Returns:
             Whether the incarnation finished within the timeout (``0``: always).
         """
+        under_way, outcome = self._stop_under_way(keep_mailbox)
+        if under_way is not None:  # OTP: a stop is idempotent; see the same one through
+            return self._await_outcome(under_way, timeout)
+        finished = False
+        try:
+            finished = self._stop(timeout, keep_mailbox)
+        finally:
+            if outcome is not None:
+                outcome.set_result(finished)
+        return finished
+
+    def _stop(self, timeout: float | None, keep_mailbox: bool) -> bool:
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         flagged: Envelope | None = None
         with self._lock:
@@ -562,6 +583,27 @@ class ActorCell:
             "actor-stop", {"finished": finished, "restarting": keep_mailbox}, "stopped"
         )
         return finished
+
+    def _stop_under_way(self, keep_mailbox: bool) -> tuple[_Outcome | None, _Outcome | None]:
+        """Return the outcome of a stop for good already under way, if any, and the
+        outcome this call is to give if it begins one (not for a restart's stop)."""
+        with self._lock:
+            if self.status is CellStatus.STOPPED:
+                return None, None
+            if self._stopped is not None:
+                return self._stopped, None
+            if keep_mailbox:
+                return None, None
+            self._stopped = concurrent.futures.Future()
+            return None, self._stopped
+
+    @staticmethod
+    def _await_outcome(stopped: _Outcome, timeout: float | None) -> bool:
+        """Wait, within ``timeout``, for the stop for good another caller began."""
+        try:
+            return stopped.result(LONGEST_WAIT if timeout is None else timeout)
+        except concurrent.futures.TimeoutError:
+            return False
 
     def _await_stop(
         self,

@@ -117,6 +117,8 @@ class _Link:
         """The caller's wait for the actor's answer to the open."""
         self.finished = False
         """Its close is recorded: nothing more reaches the actor."""
+        self.accepted = False
+        """The actor accepted the open while its caller still waited."""
         self.farewell: tuple[Any, bytes] | None = None
         """The message (and its line) the caller reads last if the actor's end closes it."""
         self.actor_side = ActorChannel(self)
@@ -384,8 +386,9 @@ def open_channel(cell: ActorCell, message: Any, encoded: bool, timeout: float) -
         reply.result(timeout)
     except concurrent.futures.TimeoutError:
         if reply.cancel() or not reply.done():
-            envelope.abandon()
+            # Closed first, so that the actor's table knows why a deferred open ends.
             Channel(link, timeout).close()
+            envelope.abandon()
             raise RequestTimeout(
                 f"actor {cell.name!r} did not answer the channel's open within {timeout} s"
             ) from None
@@ -439,7 +442,10 @@ class ChannelTable:
     def _decided(self, link: _Link, future: concurrent.futures.Future[Any]) -> None:
         # Runs on whichever thread resolved the future.
         if future.cancelled():
-            self._refuse(link, "the open was cancelled")
+            if self._gave_up(link):
+                self._timed_out(link)
+            else:
+                self._refuse(link, "the open was cancelled")
             return
         error = future.exception()
         if error is not None:
@@ -448,7 +454,11 @@ class ChannelTable:
         self._decide(link, future.result())
 
     def _decide(self, link: _Link, answer: Any) -> None:
+        if self._gave_up(link):
+            self._timed_out(link)
+            return
         if answer is True:
+            link.accepted = True
             reply = link.opening
             assert reply is not None
             with contextlib.suppress(concurrent.futures.InvalidStateError):
@@ -461,7 +471,23 @@ class ChannelTable:
             link, f"handle_channel_open returned {type(answer).__name__}, not True or False"
         )
 
+    @staticmethod
+    def _gave_up(link: _Link) -> bool:
+        """Whether the caller stopped waiting (its timeout) before the actor answered."""
+        return link.closed_by == "caller" and not link.accepted
+
+    def _timed_out(self, link: _Link) -> None:
+        """Record, once, that the caller's wait for the actor's answer ran out."""
+        self._open.pop(link.id, None)
+        if link.claim_finish():
+            self._process.cell.chain.record(
+                "channel-open-timeout", {"channel": link.id}, "the caller stopped waiting"
+            )
+
     def _refuse(self, link: _Link, reason: str) -> None:
+        if self._gave_up(link):
+            self._timed_out(link)
+            return
         self._open.pop(link.id, None)
         link.end("actor")
         link.claim_finish()  # a refused channel has no close to record
@@ -504,6 +530,9 @@ class ChannelTable:
         """The caller closed the channel: record it, run ``handle_channel_close``."""
         link, _ = envelope.message
         if not self._live(link):
+            return
+        if self._gave_up(link):  # an open that timed out: the actor never accepted it
+            self._timed_out(link)
             return
         self.finish(link)
         process = self._process

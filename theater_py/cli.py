@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
+    from importlib.metadata import EntryPoint
 
     from theater_py.control import ControlClient
     from theater_py.runtime import Runtime
@@ -454,11 +455,15 @@ def _add_plugin_commands(
     read from their source (:mod:`theater_py._plugin_summary`), so ``theater-py --help``
     imports no plugin.
     """
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group=COMMAND_GROUP):
+    for entry, rivals in _plugin_entries():
         if entry.name in commands.choices:
-            continue  # a built-in command, or a name an earlier package took
+            continue  # a built-in command
+        if rivals:
+            clash = f"the command {entry.name!r} is installed by {rivals}; uninstall one of them"
+            if entry.name == chosen:
+                raise CommandError(clash)
+            commands.add_parser(entry.name, help=f"(unusable: {clash})", add_help=False)
+            continue
         if entry.name != chosen:
             summary = None
             if chosen is None:  # the list of commands may be shown: read each one's line
@@ -492,6 +497,28 @@ def _add_plugin_commands(
                     f"{type(exc).__name__}: {exc}"
                 ) from None
         sub.set_defaults(run=plugin.run, passthrough=plugin.passthrough)
+
+
+def _plugin_entries() -> list[tuple[EntryPoint, str]]:
+    """The entry points of :data:`COMMAND_GROUP`, one per name, each with the distributions
+    that claim the same name, if more than one does (``""`` if not).
+
+    Which of two installed packages would win must not depend on the order of
+    ``sys.path``: a name two distributions claim is unusable, and says who claims it
+    (sorted). One distribution seen twice (on two ``sys.path`` entries) claims it once.
+    """
+    from importlib.metadata import entry_points
+
+    claims: dict[str, dict[str, EntryPoint]] = {}
+    for entry in entry_points(group=COMMAND_GROUP):
+        dist = entry.dist.name if entry.dist is not None else entry.value.partition(":")[0]
+        claims.setdefault(entry.name, {}).setdefault(f"{dist} ({entry.value})", entry)
+    result = []
+    for by_owner in claims.values():
+        owners = sorted(by_owner)
+        rivals = " and ".join(owners) if len(owners) > 1 else ""
+        result.append((by_owner[owners[0]], rivals))
+    return result
 
 
 def _load_command(name: str, load: Callable[[], Any]) -> Command:

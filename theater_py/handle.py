@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from theater_py import channel
@@ -57,9 +58,11 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
     def _current(self) -> ActorCell:
         cell = self._cell
         if cell is None or not cell.is_alive():
-            # The actor was stopped; a newer actor may have taken the name since.
+            # Its supervisor may have started the actor afresh from its spec: follow it,
+            # but never to another actor started under the same name since (a stopped
+            # cell answers ActorStopped).
             found = self._runtime.find_cell(self._name)
-            if found is None:
+            if found is None or (cell is not None and found.lineage != cell.lineage):
                 if cell is None:
                     raise ActorNotFound(f"no actor named {self._name!r}")
                 return cell
@@ -89,6 +92,21 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
             RequestTimeout: no reply within the timeout.
         """
         return cast("RespT_co", self._call(message, False, timeout))
+
+    def request_future(self, message: ReqT_contra) -> concurrent.futures.Future[RespT_co]:
+        """Send a typed message and return the future of its typed reply, without waiting.
+
+        For an actor that asks another while it serves its own caller: it chains on the
+        future instead of holding a thread. The future fails as :meth:`request` raises
+        (``ActorFailed``, ``ActorStopped``); it has no timeout of its own. Cancelling it
+        stops waiting as a timed-out :meth:`request` does: the actor drops the message if
+        it has not begun it, and cancels the reply it deferred if it has.
+        """
+        reply: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        envelope = Envelope(Kind.REQUEST, message, False, reply)
+        reply.add_done_callback(functools.partial(_abandon_if_cancelled, envelope))
+        self._current().deliver(envelope)
+        return reply
 
     def request_json(self, value: Any, timeout: float | None = None) -> Any:
         """Send a JSON value and wait for the reply as a JSON value.
@@ -160,7 +178,12 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
                 regardless: no further message reaches it).
         """
         wait = DEFAULT_TIMEOUT if timeout is None else timeout
-        if not self._runtime.stop_actor(self._name, timeout=wait, missing_ok=True):
+        cell = self._current()
+        if cell.is_alive():
+            finished = self._runtime.stop_actor(self._name, timeout=wait, missing_ok=True)
+        else:  # stopped, or stopping: never by name, which may be another actor's since
+            finished = cell.stop(wait)
+        if not finished:
             raise RequestTimeout(f"actor {self._name!r} did not stop within {wait} s")
 
     def is_alive(self) -> bool:
@@ -174,8 +197,16 @@ class TypedHandle(Generic[ReqT_contra, RespT_co]):
         return f"<ActorHandle {self._name}>"
 
 
+def _abandon_if_cancelled(envelope: Envelope, reply: concurrent.futures.Future[Any]) -> None:
+    if reply.cancelled():
+        envelope.abandon()
+
+
 class ActorHandle(TypedHandle[Any, Any]):
-    """Talks to an actor by name; stays valid when a supervisor restarts it.
+    """Talks to one actor; stays valid when its supervisor restarts it, or starts it afresh.
+
+    An actor started later under the same name, once this one is stopped for good, is
+    another actor: this handle raises :class:`~theater_py.errors.ActorStopped`.
 
     Its ``request`` takes and returns ``Any``; assign it to a
     :class:`TypedHandle` ``[Request, Response]`` to have the types checked.

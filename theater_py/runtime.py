@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
-from theater_py._cell import ActorCell
+from theater_py._cell import ActorCell, CellStatus
 from theater_py.actor import Actor
 from theater_py.errors import (
     ActorNameInUse,
@@ -390,6 +390,8 @@ class Runtime:
             ActorNotFound: no actor has that name (unless ``missing_ok``).
         """
         cell = self._cells.get(name)
+        if cell is not None and cell.status is CellStatus.STOPPING:
+            return cell.stop(timeout)  # another caller's stop is under way: see it through
         if cell is None or not cell.is_alive():
             if missing_ok:
                 return True

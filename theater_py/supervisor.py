@@ -311,6 +311,7 @@ class ChildTarget(Protocol):
     incarnation: int
     exit_listener: Callable[[Any, int, ExitReason], None] | None
     owner: Supervisor | None
+    lineage: object
 
     def start_incarnation(self) -> concurrent.futures.Future[None]: ...
     def stop(self, timeout: float | None, *, keep_mailbox: bool = False) -> bool: ...
@@ -415,6 +416,9 @@ class Supervisor:
         self.exit_listener: Callable[[Any, int, ExitReason], None] | None = None
         self.owner: Supervisor | None = None
         """The supervisor this supervisor is a child of."""
+        self.lineage: object = object()
+        """As :attr:`ActorCell.lineage <theater_py._cell.ActorCell.lineage>`: a
+        supervisor its parent starts in its place has it too, and so its static children."""
         self.replaces_exited = False
         """Let ``start_child`` replace a child that has no process (the runtime's root,
         where a name is free again once its actor is gone); OTP refuses (``already_present``)."""
@@ -485,9 +489,25 @@ class Supervisor:
         return finished
 
     def terminate(self, reason: str) -> None:
-        """Give the subtree up: every child's waiting messages fail."""
-        for child in reversed(self._children):
-            child.target.terminate(reason)
+        """Give the subtree up: every child's waiting messages fail.
+
+        The children are given up on the supervisor's own thread, where every other
+        decision about them is made, so a restart it is making meanwhile cannot leave a
+        child running behind it; nothing is restarted afterwards. Only when that thread
+        has ended (nothing else touches the children then) does the caller's do it.
+        """
+        job = functools.partial(self._terminate_children, reason)
+        if threading.current_thread() is self.thread:
+            job()
+        else:
+            try:
+                reply = self._ref.ask(_Call(job), block=False)
+                if self._status not in ("stopping", "stopped"):  # else its stop does it
+                    reply.get(timeout=CALL_TIMEOUT)
+            except pykka.ActorDeadError:
+                job()
+            except pykka.Timeout:
+                logger.warning("supervisor %s is busy; it gives its children up later", self.name)
         self._status = "stopped"
         if self._ref.is_alive():
             self._ref.stop(block=False)
@@ -780,6 +800,19 @@ class Supervisor:
                 self._start_next()
         return child
 
+    def _terminate_children(self, reason: str) -> None:
+        self._status = "stopped"  # from now on no child is started (see _launch)
+        self._queue.clear()
+        self._current = None
+        begin, self._begin = self._begin, None
+        if begin is not None and not begin.done():
+            begin.set_exception(SupervisorError(f"supervisor {self.name!r} was stopped"))
+        for child in reversed(self._children):
+            self._cancel(child)
+            if child.waiter is not None and not child.waiter.done():
+                child.waiter.set_exception(ActorStopped(f"{child.spec.name!r} was stopped"))
+            child.target.terminate(reason)
+
     def _simple(self) -> bool:
         return self.flags.strategy == "simple_one_for_one"
 
@@ -801,6 +834,8 @@ class Supervisor:
                     child = None
                 if child is None:
                     child = _Child(spec, self.runtime.make_target(spec))
+                    # The handles of this child's last target (a restart) reach this one.
+                    child.target.lineage = (self.lineage, spec.name)
                 self._children.append(child)
         except TheaterError as exc:
             self._fail_begin(None, exc)
@@ -859,6 +894,11 @@ class Supervisor:
             begin.set_result(None)
 
     def _launch(self, child: _Child) -> None:
+        if self._status == "stopped":  # given up meanwhile: start nothing more
+            child.status = ChildStatus.STOPPED
+            if child.waiter is not None and not child.waiter.done():
+                child.waiter.set_exception(SupervisorError(f"supervisor {self.name!r} is stopped"))
+            return
         delay = self._backoff_delay(child)
         if delay > 0:
             child.status = ChildStatus.BACKOFF
@@ -872,11 +912,13 @@ class Supervisor:
         if not child.target.is_alive():
             # Its process is gone for good (it exited and was not restarted, was
             # terminated, or ignored its start): start it afresh from its spec, as OTP does.
+            previous = child.target
             try:
                 child.target = self.runtime.make_target(child.spec)
             except TheaterError as exc:
                 self._ref.tell(_StartDone(name, child.target.incarnation, exc))
                 return
+            child.target.lineage = previous.lineage  # its handles reach it still
             child.target.owner = self
             child.target.exit_listener = self._notify_exit
         future = child.target.start_incarnation()
@@ -1213,6 +1255,8 @@ class _SupervisorProcess(pykka.ThreadingActor):
         supervisor = self.supervisor
         if isinstance(message, _Call):
             return message.function()
+        if supervisor._status == "stopped" and isinstance(message, _ChildExit | _StartDone | _Due):
+            return None  # given up: its children's news changes nothing
         try:
             if isinstance(message, _ChildExit):
                 supervisor._on_child_exit(message)

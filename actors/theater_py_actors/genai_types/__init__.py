@@ -52,8 +52,11 @@ from theater_py_actors.genai_types._proxy import (
     ProxyRequest,
     ProxyResponse,
     ProxyStreamMessage,
+    RateLimitInfo,
     ReasoningDelta,
+    Retrying,
     ToolUseDelta,
+    TriedTarget,
 )
 from theater_py_actors.genai_types._tools import (
     Tool,
@@ -89,8 +92,10 @@ __all__ = [
     "ProxyRequest",
     "ProxyResponse",
     "ProxyStreamMessage",
+    "RateLimitInfo",
     "ReasoningDelta",
     "RefusalStop",
+    "Retrying",
     "Role",
     "StopReason",
     "StopSequence",
@@ -111,6 +116,7 @@ __all__ = [
     "ToolUse",
     "ToolUseDelta",
     "ToolUseStop",
+    "TriedTarget",
     "UrlSource",
     "Usage",
 ]

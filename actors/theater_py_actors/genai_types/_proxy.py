@@ -28,8 +28,11 @@ __all__ = [
     "ProxyRequest",
     "ProxyResponse",
     "ProxyStreamMessage",
+    "RateLimitInfo",
     "ReasoningDelta",
+    "Retrying",
     "ToolUseDelta",
+    "TriedTarget",
 ]
 
 
@@ -48,9 +51,17 @@ class ListModels:
 
 @attrs.frozen
 class GenerateCompletion:
-    """Ask for a completion (``{"GenerateCompletion": {"request": ...}}``)."""
+    """Ask for a completion (``{"GenerateCompletion": {"request": ...}}``).
+
+    Attributes:
+        request: the completion request.
+        max_total_timeout_ms: a deadline for this request only, in milliseconds from
+            when the proxy accepts it (an extension); the proxy uses the shorter of it
+            and its own. A router passes the time its request has left.
+    """
 
     request: CompletionRequest
+    max_total_timeout_ms: int | None = attrs.field(default=None, metadata=serde.extension())
 
 
 ProxyRequest: TypeAlias = ListModels | GenerateCompletion
@@ -64,11 +75,56 @@ class ModelList:
     models: list[ModelInfo]
 
 
+@attrs.frozen(kw_only=True)
+class RateLimitInfo:
+    """The provider's rate limits as its last reply stated them (``x-ratelimit-*``).
+
+    Every attribute is ``None`` where the provider did not say. Reset times are
+    milliseconds from the reply.
+    """
+
+    limit_requests: int | None = attrs.field(default=None, metadata=serde.extension())
+    limit_tokens: int | None = attrs.field(default=None, metadata=serde.extension())
+    remaining_requests: int | None = attrs.field(default=None, metadata=serde.extension())
+    remaining_tokens: int | None = attrs.field(default=None, metadata=serde.extension())
+    reset_requests_ms: int | None = attrs.field(default=None, metadata=serde.extension())
+    reset_tokens_ms: int | None = attrs.field(default=None, metadata=serde.extension())
+
+
+@attrs.frozen(kw_only=True)
+class TriedTarget:
+    """One target a router considered for a request.
+
+    Attributes:
+        target: ``provider:model``.
+        outcome: ``ok``, ``error`` (it was called and failed) or ``skipped`` (not called).
+        kind: the error kind, or why it was skipped; ``None`` when ``ok``.
+        ms: how long it took, in milliseconds.
+    """
+
+    target: str
+    outcome: str
+    kind: str | None
+    ms: int
+
+
 @attrs.frozen
 class Completion:
-    """The model's answer (``{"Completion": {"completion": ...}}``)."""
+    """The model's answer (``{"Completion": {"completion": ...}}``).
+
+    Attributes:
+        completion: the answer.
+        rate_limit: the provider's rate limits, as its reply's headers stated them (an
+            extension).
+        served_by: the router target that answered, ``provider:model`` (an extension,
+            set by a router).
+        tried: every target the router considered, in order (an extension).
+    """
 
     completion: CompletionResponse
+    rate_limit: RateLimitInfo | None = attrs.field(default=None, metadata=serde.extension())
+    served_by: str | None = attrs.field(default=None, metadata=serde.extension())
+    tried: list[TriedTarget] | None = attrs.field(default=None, metadata=serde.extension())
 
 
 ErrorKind: TypeAlias = Literal[
@@ -88,6 +144,7 @@ ErrorKind: TypeAlias = Literal[
     "invalid_request",
     "configuration",
     "cancelled",
+    "budget_exceeded",
 ]
 """The kinds of failure a proxy reports."""
 
@@ -112,6 +169,10 @@ class ErrorResponse:
         attempts: how many times the proxy sent the request.
         partial_text: in a stream that failed after text had flowed, the text the caller
             already received (the concatenated ``Delta`` texts), so it need not be rebuilt.
+        rate_limit: the provider's rate limits, as the failed reply's headers stated them.
+        served_by: on an error nobody served the request: a router's ``Error`` (one with
+            ``tried``) writes it as ``null``; the proxy's own errors leave it out.
+        tried: every target a router considered, in order.
     """
 
     error: str
@@ -122,6 +183,9 @@ class ErrorResponse:
     provider_code: str | None = attrs.field(default=None, metadata=serde.extension())
     attempts: int | None = attrs.field(default=None, metadata=serde.extension())
     partial_text: str | None = attrs.field(default=None, metadata=serde.extension())
+    rate_limit: RateLimitInfo | None = attrs.field(default=None, metadata=serde.extension())
+    served_by: str | None = attrs.field(default=None, metadata=serde.extension())
+    tried: list[TriedTarget] | None = attrs.field(default=None, metadata=serde.extension())
 
 
 ProxyResponse: TypeAlias = ModelList | Completion | ErrorResponse
@@ -161,8 +225,57 @@ class ReasoningDelta:
     text: str
 
 
-ProxyStreamMessage: TypeAlias = Delta | ToolUseDelta | ReasoningDelta | Completion | ErrorResponse
-"""What a proxy sends on a completion's channel: deltas, then one ``Completion`` or ``Error``."""
+@attrs.frozen
+class Retrying:
+    """The proxy waits ``delay_s`` seconds before it sends the request again, after a failed
+    ``attempt`` (``{"Retrying": {"delay_s": 1.7, "reason": "429 rate limit", "attempt": 2,
+    "max_attempts": 5}}``). Sent before any delta: once text flows nothing is retried.
+
+    Attributes:
+        delay_s: the wait, in seconds.
+        reason: why the last attempt failed, for people (never holds an API key).
+        attempt: the number of the attempt that follows the wait (2 for the first retry).
+        max_attempts: the most attempts the proxy makes.
+    """
+
+    delay_s: float
+    reason: str
+    attempt: int
+    max_attempts: int
+
+    def line(self) -> str:
+        """The line the proxy logs for this retry (``retrying in 1.7 s: ...``)."""
+        return (
+            f"retrying in {self.delay_s:.3g} s: {self.reason} "
+            f"(attempt {self.attempt} of {self.max_attempts})"
+        )
+
+
+ProxyStreamMessage: TypeAlias = (
+    Delta | ToolUseDelta | ReasoningDelta | Retrying | Completion | ErrorResponse
+)
+"""What a proxy sends on a completion's channel: deltas (and notices of its retries
+before them), then one ``Completion`` or ``Error``."""
+
+
+def _error_writer() -> Any:
+    written = serde.converter.get_unstructure_hook(ErrorResponse)
+
+    def write(error: ErrorResponse) -> Any:
+        body = written(error)
+        if error.tried is not None and "served_by" not in body:
+            # A router's error says who served it, nobody, beside what it tried: the shape
+            # callers match on is {"Error": {..., "served_by": null, "tried": [...]}}.
+            tried = body.pop("tried")
+            body["served_by"] = None
+            body["tried"] = tried
+        return body
+
+    return write
+
+
+# Registered before the unions below, which take ErrorResponse's writer as they register.
+serde.converter.register_unstructure_hook(ErrorResponse, _error_writer())
 
 
 def _list_models_hook() -> Any:
@@ -190,9 +303,15 @@ serde.register_externally_tagged(
 serde.register_externally_tagged(
     ProxyResponse, {ModelList: "ListModels", Completion: "Completion", ErrorResponse: "Error"}
 )
-_StreamDelta: TypeAlias = Delta | ToolUseDelta | ReasoningDelta
+_StreamDelta: TypeAlias = Delta | ToolUseDelta | ReasoningDelta | Retrying
 serde.register_externally_tagged(
-    _StreamDelta, {Delta: "Delta", ToolUseDelta: "ToolUseDelta", ReasoningDelta: "ReasoningDelta"}
+    _StreamDelta,
+    {
+        Delta: "Delta",
+        ToolUseDelta: "ToolUseDelta",
+        ReasoningDelta: "ReasoningDelta",
+        Retrying: "Retrying",
+    },
 )
 _FINAL = frozenset({"Completion", "Error"})
 

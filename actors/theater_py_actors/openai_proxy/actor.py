@@ -137,11 +137,11 @@ class OpenAIProxyActor(Actor):
                 return self._submit(self._list_live, self.config.timeouts_for(reasoning=False))
             return ModelList(models=list(self.models))
         if isinstance(message, GenerateCompletion):
-            return self._generate(ctx, message.request)
+            return self._generate(ctx, message)
         return ErrorResponse(error=f"unsupported request {message!r}", kind="invalid_request")
 
-    def _generate(self, ctx: ActorContext, request: CompletionRequest) -> Any:
-        prepared = self._prepare(ctx, request)
+    def _generate(self, ctx: ActorContext, message: GenerateCompletion) -> Any:
+        prepared = self._prepare(ctx, message)
         if not isinstance(prepared, _Prepared):
             return prepared
         cached = self._cached(prepared.cache_key)
@@ -155,8 +155,9 @@ class OpenAIProxyActor(Actor):
     def _cached(self, key: str | None) -> CompletionResponse | None:
         return None if key is None else self.cache.get(key)
 
-    def _prepare(self, ctx: ActorContext, request: CompletionRequest) -> _Prepared | ErrorResponse:
-        """The provider's request for ``request``, or why there is none."""
+    def _prepare(self, ctx: ActorContext, message: GenerateCompletion) -> _Prepared | ErrorResponse:
+        """The provider's request for ``message``, or why there is none."""
+        request = message.request
         if not request.messages and not request.system:
             return ErrorResponse(
                 error="invalid request: GenerateCompletion.request.messages: "
@@ -193,7 +194,7 @@ class OpenAIProxyActor(Actor):
             chat.body,
             key,
             fallback,
-            config.timeouts_for(rules.reasoning),
+            _within(config.timeouts_for(rules.reasoning), message.max_total_timeout_ms),
             "stream_options" not in rules.unsupported,
         )
 
@@ -209,7 +210,7 @@ class OpenAIProxyActor(Actor):
             raise ValueError(  # a refusal, with this reason
                 'open a stream with {"GenerateCompletion": {"request": ...}}'
             )
-        prepared = self._prepare(ctx, message.request)
+        prepared = self._prepare(ctx, message)
         if not isinstance(prepared, _Prepared):
             _finish(channel, prepared)
             return True
@@ -395,7 +396,7 @@ class OpenAIProxyActor(Actor):
             completion = arrange(completion)
         if cache_key is not None:
             self.cache.put(cache_key, completion)
-        return Completion(completion=completion)
+        return Completion(completion=completion, rate_limit=result.rate_limit)
 
     def on_decode_error(self, ctx: ActorContext, error: MessageDecodeError) -> ProxyResponse:
         """Answer a malformed request with ``kind: invalid_request`` naming the field."""
@@ -433,6 +434,14 @@ class _Prepared:
     timeouts: Timeouts
     usage_in_stream: bool
     """The provider's rules allow ``stream_options.include_usage``."""
+
+
+def _within(timeouts: Timeouts, total_ms: int | None) -> Timeouts:
+    """``timeouts`` cut to a request's own deadline, ``total_ms``, when it gives one."""
+    if total_ms is None or total_ms >= timeouts.total_ms:
+        return timeouts
+    total_ms = max(total_ms, 1)
+    return attrs.evolve(timeouts, total_ms=total_ms, attempt_ms=min(timeouts.attempt_ms, total_ms))
 
 
 def _finish(channel: ActorChannel, last: ProxyStreamMessage) -> None:

@@ -109,6 +109,7 @@ def _print_stream(args: argparse.Namespace, message: Any) -> Any:
         Delta,
         ErrorResponse,
         ProxyStreamMessage,
+        Retrying,
     )
 
     who = args.name or args.manifest
@@ -127,6 +128,10 @@ def _print_stream(args: argparse.Namespace, message: Any) -> Any:
                 sys.stdout.write(item.text)
                 sys.stdout.flush()
                 printed = True
+            elif isinstance(item, Retrying) and args.manifest is None:
+                # A proxy in a running server: its log is the server's. One started here
+                # (--manifest) has logged this line on our stderr already.
+                print(item.line(), file=sys.stderr, flush=True)
             elif isinstance(item, Completion | ErrorResponse):
                 if printed:
                     print()  # end the streamed text's line

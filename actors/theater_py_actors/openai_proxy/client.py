@@ -44,6 +44,7 @@ from theater_py_actors.openai_proxy.errors import (
     excerpt,
     header_excerpt,
 )
+from theater_py_actors.openai_proxy.ratelimit_headers import rate_limit_of
 from theater_py_actors.openai_proxy.retry import retry_delay, should_retry
 from theater_py_actors.openai_proxy.sse import ServerSentEvent, SSEParser, SSETooLarge
 from theater_py_actors.openai_proxy.upstream_call import (
@@ -54,6 +55,7 @@ from theater_py_actors.openai_proxy.upstream_call import (
 )
 
 if TYPE_CHECKING:
+    from theater_py_actors.genai_types import RateLimitInfo
     from theater_py_actors.openai_proxy.config import RetryConfig
 
 __all__ = ["ChatCall", "ChatClient", "ChatResult", "StreamState"]
@@ -80,6 +82,7 @@ class ChatResult:
         status: the HTTP status (a 2xx).
         streamed: the reply came as an event stream, whose chunks went to
             :attr:`StreamState.on_chunk` (``body`` is then empty).
+        rate_limit: the provider's ``x-ratelimit-*`` headers, read.
     """
 
     body: dict[str, Any]
@@ -87,6 +90,7 @@ class ChatResult:
     request_id: str | None
     status: int = 200
     streamed: bool = False
+    rate_limit: RateLimitInfo | None = None
 
 
 class StreamState:
@@ -114,6 +118,10 @@ class StreamState:
         self.idle_timeout_ms = idle_timeout_ms
         self.max_stream_ms = max_stream_ms
         self.started = False
+
+
+OnRetry = Callable[[float, str, int, int], object]
+"""Told of a retry: the seconds it waits, why, the attempt that follows, the most attempts."""
 
 
 class ChatCall(UpstreamCall):
@@ -384,13 +392,16 @@ class ChatClient:
         stream: StreamState,
         *,
         fallback: Callable[[ProviderError], Mapping[str, Any] | None] | None = None,
+        on_retry: OnRetry | None = None,
     ) -> ChatResult:
         """Send one chat completion with ``"stream": true`` in ``body``, handing each chunk
         of the event stream to ``stream.on_chunk``.
 
         Retries and ``fallback`` as :meth:`complete`, but only while the stream has not
         started (see :class:`StreamState`). A provider that answers with a whole JSON
-        reply instead of a stream gets a plain result (``streamed`` false).
+        reply instead of a stream gets a plain result (``streamed`` false). ``on_retry``
+        hears of each retry as it is logged, before its wait: the seconds it waits, why,
+        the number of the attempt that follows, and the most attempts made.
 
         Raises:
             ProviderError: as :meth:`complete`; once started, the first failure, with
@@ -398,7 +409,14 @@ class ChatClient:
         """
         try:
             return self._exchange(
-                "POST", self._url, _json(body), call, "choices", fallback=fallback, stream=stream
+                "POST",
+                self._url,
+                _json(body),
+                call,
+                "choices",
+                fallback=fallback,
+                stream=stream,
+                on_retry=on_retry,
             )
         finally:
             call.end()
@@ -433,10 +451,11 @@ class ChatClient:
         *,
         fallback: Callable[[ProviderError], Mapping[str, Any] | None] | None = None,
         stream: StreamState | None = None,
+        on_retry: OnRetry | None = None,
     ) -> ChatResult:
         """Make attempts until one succeeds, one may not be retried, or time runs out.
 
-        ``fallback``: see :meth:`complete`; ``stream``: see :meth:`stream`.
+        ``fallback``: see :meth:`complete`; ``stream`` and ``on_retry``: see :meth:`stream`.
         """
         timeout = call.timeout if isinstance(call, ChatCall) else self._timeout
         while True:
@@ -479,19 +498,21 @@ class ChatClient:
             if delay >= call.deadline - self._clock():
                 # Waiting would overrun the deadline: the caller learns now, not later.
                 raise attrs.evolve(error, attempts=attempt)
-            # WARNING, so that it shows where nobody configured logging (Python's last
-            # resort handler prints it to stderr): a wait of seconds should not be silent.
-            logger.warning(
-                "retrying in %.3g s: %s (attempt %d of %d)",
-                delay,
-                _why(error),
-                attempt + 1,
-                self._retry.max_retries + 1,
-            )
+            self._announce_retry(delay, error, attempt + 1, on_retry)
             if self._sleep is None:
                 call.wait(delay)
             else:
                 self._sleep(delay)
+
+    def _announce_retry(
+        self, delay: float, error: ProviderError, attempt: int, on_retry: OnRetry | None
+    ) -> None:
+        why, attempts = _why(error), self._retry.max_retries + 1
+        # WARNING, so that it shows where nobody configured logging (Python's last
+        # resort handler prints it to stderr): a wait of seconds should not be silent.
+        logger.warning("retrying in %.3g s: %s (attempt %d of %d)", delay, why, attempt, attempts)
+        if on_retry is not None:  # a streamed call's caller hears of it too
+            on_retry(delay, why, attempt, attempts)
 
     def _attempt(
         self,
@@ -601,7 +622,14 @@ class ChatClient:
                     return outcome
             if not data:  # the end, with or without [DONE]
                 _keep_alive(raw, read1, sock)
-                return ChatResult({}, call.attempts, request_id, response.status_code, True)
+                return ChatResult(
+                    {},
+                    call.attempts,
+                    request_id,
+                    response.status_code,
+                    True,
+                    rate_limit_of(response.headers),
+                )
 
     def _stream_event(
         self,
@@ -614,7 +642,14 @@ class ChatClient:
         """Hand one event's chunk on; the outcome if the event ends the stream."""
         text = event.data
         if text.strip() == "[DONE]":
-            return ChatResult({}, call.attempts, request_id, response.status_code, True)
+            return ChatResult(
+                {},
+                call.attempts,
+                request_id,
+                response.status_code,
+                True,
+                rate_limit_of(response.headers),
+            )
         for secret in self.secrets:  # a hostile upstream may echo the key
             text = text.replace(secret, "[redacted]")
         try:
@@ -691,7 +726,13 @@ class ChatClient:
         except ValueError:
             document = None
         if isinstance(document, dict) and isinstance(document.get(expect), list):
-            return ChatResult(document, attempt, request_id, response.status_code)
+            return ChatResult(
+                document,
+                attempt,
+                request_id,
+                response.status_code,
+                rate_limit=rate_limit_of(response.headers),
+            )
         if isinstance(document, dict) and document.get("error"):
             # Some gateways report failures with a 200: classified like the error it is.
             return classify_response(

@@ -3,8 +3,9 @@
 It starts the loopback simulator, starts the shipped ``openai-proxy-system`` (in a clone,
 ``manifests/system.toml``) with the proxy pointed at it, then asks a question, makes a
 tool-calling round trip, lists models, lives through a 429 with ``Retry-After``, crashes
-the proxy on purpose while requests are in flight (none is lost), and checks the event
-chains. No API key and no network are needed.
+the proxy on purpose while requests are in flight (none is lost), routes through a router
+(a fallback, then a budget refusal), and checks the event chains. No API key and no
+network are needed.
 """
 
 from __future__ import annotations
@@ -175,6 +176,54 @@ def _crash(proxy: ActorHandle, supervisor: Supervisor, say: Say) -> bool:
     return answered == len(replies)
 
 
+def _router(runtime: Runtime, sim: OpenAISimulator, say: Say) -> bool:
+    """A router over two providers (both the simulator here): a fallback, then a refusal."""
+    child = {
+        "base_url": sim.base_url,
+        "api_key_env": KEY_VARIABLE,
+        "retry_config": {"max_retries": 1, "initial_delay_ms": 10},
+    }
+    router = runtime.start_actor(
+        "openai-router",
+        {
+            "config": {
+                "providers": {
+                    "primary": {"init": {"config": child}},
+                    "backup": {"init": {"config": child}},
+                },
+                "routes": {"smart": ["primary:gpt-4o-mini", "backup:gpt-4o"]},
+                "budget": {"usd": 0.01, "per": "run"},
+            }
+        },
+        name="router",
+    )
+    say("routes: smart = primary:gpt-4o-mini, then backup:gpt-4o; budget $0.01")
+    sim.fail_next(500, times=2)  # the primary's attempt and its one retry
+    say("> (to smart) Hello through the router   [the primary answers 500, twice]")
+    reply = router.request_json(
+        {
+            "GenerateCompletion": {
+                "request": {
+                    "model": "smart",
+                    "messages": [_user("Hello through the router")],
+                    "max_tokens": 200,
+                }
+            }
+        },
+        timeout=30,
+    )["Completion"]
+    tried = "; ".join(
+        f"{t['target']} {t['outcome']} {t['kind'] or ''}".rstrip() for t in reply["tried"]
+    )
+    say(f"served by {reply['served_by']}, after: {tried}")
+    seen = sim.requests_seen
+    big = {"model": "smart", "messages": [_user("Write a novel")], "max_tokens": 100_000}
+    say("> (to smart) Write a novel, max_tokens 100000")
+    refused = router.request_json({"GenerateCompletion": {"request": big}}, timeout=30)["Error"]
+    say(f"refused, {sim.requests_seen - seen} calls made: {refused['error']}")
+    return bool(reply["served_by"] == "backup:gpt-4o" and refused["kind"] == "budget_exceeded")
+
+
 def _chains(proxy: ActorHandle, supervisor: Supervisor, say: Say) -> bool:
     ok = True
     for name, events, verified in (
@@ -224,6 +273,10 @@ def main(out: TextIO = sys.stdout) -> int:
             (
                 "A crash, on purpose, with requests in flight",
                 lambda: _crash(proxy, supervisor, say),
+            ),
+            (
+                "A router over two providers: a fallback, then a budget refusal",
+                lambda: _router(runtime, sim, say),
             ),
             ("The event chains", lambda: _chains(proxy, supervisor, say)),
         ]

@@ -20,7 +20,8 @@ from typing import Any
 import attrs
 from requests.structures import CaseInsensitiveDict
 
-from theater_py_actors.genai_types import ERROR_KINDS, ErrorKind, ErrorResponse
+from theater_py_actors.genai_types import ERROR_KINDS, ErrorKind, ErrorResponse, RateLimitInfo
+from theater_py_actors.openai_proxy.ratelimit_headers import rate_limit_of
 from theater_py_actors.openai_proxy.retry import parse_retry_after
 
 __all__ = [
@@ -105,6 +106,7 @@ class ProviderError(Exception):
         request_id: the provider's ``x-request-id``, to quote to its support.
         provider_code: the provider's error ``code`` (or ``type`` when it sends no code).
         attempts: how many HTTP attempts were made.
+        rate_limit: the provider's ``x-ratelimit-*`` headers on the failed reply, read.
     """
 
     kind: ErrorKind
@@ -114,6 +116,7 @@ class ProviderError(Exception):
     request_id: str | None = None
     provider_code: str | None = None
     attempts: int = 1
+    rate_limit: RateLimitInfo | None = None
 
     def __str__(self) -> str:
         context = []
@@ -139,6 +142,7 @@ def error_reply(error: ProviderError, partial_text: str | None = None) -> ErrorR
         provider_code=error.provider_code,
         attempts=error.attempts,
         partial_text=partial_text,
+        rate_limit=error.rate_limit,
     )
 
 
@@ -335,4 +339,5 @@ def classify_response(
         retry_after_ms=parse_retry_after(headers, now),
         request_id=header_excerpt(headers, "x-request-id", secret),
         provider_code=None if provider_code is None else excerpt(provider_code, secret, 200),
+        rate_limit=rate_limit_of(headers),
     )

@@ -30,6 +30,7 @@ from theater_py_actors.genai_types import (
     ErrorResponse,
     ProxyResponse,
     ProxyStreamMessage,
+    Retrying,
 )
 from theater_py_actors.openai_proxy.client import StreamState
 from theater_py_actors.openai_proxy.errors import ProviderError, error_reply
@@ -119,7 +120,11 @@ class StreamJob:
         fallback = prepared.fallback
         try:
             result = self._proxy.client.stream(
-                body, call, state, fallback=None if fallback is None else _streaming(fallback, body)
+                body,
+                call,
+                state,
+                fallback=None if fallback is None else _streaming(fallback, body),
+                on_retry=self._on_retry,
             )
         except ProviderError as error:
             return self._fail(error)
@@ -149,6 +154,11 @@ class StreamJob:
             streamed, body["model"], prepared.cache_key, arrange=assembler.order
         )
         return self._end(reply)
+
+    def _on_retry(self, delay_s: float, reason: str, attempt: int, max_attempts: int) -> None:
+        """Tell the caller of a retry, as the proxy logs it: a caller in another process
+        (``theater-py chat NAME``) sees no log of this one."""
+        self._send(Retrying(delay_s, reason, attempt, max_attempts))
 
     def abandoned(self, call: UpstreamCall) -> None:
         """The call was abandoned (its deadline, the proxy's stop): say so, unless the

@@ -1,0 +1,248 @@
+"""What happens around each target's call: the checks before it, the accounting after.
+
+Before a call, :meth:`Dispatcher.admit` skips a target whose provider is down, whose
+context window cannot hold the request, whose reservation does not fit the budget, or
+whose rate limit would not free up before the request's deadline (a wait that fits is
+waited). After it, :meth:`Dispatcher.settle` replaces the reservation with the actual
+cost and tells the limiter what the provider said. Plain requests and streams share both.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from theater_py_actors.genai_types import (
+    Completion,
+    CompletionRequest,
+    ErrorResponse,
+    ModelPricing,
+    TriedTarget,
+)
+from theater_py_actors.openai_proxy.config import ConfigError
+from theater_py_actors.router.config import Target, parse_target
+from theater_py_actors.router.estimate import completion_cost, max_cost
+
+if TYPE_CHECKING:
+    from theater_py_actors.router.ledger import BudgetLedger, Reservation
+    from theater_py_actors.router.providers import Provider
+
+__all__ = ["Dispatcher", "Plan", "Ticket"]
+
+logger = logging.getLogger("theater_py_actors.router")
+
+ALWAYS_FALL_BACK = frozenset({"provider_down", "provider_crashed"})
+"""The router's own failures: another provider may well serve the request."""
+
+
+@attrs.frozen
+class Ticket:
+    """A target admitted for a call: what it holds of the budget and the rate limit."""
+
+    target: Target
+    provider: Provider
+    reservation: Reservation | None
+    tokens: int
+    pricing: ModelPricing | None
+    input_tokens: int
+
+
+class Plan:
+    """One request's way through its targets: the deadline, what was tried, the log.
+
+    Args:
+        targets: the request's targets, in order.
+        deadline: when the whole request must be over, on ``clock``.
+        input_tokens: the estimate of the request's input.
+    """
+
+    __slots__ = ("_clock", "deadline", "input_tokens", "targets", "tried")
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        deadline: float,
+        input_tokens: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.targets = targets
+        self.deadline = deadline
+        self.input_tokens = input_tokens
+        self.tried: list[TriedTarget] = []
+        self._clock = clock
+
+    def left_ms(self) -> int:
+        """Milliseconds left before the deadline (0 when it has passed)."""
+        return max(0, math.floor((self.deadline - self._clock()) * 1000))
+
+    def record(self, target: Target, outcome: str, kind: str | None, started: float) -> None:
+        """Add a ``tried`` entry for ``target``."""
+        ms = round((self._clock() - started) * 1000)
+        self.tried.append(TriedTarget(target=str(target), outcome=outcome, kind=kind, ms=ms))
+
+    def warn_fallback(self, failed: Target, kind: str, index: int, prices: Dispatcher) -> None:
+        """Log the move from ``failed`` to the next target, if there is one, at WARNING."""
+        if index + 1 >= len(self.targets):
+            return
+        following = self.targets[index + 1]
+        price = prices.blended_price(following)
+        first = prices.blended_price(self.targets[0])
+        dearer = ""
+        if price is not None and first is not None and price > first:
+            dearer = f" (PRICED HIGHER than the first target, {self.targets[0]})"
+        logger.warning("falling back from %s (%s) to %s%s", failed, kind, following, dearer)
+
+
+class Dispatcher:
+    """The checks and the accounting of the router's calls (thread-safe)."""
+
+    def __init__(
+        self,
+        providers: dict[str, Provider],
+        routes: dict[str, list[Target]],
+        fallback_on: frozenset[str],
+        ledger: BudgetLedger | None,
+        stopping: threading.Event,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.providers = providers
+        self.routes = routes
+        self.fallback_on = fallback_on | ALWAYS_FALL_BACK
+        self.ledger = ledger
+        self.clock = clock
+        self._stopping = stopping
+
+    def targets_for(self, model: str) -> list[Target] | ErrorResponse:
+        """The targets of a request for ``model``: a route, or one ``provider:model``."""
+        route = self.routes.get(model)
+        if route is not None:
+            return route
+        if not model and self.routes:
+            return next(iter(self.routes.values()))
+        if ":" in model:
+            try:
+                return [parse_target(model, self.providers, "model")]
+            except ConfigError as exc:
+                return _invalid(f"GenerateCompletion.request.{exc}")
+        names = ", ".join(self.routes) or "none"
+        return _invalid(
+            f"GenerateCompletion.request.model: {model!r} is neither a route ({names}) nor "
+            "'provider:model'"
+        )
+
+    def blended_price(self, target: Target) -> float | None:
+        """Input plus output price per million tokens, to compare targets."""
+        pricing = self.providers[target.provider].pricing(target.model)
+        if pricing is None:
+            return None
+        return pricing.input_cost_per_million_tokens + pricing.output_cost_per_million_tokens
+
+    def falls_back(self, kind: str | None) -> bool:
+        """Whether an error of ``kind`` moves the request on to its next target."""
+        return kind is not None and kind in self.fallback_on
+
+    def admit(
+        self, target: Target, request: CompletionRequest, plan: Plan
+    ) -> Ticket | ErrorResponse | float:
+        """Check ``target`` for ``request``: the ticket to call it, why not (a skip), or
+        the seconds to wait for its rate limit, when that wait ends before the deadline
+        (then admit it again after the wait)."""
+        provider = self.providers[target.provider]
+        if provider.down:
+            return ErrorResponse(
+                error=f"provider_down: provider {target.provider} was given up (it crashed "
+                "too often)",
+                kind="provider_down",
+            )
+        max_tokens = request.max_tokens
+        need = plan.input_tokens + (max_tokens or 0)
+        window = provider.context_window(target.model)
+        if window is not None and need > window:
+            return ErrorResponse(
+                error=f"context_window_exceeded: {target} holds {window} tokens; the request "
+                f"needs about {need} (its messages, estimated, plus max_tokens)",
+                kind="context_window_exceeded",
+            )
+        wait = provider.limiter.take(need)
+        if wait > 0:
+            if self.clock() + wait < plan.deadline and not self._stopping.is_set():
+                return wait
+            return ErrorResponse(
+                error=f"rate_limit: {target.provider}'s rate limit frees up in "
+                f"{math.ceil(wait * 1000)} ms, after the request's deadline",
+                kind="rate_limit",
+                retry_after_ms=max(1, math.ceil(wait * 1000)),
+            )
+        pricing = provider.pricing(target.model)
+        reservation = None
+        ledger = self.ledger
+        if ledger is not None:
+            refusal = None
+            if pricing is None:
+                refusal = (
+                    f"{target} has no known price, so a budget cannot cover it (give the "
+                    "provider's models with pricing)"
+                )
+            else:
+                amount = max_cost(plan.input_tokens, max_tokens, pricing)
+                reservation = ledger.reserve(amount)
+                if reservation is None:
+                    left = max(ledger.remaining(), 0.0)
+                    refusal = (
+                        f"{target} may cost up to {amount:.6f} USD; {left:.6f} of the "
+                        f"{ledger.usd:g} USD budget per {ledger.per} is left"
+                    )
+            if refusal is not None:
+                provider.limiter.give_back(need)
+                return ErrorResponse(error=f"budget_exceeded: {refusal}", kind="budget_exceeded")
+        return Ticket(target, provider, reservation, need, pricing, plan.input_tokens)
+
+    def admit_waiting(
+        self, target: Target, request: CompletionRequest, plan: Plan
+    ) -> Ticket | ErrorResponse:
+        """:meth:`admit`, waiting for the rate limit here when that fits the deadline."""
+        while True:
+            admitted = self.admit(target, request, plan)
+            if not isinstance(admitted, float):
+                return admitted
+            self._stopping.wait(admitted)
+
+    def settle(
+        self, ticket: Ticket, reply: Completion | ErrorResponse | None, partial_text: str = ""
+    ) -> None:
+        """Account for a call's outcome: the actual cost, and what the provider said.
+
+        ``reply`` ``None``: the call never reached the provider's proxy.
+        """
+        limiter = ticket.provider.limiter
+        info = None if reply is None else reply.rate_limit
+        if isinstance(reply, Completion):
+            usage = reply.completion.usage
+            cost = completion_cost(reply.completion, ticket.pricing)
+            limiter.give_back(ticket.tokens, usage.input_tokens + usage.output_tokens)
+        else:
+            cost = 0.0
+            if partial_text and ticket.pricing is not None:
+                # Text flowed before the stream failed: it was generated, so billed.
+                output = len(partial_text) // 4 + 1
+                cost = max_cost(ticket.input_tokens, output, ticket.pricing)
+            limiter.give_back(ticket.tokens, None if reply is None or reply.status is None else 0)
+            if reply is not None and reply.kind == "rate_limit" and reply.retry_after_ms:
+                limiter.close_for(reply.retry_after_ms / 1000)
+        if info is not None:
+            limiter.observe(info)
+        if ticket.reservation is not None and self.ledger is not None:
+            if cost is None:  # no price known for what it answered: keep the whole hold
+                cost = ticket.reservation.amount
+            self.ledger.settle(ticket.reservation, cost)
+
+
+def _invalid(message: str) -> ErrorResponse:
+    return ErrorResponse(error=f"invalid request: {message}", kind="invalid_request")

@@ -1,0 +1,105 @@
+"""The router's providers: a child proxy each, with what the router knows of its models.
+
+A provider is a child actor the router spawned (the runtime restarts a crashed one, up to
+3 restarts in 5 seconds, then gives it up). A given-up provider is reported once, at
+ERROR, and skipped from then on; the router serves from the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from theater_py_actors.genai_types import ModelInfo, ModelPricing
+from theater_py_actors.router.limiter import RateLimiter
+
+if TYPE_CHECKING:
+    from theater_py import TypedHandle
+    from theater_py_actors.genai_types import ProxyRequest, ProxyResponse
+    from theater_py_actors.openai_proxy.catalog import Catalog
+
+__all__ = ["Provider"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_KNOWN = 1024
+
+
+class Provider:
+    """One child proxy and what the router knows about it.
+
+    Attributes:
+        name: the provider's name in the router's config.
+        handle: the child proxy's handle.
+        models: its models by id, as it listed them at the router's start.
+        limiter: its rate limiter.
+        stream_idle_ms: the child's ``stream_idle_timeout_ms`` (bounds a wait on its stream).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        handle: TypedHandle[ProxyRequest, ProxyResponse],
+        models: list[ModelInfo],
+        limiter: RateLimiter,
+        catalog: Catalog,
+        *,
+        stream_idle_ms: int,
+    ) -> None:
+        self.name = name
+        self.handle = handle
+        self.models = {model.id: model for model in models}
+        self.listed = models
+        self.limiter = limiter
+        self.stream_idle_ms = stream_idle_ms
+        self._catalog = catalog
+        self._down = threading.Event()
+        # Per model: (context window, prices), resolved once; model ids come from
+        # requests, so the memo is bounded.
+        self._known: dict[str, tuple[int | None, ModelPricing | None]] = {}
+
+    def _lookup(self, model: str) -> tuple[int | None, ModelPricing | None]:
+        known = self._known.get(model)
+        if known is None:
+            info = self.models.get(model)
+            entry = self._catalog.model(model)
+            window = info.max_tokens if info is not None else None
+            if window is None and entry is not None:
+                window = entry.max_tokens
+            pricing = info.pricing if info is not None else None
+            if pricing is None:
+                pricing = self._catalog.pricing_for(model)
+            known = (window, pricing)
+            if len(self._known) >= _MAX_KNOWN:
+                self._known.clear()
+            self._known[model] = known
+        return known
+
+    def context_window(self, model: str) -> int | None:
+        """The model's context window in tokens, if the proxy or the catalog knows it."""
+        return self._lookup(model)[0]
+
+    def pricing(self, model: str) -> ModelPricing | None:
+        """The model's prices, if the proxy's config or the catalog knows them."""
+        return self._lookup(model)[1]
+
+    @property
+    def down(self) -> bool:
+        """Whether the runtime gave the child up (it crashed too often)."""
+        if self._down.is_set():
+            return True
+        if not self.handle.is_alive():
+            self.give_up()
+            return True
+        return False
+
+    def give_up(self) -> None:
+        """Mark the provider down; report it once."""
+        if not self._down.is_set():
+            self._down.set()
+            logger.error(
+                "provider %s was given up (its proxy crashed too often): serving from the "
+                "other providers",
+                self.name,
+            )

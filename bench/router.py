@@ -1,0 +1,298 @@
+"""The router: its added latency over a single proxy, and a soak through faulty providers.
+
+``overhead``: the same completion, one at a time, against the same fake provider, through
+ONE proxy actor and through a router in front of one such proxy (with and without a
+budget, which adds a reservation and a settlement per request), interleaved repeat by
+repeat. The goal is under 10 % added latency. A fourth contender, ``forward``, is an actor
+that only passes each request to a child proxy: the runtime's price of the extra hop,
+so that the router's own logic is the difference between it and ``router``.
+
+``soak``: many requests from many threads through a router over three simulators, while
+a thread injects faults into them (5xx, 429 with ``Retry-After``, resets, stalls). It
+checks that every request got exactly one reply (none lost, none answered twice), that
+every completion answers its own request, and that the spend (the sum of the completions'
+costs) never passed the budget, which is set to run out partway through.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from bench._timing import compare, paired_ratio
+from bench.actors import FORWARD_MANIFEST
+from bench.clients import KEY, KEY_ENV
+from bench.upstream import MODEL, PROMPT, Upstream
+from theater_py import Runtime
+from theater_py_actors.genai_types import (
+    Completion,
+    CompletionRequest,
+    ErrorResponse,
+    GenerateCompletion,
+    Message,
+    Text,
+)
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
+
+__all__ = ["overhead", "run", "soak"]
+
+_EXPECTED = f"You said: {PROMPT}"
+_FAULTS = (
+    {"status": 500},
+    {"status": 503},
+    {"status": 429, "retry_after_ms": "30"},
+    {"fault": "reset"},
+    {"fault": "stall=150"},
+)
+
+
+def _ask(model: str, text: str = PROMPT, max_tokens: int = 64) -> GenerateCompletion:
+    return GenerateCompletion(
+        CompletionRequest(
+            model=model,
+            messages=[Message.user(text)],
+            max_tokens=max_tokens,
+            temperature=0.7,
+        )
+    )
+
+
+def _caller(handle: Any, message: GenerateCompletion) -> Callable[[], None]:
+    def call() -> None:
+        reply = handle.request(message, timeout=30)
+        if not isinstance(reply, Completion):
+            raise RuntimeError(f"answered {reply!r}")
+        block = reply.completion.content[0]
+        if not isinstance(block, Text) or block.text != _EXPECTED:
+            raise RuntimeError(f"unexpected completion {block!r}")
+
+    return call
+
+
+def overhead(
+    *, count: int, repeats: int, upstream: str, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """One request's latency and CPU through a proxy, a router, and a router with a budget.
+
+    Returns:
+        ``contenders`` (latency summaries and ``cpu_us``) and ``added`` (each router's
+        paired latency ratio to the proxy, and its CPU ratio).
+    """
+    os.environ[KEY_ENV] = KEY
+    config = {"base_url": "", "api_key_env": KEY_ENV, "max_cache_size": 0}
+    with Upstream(0, upstream) as server, contextlib.ExitStack() as stack:
+        runtime = Runtime(in_memory=True)
+        stack.callback(runtime.shutdown, 10)
+        config["base_url"] = server.base_url
+        proxy = runtime.start_actor("openai-proxy", {"config": config}, name="bench-proxy")
+        forward = runtime.start_actor(
+            FORWARD_MANIFEST,
+            {"manifest": "openai-proxy", "init": {"config": config}},
+            name="bench-forward",
+        )
+        routers = {}
+        for name, extra in (("router", {}), ("router_budget", {"budget": {"usd": 1e9}})):
+            routers[name] = runtime.start_actor(
+                "openai-router",
+                {
+                    "config": {
+                        "providers": {"p": {"init": {"config": config}}},
+                        "routes": {"r": [f"p:{MODEL}"]},
+                        **extra,
+                    }
+                },
+                name=f"bench-{name}",
+            )
+        calls = {"proxy": _caller(proxy, _ask(MODEL)), "forward": _caller(forward, _ask(MODEL))}
+        calls.update({name: _caller(handle, _ask("r")) for name, handle in routers.items()})
+        measured = compare(
+            calls,
+            count=count,
+            repeats=repeats,
+            warmup=min(count, 50),
+            progress=lambda note: progress(f"router overhead {note}"),
+        )
+    base = measured.get("proxy")
+    added: dict[str, Any] = {}
+    if base is not None and "cpu_us" in base:
+        for name in ("forward", *routers):
+            mine = measured.get(name, {})
+            if "cpu_us" not in mine:
+                continue
+            added[name] = {
+                "latency_ratio": paired_ratio(mine, base),
+                "added_latency_us": round(mine["median_us"] - base["median_us"], 1),
+                "cpu_ratio": round(mine["cpu_us"] / base["cpu_us"], 2),
+                "added_cpu_us": round(mine["cpu_us"] - base["cpu_us"], 1),
+            }
+    return {"upstream": {"kind": upstream}, "contenders": measured, "added": added}
+
+
+def soak(
+    *,
+    requests: int,
+    concurrency: int = 32,
+    budget_share: float = 0.7,
+    seed: int = 13,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Drive ``requests`` requests through a router over three faulty simulators.
+
+    Args:
+        requests: how many requests.
+        concurrency: how many at once.
+        budget_share: the budget, as a share of what all the requests would cost.
+        seed: the fault injector's random seed.
+        progress: told every tenth of the way.
+
+    Returns:
+        The counts (``served``, ``errors`` by kind), the checks (``lost``,
+        ``answered_twice``, ``wrong_answer``, ``over_budget``: each must be 0 or false),
+        ``spent_usd`` and ``budget_usd``, and ``ok``: every check passed.
+    """
+    os.environ[KEY_ENV] = KEY
+    with contextlib.ExitStack() as stack:
+        # Thousands of injected faults: their retry and fallback lines would drown the run.
+        for name in ("theater_py_actors", "theater_py"):
+            quiet = logging.getLogger(name)
+            stack.callback(quiet.setLevel, quiet.level)
+            quiet.setLevel(logging.CRITICAL)
+        sims = [stack.enter_context(OpenAISimulator(api_key=KEY)) for _ in range(3)]
+        runtime = Runtime(in_memory=True)
+        stack.callback(runtime.shutdown, 10)
+        router, budget = _soak_router(runtime, sims, requests * budget_share)
+        stop = threading.Event()
+        injector = threading.Thread(
+            target=_inject, args=(sims, stop, random.Random(seed)), name="soak-faults", daemon=True
+        )
+        injector.start()
+        stack.callback(injector.join, 5)
+        stack.callback(stop.set)
+        replies: dict[int, list[Any]] = {i: [] for i in range(requests)}
+        started = time.perf_counter()
+
+        def one_request(index: int) -> tuple[int, Any]:
+            # The text ends in a word no other request's ends in: the answer quotes it.
+            message = _ask("soak", f"soak request {index}", max_tokens=16)
+            try:
+                return index, router.request(message, timeout=30)
+            except Exception as exc:  # a lost request is what this counts
+                return index, exc
+
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            step = max(requests // 10, 1)
+            for done, (index, reply) in enumerate(pool.map(one_request, range(requests)), 1):
+                replies[index].append(reply)
+                if progress is not None and done % step == 0:
+                    progress(f"router soak {done}/{requests}")
+        elapsed = time.perf_counter() - started
+    result = _tally(replies, budget)
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "providers": len(sims),
+        **result,
+        "seconds": round(elapsed, 2),
+        "requests_per_second": round(requests / elapsed, 1) if elapsed else None,
+    }
+
+
+def _soak_router(runtime: Runtime, sims: list[OpenAISimulator], shares: float) -> tuple[Any, float]:
+    """A router over ``sims`` with a budget of ``shares`` times one request's cost."""
+    retry = {"max_retries": 2, "initial_delay_ms": 1, "max_delay_ms": 5}
+    providers = {
+        name: {
+            "init": {
+                "config": {
+                    "base_url": sim.base_url,
+                    "api_key_env": KEY_ENV,
+                    "max_cache_size": 0,
+                    "retry_config": {**retry, "max_total_timeout_ms": 5000},
+                }
+            }
+        }
+        for name, sim in zip("abc", sims, strict=True)
+    }
+    pilot = runtime.start_actor(
+        "openai-router", {"config": {"providers": {"a": providers["a"]}}}, name="soak-pilot"
+    )
+    priced = pilot.request(_ask(f"a:{MODEL}", "soak pilot"), timeout=30)
+    pilot.stop(timeout=10)
+    if not isinstance(priced, Completion):
+        raise RuntimeError(f"the pilot request failed: {priced!r}")
+    budget = (priced.completion.usage.cost_usd or 0.0) * shares
+    config = {
+        "providers": providers,
+        "routes": {"soak": [f"{name}:{MODEL}" for name in providers]},
+        "max_total_timeout_ms": 10_000,
+        "budget": {"usd": budget},
+    }
+    return runtime.start_actor("openai-router", {"config": config}, name="soak-router"), budget
+
+
+def _inject(sims: list[OpenAISimulator], stop: threading.Event, rng: random.Random) -> None:
+    """Queue a random fault on a random simulator every 10 ms until ``stop``."""
+    while not stop.wait(0.01):
+        sim = rng.choice(sims)
+        fault = dict(rng.choice(_FAULTS))
+        if "fault" in fault:
+            sim.fail_next(fault=str(fault["fault"]))
+        else:
+            sim.fail_next(**fault, times=rng.randint(1, 3))
+
+
+def _tally(replies: dict[int, list[Any]], budget: float) -> dict[str, Any]:
+    served = lost = answered_twice = wrong = 0
+    spent = 0.0
+    kinds: Counter[str] = Counter()
+    for index, got in replies.items():
+        answered_twice += max(len(got) - 1, 0)
+        if not got or isinstance(got[0], Exception):
+            lost += 1
+            continue
+        reply = got[0]
+        if isinstance(reply, Completion):
+            served += 1
+            spent += reply.completion.usage.cost_usd or 0.0
+            block = reply.completion.content[0]
+            if not isinstance(block, Text) or block.text != f"You said: soak request {index}":
+                wrong += 1
+        elif isinstance(reply, ErrorResponse):
+            kinds[str(reply.kind)] += 1
+        else:
+            wrong += 1
+    over = spent > budget + 1e-12
+    return {
+        "served": served,
+        "errors": dict(kinds),
+        "lost": lost,
+        "answered_twice": answered_twice,
+        "wrong_answer": wrong,
+        "spent_usd": round(spent, 8),
+        "budget_usd": round(budget, 8),
+        "over_budget": over,
+        "ok": not (lost or answered_twice or wrong or over),
+    }
+
+
+def run(
+    *,
+    count: int,
+    repeats: int,
+    soak_requests: int,
+    upstream: str,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Both parts: ``overhead`` and ``soak``."""
+    return {
+        "overhead": overhead(count=count, repeats=repeats, upstream=upstream, progress=progress),
+        "soak": soak(requests=soak_requests, progress=progress),
+    }
