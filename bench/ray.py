@@ -234,15 +234,24 @@ def _proxy(
     return measured
 
 
+def router_cpu_us(fallback: float) -> tuple[float, str]:
+    """The router's added CPU per request, from the newest ``*-router.json`` (issue 13's
+    bench: the router's CPU per request minus a lone proxy's), else ``fallback``."""
+    for path in sorted(RESULTS.glob("*-router.json"), reverse=True):
+        contenders = json.loads(path.read_text())["router"]["overhead"]["contenders"]
+        added = contenders["router"]["cpu_us"] - contenders["proxy"]["cpu_us"]
+        return round(added, 1), f"{path.name}: router cpu_us - proxy cpu_us"
+    return fallback, "no router results: one local request's CPU (theater_local)"
+
+
 def _on_paper(driver_us: float, host_us: float, router_us: float) -> dict[str, Any]:
     """Throughput of 1 and 4 proxies, each on a worker of its own, from CPU per request.
 
     A proxy's Host is one Python process: its requests share one GIL, so it serves at
     most ``1e6 / host_us`` requests per second whatever its node's cores. The driver
     (cells, chains, the Ray calls) pays ``driver_us`` per request on its own GIL, and a
-    router in front (a local actor in the driver) adds one local request's CPU,
-    ``router_us`` (the echo's, measured above; the router's own logic is not counted:
-    branch ``router`` is not merged). Four proxies scale until the driver saturates.
+    router in front (a local actor in the driver) adds ``router_us`` (see
+    :func:`router_cpu_us`). Four proxies scale until the driver saturates.
     """
     one = 1e6 / max(host_us, driver_us)
     proxies_limit = 4 * 1e6 / host_us
@@ -273,8 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("recovery ...", file=sys.stderr)
         recovery = _recovery(cluster, Path(folder), sizes.get("rounds", 5))
         print("proxy ...", file=sys.stderr)
-        router_us = latency["theater_local"]["cpu_us"]
+        router_us, router_source = router_cpu_us(latency["theater_local"]["cpu_us"])
         proxy = _proxy(cluster, Path(folder), min(count, 200), repeats, router_us)
+        proxy["router_hop_source"] = router_source
     ratio = (latency["theater_on_ray_vs_bare_ray"] or {}).get("median", float("inf"))
     results = {
         "date": datetime.date.today().isoformat(),
