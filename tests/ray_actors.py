@@ -81,3 +81,13 @@ class Where(Actor):
 
     def on_stop(self, ctx: ActorContext) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Spawner(Actor):
+    """Spawns the child its state names and forwards each request to it (a router's shape)."""
+
+    def init(self, ctx: ActorContext, state: Any) -> None:
+        self.child = ctx.spawn(state["manifest"], name=state["name"])
+
+    def handle_request(self, ctx: ActorContext, message: Any) -> Any:
+        return {"pid": os.getpid(), "child": self.child.request(message, timeout=30)}

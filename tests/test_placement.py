@@ -62,6 +62,8 @@ def test_a_manifest_s_placement_is_read_as_ray_will_take_it():
     assert placement == Placement(num_cpus=1.0, resources=(("gpu_box", 0.5),))
     assert placement.ray_options() == {"num_cpus": 1.0, "resources": {"gpu_box": 0.5}}
     assert parse_manifest(ACTOR).manifest.placement is None
+    in_driver = parse_manifest(ACTOR + "[placement]\ndriver = true\n").manifest.placement
+    assert in_driver == Placement(driver=True)
 
 
 @pytest.mark.parametrize(
@@ -73,6 +75,8 @@ def test_a_manifest_s_placement_is_read_as_ray_will_take_it():
         ('[placement]\nresources = { gpu = "two" }\n', "placement.resources.gpu"),
         ("[placement]\nresources = 3\n", "placement.resources"),
         ("placement = 1\n", "placement"),
+        ("[placement]\ndriver = 1\n", "placement.driver"),
+        ("[placement]\ndriver = true\nnum_cpus = 1\n", "placement.driver"),
     ],
 )
 def test_a_bad_placement_is_an_error_naming_the_field(table: str, field: str):

@@ -248,6 +248,63 @@ def test_channels_cross_to_an_actor_on_a_worker(nodes: Nodes, ray_runtime: Runti
     assert handle.verify().ok
 
 
+def test_an_actor_placed_in_the_driver_spawns_children_that_run_on_workers(
+    nodes: Nodes, ray_runtime: Runtime, tmp_path: Path
+):
+    node = nodes.add("mu")
+    spawner = tmp_path / "spawner.toml"
+    spawner.write_text(
+        'name = "spawner"\nversion = "0.1.0"\ncomponent = "tests.ray_actors:Spawner"\n'
+        '[placement]\ndriver = true\n[[handler]]\ntype = "supervisor"\n'
+    )
+    init = {"manifest": str(manifest(tmp_path, "mu", "leaf")), "name": "leaf"}
+    handle = ray_runtime.start_actor(spawner, init)
+    reply = handle.request("hi", timeout=WAIT)
+    assert reply["pid"] == os.getpid()  # the spawner runs here, in the driver
+    assert reply["child"]["node"] == node.node_id  # its child on the worker
+    assert reply["child"]["message"] == "hi"
+
+
+def test_a_router_in_the_driver_routes_to_proxies_on_workers(
+    nodes: Nodes, ray_runtime: Runtime, tmp_path: Path
+):
+    from tests.proxy_fixtures import KEY, KEY_ENV
+    from tests.router_fixtures import model, provider
+    from tests.test_router import ask
+    from theater_py_actors.genai_types import Completion
+
+    nodes.add("xi", **{KEY_ENV: KEY})  # the key lives on the proxies' node only
+    shipped = ROOT / "manifests" / "openai-proxy.toml"
+    placed = tmp_path / "openai-proxy.toml"  # the shipped proxy, pinned to the worker
+    placed.write_text(shipped.read_text() + "\n[placement]\nresources = { xi = 1 }\n")
+    (tmp_path / "init.json").write_text((shipped.parent / "init.json").read_text())
+    with OpenAISimulator(api_key=KEY) as alpha, OpenAISimulator(api_key=KEY) as beta:
+        providers = {
+            "alpha": {**provider(alpha.base_url, model("model-a")), "manifest": str(placed)},
+            "beta": {**provider(beta.base_url, model("model-b")), "manifest": str(placed)},
+        }
+        init = {
+            "config": {
+                "providers": providers,
+                "routes": {"smart": ["alpha:model-a", "beta:model-b"]},
+            }
+        }
+        system = tmp_path / "fleet.toml"
+        system.write_text(
+            '[supervisor]\nname = "fleet"\n\n[[child]]\nname = "router"\n'
+            'manifest = "openai-router"\nplacement = { driver = true }\n'
+        )
+        ray_runtime.start_system(system, {"router": init})
+        router = ray_runtime.handle("router")
+        reply = router.request(ask("hi there"), timeout=WAIT)
+        assert isinstance(reply, Completion)
+        assert reply.served_by == "alpha:model-a"
+        alpha.fail_next(status=500, times=10)
+        assert router.request(ask(), timeout=WAIT).served_by == "beta:model-b"
+        hosts = [name for name in our_actors() if not name.endswith("/store")]
+        assert sorted(name.split("/")[1] for name in hosts) == ["router-alpha", "router-beta"]
+
+
 # -- node death ------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ to run the actor::
     [placement]
     num_cpus = 1
     resources = { gpu_box = 0.5 }
+    # or: driver = true   (run in the driver's process, not on a worker)
 
 The values go to Ray as they are (``ray.remote(...).options(num_cpus=..., resources=...)``);
 without Ray (a runtime with no ``ray_address``) the table is read, checked and ignored.
@@ -22,7 +23,7 @@ from theater_py.errors import ManifestError
 
 __all__ = ["Placement", "parse_placement"]
 
-_KEYS = ("num_cpus", "resources")
+_KEYS = ("num_cpus", "resources", "driver")
 
 
 @attrs.frozen
@@ -33,6 +34,9 @@ class Placement:
     """CPUs the actor holds while it runs (Ray's ``num_cpus``); ``None``: Ray's default."""
     resources: tuple[tuple[str, float], ...] = ()
     """Custom resources (Ray's ``resources``), as sorted ``(name, amount)`` pairs."""
+    driver: bool = False
+    """Run in the driver's process, as without Ray (an actor that spawns children, such
+    as a router, whose children then run on Ray workers)."""
 
     def ray_options(self) -> dict[str, Any]:
         """Return the options to pass to Ray's ``.options(...)``."""
@@ -74,6 +78,17 @@ def parse_placement(
             )
     num_cpus = value.get("num_cpus")
     resources = value.get("resources", {})
+    driver = value.get("driver", False)
+    if not isinstance(driver, bool):
+        raise ManifestError(
+            f"expected a boolean, got {driver!r}", file=source, field=f"{field}.driver"
+        )
+    if driver and (num_cpus is not None or resources):
+        raise ManifestError(
+            "an actor in the driver takes no num_cpus or resources",
+            file=source,
+            field=f"{field}.driver",
+        )
     if not isinstance(resources, dict):
         raise ManifestError("expected a table", file=source, field=f"{field}.resources")
     pairs = tuple(
@@ -85,4 +100,5 @@ def parse_placement(
     return Placement(
         num_cpus=None if num_cpus is None else _amount(num_cpus, source, f"{field}.num_cpus"),
         resources=pairs,
+        driver=driver,
     )

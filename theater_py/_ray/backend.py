@@ -98,8 +98,12 @@ class RayBackend:
     def actor_class(
         self, target: type[Actor], manifest: Manifest, placement: Placement | None
     ) -> type[Actor]:
-        """Return the class a cell instantiates so its incarnations run on Ray."""
-        return remote_class(self, target, manifest, placement or manifest.placement)
+        """Return the class a cell instantiates so its incarnations run on Ray (``target``
+        itself for an actor placed in the driver)."""
+        placement = placement or manifest.placement
+        if placement is not None and placement.driver:
+            return target
+        return remote_class(self, target, manifest, placement)
 
     def create_host(
         self, ctx: ActorContext, manifest: Manifest, placement: Placement | None
