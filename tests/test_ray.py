@@ -28,7 +28,7 @@ ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 from theater_py import ActorFailed, ActorStopped, ChannelRefused, Runtime  # noqa: E402
-from theater_py.errors import ActorNotFound, ActorStartError  # noqa: E402
+from theater_py.errors import ActorNotFound, ActorStartError, RequestTimeout  # noqa: E402
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -303,6 +303,23 @@ def test_a_router_in_the_driver_routes_to_proxies_on_workers(
         assert router.request(ask(), timeout=WAIT).served_by == "beta:model-b"
         hosts = [name for name in our_actors() if not name.endswith("/store")]
         assert sorted(name.split("/")[1] for name in hosts) == ["router-alpha", "router-beta"]
+
+
+def test_a_handler_outliving_its_stop_has_its_ray_actor_killed(
+    nodes: Nodes, ray_runtime: Runtime, tmp_path: Path
+):
+    nodes.add("omicron")
+    handle = ray_runtime.start_actor(manifest(tmp_path, "omicron", "slow"))
+    handle.request("warm", timeout=WAIT)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(handle.request, {"sleep": 60}, WAIT * 3)
+        wait_until(lambda: handle.events()[-1].event_type == "request", "the request running")
+        with pytest.raises(RequestTimeout):
+            handle.stop(timeout=0.5)
+        with pytest.raises(ActorStopped):
+            pending.result(timeout=WAIT)  # its caller is answered at once, as locally
+        # Python could not end the handler; Ray ends its process.
+        wait_until(lambda: [n for n in our_actors() if "/slow/" in n] == [], "its Host killed")
 
 
 # -- node death ------------------------------------------------------------------------------

@@ -159,8 +159,29 @@ class RayBackend:
                 if known is host:
                     del self._hosts[name]
 
+    def _reap_abandoned(self) -> None:
+        """Kill the Host of an incarnation whose stop timed out.
+
+        Locally a handler that outlives its stop keeps its thread (Python cannot kill
+        one); here its Host is a process Ray can kill, so the handler ends and the
+        driver's thread waiting on it is freed. An abandoned incarnation is one whose
+        inbox the cell closed while it is still watched (a normal end unwatches first).
+        """
+        with self._lock:
+            watched = list(self._watches.items())
+        for ref, (host, ctx) in watched:
+            inbox = getattr(getattr(ctx, "_process", None), "inbox", None)
+            if inbox is not None and inbox.closed:
+                with self._lock:
+                    self._watches.pop(ref, None)
+                logger.warning(
+                    "actor %s: killing the Ray actor of a handler that outlived its stop", ctx.name
+                )
+                self._kill(host)
+
     def _watch_loop(self) -> None:
         while not self._closed.is_set():
+            self._reap_abandoned()
             with self._lock:
                 refs = list(self._watches)
             if not refs:
