@@ -328,6 +328,7 @@ def test_a_handler_outliving_its_stop_has_its_ray_actor_killed(
 def test_a_node_dies_under_load_each_actor_restarts_on_a_surviving_node(
     nodes: Nodes, ray_runtime: Runtime, tmp_path: Path
 ):
+    ray_runtime._ray.watch_renew = 0.3  # type: ignore[union-attr]  # renewed many times
     doomed = nodes.add("epsilon")
     busy = ray_runtime.start_actor(manifest(tmp_path, "epsilon", "busy"))
     idle = ray_runtime.start_actor(manifest(tmp_path, "epsilon", "idle"))

@@ -47,6 +47,8 @@ STOP_TIMEOUT = 10.0
 """Seconds a Host's ``on_stop`` may take before the Host is killed regardless."""
 GONE_TIMEOUT = 10.0
 """Seconds a shutdown waits for Ray to stop listing the actors it killed."""
+WATCH_RENEW = 600.0
+"""Seconds one watch call lasts before the driver makes the next (a bounded wait)."""
 WATCH_POLL = 0.2
 """Seconds between the watcher's looks at its own stop (its wait on the Hosts is this)."""
 
@@ -56,6 +58,7 @@ class RayBackend:
 
     def __init__(self, address: str, *, store_path: str | None) -> None:
         self.start_timeout = START_TIMEOUT
+        self.watch_renew = WATCH_RENEW
         self._owns_ray = False
         self._connected = False
         if ray.is_initialized():
@@ -131,7 +134,7 @@ class RayBackend:
 
     def watch(self, host: Any, ctx: ActorContext) -> None:
         """Have the incarnation of ``ctx`` exit (a crash) if ``host`` dies while idle."""
-        ref = host.watch.remote()
+        ref = host.watch.remote(self.watch_renew)
         with self._lock:
             self._watches[ref] = (host, ctx)
 
@@ -197,17 +200,22 @@ class RayBackend:
                 with self._lock:
                     entry = self._watches.pop(ref, None)
                 if entry is not None:
-                    self._check(ref, entry[1])
+                    self._check(ref, *entry)
 
-    @staticmethod
-    def _check(ref: Any, ctx: ActorContext) -> None:
+    def _check(self, ref: Any, host: Any, ctx: ActorContext) -> None:
+        """A watch ended: a lost Host ends its incarnation; one still running is watched again."""
         try:
-            ray.get(ref, timeout=0)
+            stopped = ray.get(ref, timeout=0)
         except RayActorError:
             logger.warning("actor %s: its Ray actor died (its process or node was lost)", ctx.name)
             ctx.stop("ray actor lost: its process or node died")
         except Exception as exc:  # noqa: BLE001 -- any other end of the watch is a loss too
             ctx.stop(f"ray actor lost: {type(exc).__name__}")
+        else:
+            with self._lock:
+                running = any(known is host for known in self._hosts.values())
+            if not stopped and running and not self._closed.is_set():
+                self.watch(host, ctx)
 
     def host_names(self) -> list[str]:
         """Return the names of the Hosts alive now (for tests and diagnostics)."""

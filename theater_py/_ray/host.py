@@ -308,9 +308,10 @@ class Host:
         return self._outcome("ok", [items, ended, None if farewell is None else dumps(farewell[0])])
 
     @_group("watch")
-    def watch(self) -> bool:
-        """Return only when the Host is stopped: the driver's way to see it die while idle."""
-        return self._stopped.wait(LONGEST_WAIT)
+    def watch(self, seconds: float) -> bool:
+        """Return when the Host is stopped (``True``) or after ``seconds`` (``False``; the
+        driver then watches again): the driver's way to see it die while idle."""
+        return self._stopped.wait(seconds)
 
     def where(self) -> dict[str, Any]:
         """Return the Ray node and the process this Host runs in (diagnostics, bench)."""
