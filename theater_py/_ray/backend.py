@@ -53,18 +53,27 @@ WATCH_POLL = 0.2
 """Seconds between the watcher's looks at its own stop (its wait on the Hosts is this)."""
 
 
+def _connect(address: str) -> None:
+    """Connect this process to Ray; ``local`` starts an instance that ends with it."""
+    if address == "local":
+        # address="local": always a new instance, never one found running on this machine.
+        ray.init(address="local", namespace=NAMESPACE, include_dashboard=False)
+    elif address == "auto":
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", namespace=NAMESPACE)
+    else:
+        ray.init(address=address, namespace=NAMESPACE)
+
+
 class RayBackend:
     """One runtime's Ray connection and the Ray actors it started."""
 
     def __init__(self, address: str, *, store_path: str | None) -> None:
         self.start_timeout = START_TIMEOUT
         self.watch_renew = WATCH_RENEW
-        self._owns_ray = False
-        self._connected = False
-        if ray.is_initialized():
-            self.namespace = NAMESPACE
-        else:
-            self._connect(address)
+        # A connection this process already has is the caller's: used, never closed.
+        self._connected = not ray.is_initialized()
+        if self._connected:
+            _connect(address)
         self.run_id = uuid.uuid4().hex[:8]
         self._lock = threading.Lock()
         self._hosts: dict[str, Any] = {}
@@ -83,18 +92,6 @@ class RayBackend:
             target=self._watch_loop, name="theater-ray-watch", daemon=True
         )
         self._watcher.start()
-
-    def _connect(self, address: str) -> None:
-        if address == "local":
-            # address="local": always a new instance, never one found running on this machine.
-            ray.init(address="local", namespace=NAMESPACE, include_dashboard=False)
-            self._owns_ray = True
-        elif address == "auto":
-            ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", namespace=NAMESPACE)
-        else:
-            ray.init(address=address, namespace=NAMESPACE)
-        self._connected = True
-        self.namespace = NAMESPACE
 
     # -- actors ----------------------------------------------------------------------
 
