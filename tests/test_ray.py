@@ -497,10 +497,14 @@ def test_local_starts_a_ray_instance_the_runtime_owns_and_stops(tmp_path: Path):
 # -- the CLI --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("how", ["address", "auto"])
 def test_the_cli_runs_a_system_on_ray_and_serves_it_on_the_control_socket(
-    cluster: Any, nodes: Nodes, tmp_path: Path
+    cluster: Any, nodes: Nodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ):
     from tests.test_cli import cli, serving
+
+    if how == "auto":  # Ray's own variable names the cluster
+        monkeypatch.setenv("RAY_ADDRESS", cluster.address)
 
     node = nodes.add("theta")
     system = tmp_path / "system.toml"
@@ -509,7 +513,8 @@ def test_the_cli_runs_a_system_on_ray_and_serves_it_on_the_control_socket(
         f'manifest = "{manifest(tmp_path, "theta")}"\n'
     )
     home = tmp_path / "home"
-    with serving(home, "run", str(system), "--ray", cluster.address):
+    address = cluster.address if how == "address" else "auto"
+    with serving(home, "run", str(system), "--ray", address):
         listed = cli(home, "list", "--json")
         assert listed.returncode == 0, listed.stderr
         assert [actor["name"] for actor in json.loads(listed.stdout)] == ["where"]
