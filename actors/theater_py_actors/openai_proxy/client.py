@@ -46,6 +46,7 @@ from theater_py_actors.openai_proxy.errors import (
 )
 from theater_py_actors.openai_proxy.retry import retry_delay, should_retry
 from theater_py_actors.openai_proxy.sse import ServerSentEvent, SSEParser, SSETooLarge
+from theater_py_actors.openai_proxy.transport import DirectSender
 from theater_py_actors.openai_proxy.upstream_call import (
     AbandonableAdapter,
     UpstreamCall,
@@ -144,13 +145,13 @@ class ChatCall(UpstreamCall):
 class _BearerAuth(AuthBase):
     """Sets the ``Authorization`` header; passing auth also keeps ``.netrc`` from replacing it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("value",)
 
     def __init__(self, api_key: str) -> None:
-        self._value = f"Bearer {api_key}"
+        self.value = f"Bearer {api_key}"
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = self._value
+        request.headers["Authorization"] = self.value
         return request
 
     def __repr__(self) -> str:
@@ -258,6 +259,7 @@ class ChatClient:
             pool_block=False,
         )
         session.mount(f"{root}/", self._adapter)
+        self._direct = DirectSender(session, self._adapter, self._params)
 
     def __repr__(self) -> str:
         return f"<ChatClient {url_without_secrets(self._base_url)}>"
@@ -507,17 +509,26 @@ class ChatClient:
         """Make one HTTP attempt: the result, or the error and the response's headers."""
         try:
             with running(call):
-                response = self._session.request(
+                response = self._direct.send(
                     method,
                     url,
-                    data=data,
-                    headers=self._headers if data is not None else self._get_headers,
-                    params=self._params,
-                    auth=self._auth,
+                    data,
+                    self._headers if data is not None else self._get_headers,
+                    authorization=self._auth.value,
                     timeout=timeout,
-                    allow_redirects=False,
-                    stream=True,  # the body is read below, bounded
                 )
+                if response is None:  # the session must send it (see .transport)
+                    response = self._session.request(
+                        method,
+                        url,
+                        data=data,
+                        headers=self._headers if data is not None else self._get_headers,
+                        params=self._params,
+                        auth=self._auth,
+                        timeout=timeout,
+                        allow_redirects=False,
+                        stream=True,  # the body is read below, bounded
+                    )
         except requests.RequestException as exc:
             return self._transport_error(exc, timeout), None
         except Exception as exc:  # noqa: BLE001 -- see _unsendable
