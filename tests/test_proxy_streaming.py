@@ -448,3 +448,17 @@ def test_the_first_byte_is_bounded_by_the_attempt_timeout(start_proxy_at) -> Non
         assert (error["kind"], error["attempts"]) == ("timeout", 2)  # retried: no delta yet
         assert "partial_text" not in error
         assert len(server.bodies) == 2
+
+
+def test_the_first_delta_goes_alone_and_the_rest_of_a_read_is_gathered(
+    start_proxy_at, served
+) -> None:
+    # The whole stream in one write: one read holds every chunk after the head.
+    words = [f"w{i} " for i in range(40)]
+    chunks = [chunk({"content": word}) for word in words] + [chunk({}, "stop")]
+    server = served([event_stream_head() + sse(chunks)])
+    messages = stream(start_proxy_at(server.base_url))
+    deltas = [m["Delta"]["text"] for m in messages if "Delta" in m]
+    assert "".join(deltas) == "".join(words) == completion_text(messages)
+    assert deltas[0] == words[0]  # the first token is not held back
+    assert len(deltas) < len(words)  # the rest of the read came as fewer messages

@@ -100,9 +100,11 @@ class StreamState:
             no longer applies (``max_stream_ms`` does, if set), and a failure is final.
         idle_timeout_ms: the longest silence between two reads of the stream.
         max_stream_ms: a cap on the whole stream from the call's start, or ``None``.
+        on_read: called on the reading thread once the chunks of one network read are
+            handed on, before the next read may wait: what ``on_chunk`` gathered can go.
     """
 
-    __slots__ = ("idle_timeout_ms", "max_stream_ms", "on_chunk", "started")
+    __slots__ = ("idle_timeout_ms", "max_stream_ms", "on_chunk", "on_read", "started")
 
     def __init__(
         self,
@@ -110,8 +112,10 @@ class StreamState:
         *,
         idle_timeout_ms: int = DEFAULT_STREAM_IDLE_TIMEOUT_MS,
         max_stream_ms: int | None = None,
+        on_read: Callable[[], object] | None = None,
     ) -> None:
         self.on_chunk = on_chunk
+        self.on_read = on_read
         self.idle_timeout_ms = idle_timeout_ms
         self.max_stream_ms = max_stream_ms
         self.started = False
@@ -597,19 +601,21 @@ class ChatClient:
             except Exception as exc:  # noqa: BLE001 -- urllib3, socket and TLS errors alike
                 return self._stream_error(exc, stream)
             try:
-                events = parser.feed(data) if data else parser.finish()
+                # Each event is handed on as soon as it is parsed, not after the whole read.
+                for event in parser.events(data) if data else parser.finish():
+                    outcome = self._stream_event(event, response, request_id, call, stream)
+                    if outcome is not None:
+                        if isinstance(outcome, ChatResult):
+                            _keep_alive(raw, read1, sock)
+                        return outcome
             except SSETooLarge:
                 return ProviderError(
                     "invalid_response",
                     f"a line of the stream exceeds max_response_bytes ({self._max_response_bytes})",
                     status=response.status_code,
                 )
-            for event in events:
-                outcome = self._stream_event(event, response, request_id, call, stream)
-                if outcome is not None:
-                    if isinstance(outcome, ChatResult):
-                        _keep_alive(raw, read1, sock)
-                    return outcome
+            if stream.on_read is not None:
+                stream.on_read()
             if not data:  # the end, with or without [DONE]
                 _keep_alive(raw, read1, sock)
                 return ChatResult({}, call.attempts, request_id, response.status_code, True)

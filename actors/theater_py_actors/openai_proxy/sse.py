@@ -16,6 +16,7 @@ last event whose blank line never came (kept if its lines were whole).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Final
 
 import attrs
@@ -58,18 +59,28 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Read ``chunk``, the next bytes of the body; return the events it completes."""
+        return list(self.events(chunk))
+
+    def events(self, chunk: bytes) -> Iterator[ServerSentEvent]:
+        """Read ``chunk`` as :meth:`feed` does, yielding each event as soon as its blank
+        line is read: the first of a large read is handed on before the rest is parsed.
+
+        Read it to its end before the next call (the parser's state is kept as it goes).
+        """
         buffer = self._buffer + chunk if self._buffer else chunk
         if not self._started:
             if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
                 self._buffer = buffer
-                return []
+                return
             self._started = True
             if buffer.startswith(_BOM):
                 buffer = buffer[len(_BOM) :]
+        self._buffer = b""
         events: list[ServerSentEvent] = []
         position, size = 0, len(buffer)
+        search = _LINE_END.search
         while True:
-            found = _LINE_END.search(buffer, position)
+            found = search(buffer, position)
             if found is None:
                 break
             end = found.start()
@@ -81,10 +92,11 @@ class SSEParser:
                 after = end + 1
             self._line(buffer[position:end], events)
             position = after
+            if events:
+                yield events.pop()
         self._buffer = buffer[position:]
         if len(self._buffer) > self._max:
             raise SSETooLarge(f"an event-stream line exceeds {self._max} bytes")
-        return events
 
     def finish(self) -> list[ServerSentEvent]:
         """The body ended: return the last event if its lines were whole (a server that

@@ -132,6 +132,12 @@ class StreamAssembler:
         return "".join(block.text for key, block in self._blocks.items() if key == "content")
 
     @property
+    def text_index(self) -> int | None:
+        """The index of the text block (whose deltas make :attr:`partial_text`), if any."""
+        block = self._blocks.get("content")
+        return None if block is None else block.index
+
+    @property
     def started(self) -> bool:
         """Whether a block has started (a delta was produced)."""
         return bool(self._order)
