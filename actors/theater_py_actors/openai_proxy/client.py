@@ -245,6 +245,8 @@ class ChatClient:
             if looks_secret(name) and value
         )
         self._api_key = api_key
+        self._api_key_bytes = api_key.encode()
+        self._all_secrets = tuple(secret for secret in (api_key, *self._secrets) if secret)
         self._max_response_bytes = max_response_bytes
         self._timeout = timeout_ms / 1000
         self._retry = retry
@@ -281,7 +283,7 @@ class ChatClient:
     @property
     def secrets(self) -> tuple[str, ...]:
         """The key and the other credentials a reply must never carry (to mask them)."""
-        return tuple(secret for secret in (self._api_key, *self._secrets) if secret)
+        return self._all_secrets
 
     @property
     def closed(self) -> bool:
@@ -632,8 +634,9 @@ class ChatClient:
         text = event.data
         if text.strip() == "[DONE]":
             return ChatResult({}, call.attempts, request_id, response.status_code, True)
-        for secret in self.secrets:  # a hostile upstream may echo the key
-            text = text.replace(secret, "[redacted]")
+        for secret in self._all_secrets:  # a hostile upstream may echo the key
+            if secret in text:
+                text = text.replace(secret, "[redacted]")
         try:
             chunk = json.loads(text)
         except ValueError:
@@ -700,9 +703,9 @@ class ChatClient:
             )
         request_id = header_excerpt(response.headers, "x-request-id", self._api_key)
         raw_content = content
-        if self._api_key and self._api_key.encode() in content:
+        if self._api_key_bytes and self._api_key_bytes in content:
             # A hostile upstream echoing the key in a reply would put it in the chain.
-            content = content.replace(self._api_key.encode(), b"[redacted]")
+            content = content.replace(self._api_key_bytes, b"[redacted]")
         try:
             document = json.loads(content)
         except ValueError:

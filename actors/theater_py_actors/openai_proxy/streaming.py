@@ -49,6 +49,7 @@ from theater_py_actors.genai_types import (
 __all__ = ["StreamAssembler", "deltas_of"]
 
 _REDACTED = "[redacted]"
+_META = ("id", "model", "system_fingerprint")
 
 
 class _Redactor:
@@ -71,10 +72,15 @@ class _Redactor:
                 text = text.replace(secret, _REDACTED)
         keep = 0
         for secret in self._secrets:
-            for size in range(min(len(secret) - 1, len(text)), keep, -1):
-                if secret.startswith(text[-size:]):
-                    keep = size
+            # The longest tail of the text that starts the secret: it starts with the
+            # secret's first character, found in C rather than by trying every length.
+            first, size = secret[0], len(text)
+            start = text.find(first, max(0, size - len(secret) + 1))
+            while start != -1 and size - start > keep:
+                if secret.startswith(text[start:]):
+                    keep = size - start
                     break
+                start = text.find(first, start + 1)
         self._held = text[len(text) - keep :] if keep else ""
         return text[: len(text) - keep]
 
@@ -145,10 +151,11 @@ class StreamAssembler:
     def add(self, chunk: dict[str, Any]) -> list[ProxyStreamMessage]:
         """Read one chunk; return the deltas it makes, in order."""
         self.chunks += 1
-        for name in ("id", "model", "system_fingerprint"):
-            value = chunk.get(name)
-            if isinstance(value, str) and value and name not in self._meta:
-                self._meta[name] = self._scrub(value)
+        if len(self._meta) < len(_META):  # each is kept from the first chunk that has it
+            for name in _META:
+                value = chunk.get(name)
+                if isinstance(value, str) and value and name not in self._meta:
+                    self._meta[name] = self._scrub(value)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self._usage = usage
