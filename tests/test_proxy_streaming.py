@@ -7,6 +7,7 @@ bounded; nothing asserts a speed.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -462,3 +463,23 @@ def test_the_first_delta_goes_alone_and_the_rest_of_a_read_is_gathered(
     assert "".join(deltas) == "".join(words) == completion_text(messages)
     assert deltas[0] == words[0]  # the first token is not held back
     assert len(deltas) < len(words)  # the rest of the read came as fewer messages
+
+
+def chunked(body: bytes, every: int) -> bytes:
+    """``body`` in HTTP/1.1 chunked framing, ``every`` bytes a chunk, then the last one."""
+    pieces = [body[i : i + every] for i in range(0, len(body), every)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_a_chunked_stream_is_read_plain_or_decoded(start_proxy_at, served, encoding: str) -> None:
+    body = sse(TEXT_CHUNKS)
+    if encoding == "gzip":
+        body = gzip.compress(body)
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        f"Transfer-Encoding: chunked\r\nContent-Encoding: {encoding}\r\n\r\n"
+    ).encode()
+    server = served([head, *split(chunked(body, 13), 29)])
+    messages = stream(start_proxy_at(server.base_url))
+    assert text_of(messages) == "Héllo, wörld" == completion_text(messages)

@@ -15,10 +15,13 @@ whose text is scrubbed of the key.
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.client
 import json
 import logging
 import math
 import random as _random
+import select
 import socket
 import ssl
 import threading
@@ -100,8 +103,10 @@ class StreamState:
             no longer applies (``max_stream_ms`` does, if set), and a failure is final.
         idle_timeout_ms: the longest silence between two reads of the stream.
         max_stream_ms: a cap on the whole stream from the call's start, or ``None``.
-        on_read: called on the reading thread once the chunks of one network read are
-            handed on, before the next read may wait: what ``on_chunk`` gathered can go.
+        on_read: called on the reading thread when the chunks read so far are handed on
+            and the next read may wait (nothing more has arrived yet), or after
+            :data:`_MAX_GATHERED_READS` reads without a wait: what ``on_chunk`` gathered
+            can go.
     """
 
     __slots__ = ("idle_timeout_ms", "max_stream_ms", "on_chunk", "on_read", "started")
@@ -593,13 +598,14 @@ class ChatClient:
         sock = call.socket
         if isinstance(sock, socket.socket):
             sock.settimeout(stream.idle_timeout_ms / 1000)
-        read1 = getattr(raw, "read1", None)
+        read1 = _reader(raw)
         parser = SSEParser(self._max_response_bytes)
+        gathered = 0  # reads since on_read
         while True:
             if call.reason is not None:
                 return ProviderError("connection", "the stream was abandoned")
             try:
-                data = read1(64 * 1024, decode_content=True) if read1 else raw.read(1)
+                data = read1(64 * 1024) if read1 else raw.read(1)
             except Exception as exc:  # noqa: BLE001 -- urllib3, socket and TLS errors alike
                 return self._stream_error(exc, stream)
             try:
@@ -617,7 +623,10 @@ class ChatClient:
                     status=response.status_code,
                 )
             if stream.on_read is not None:
-                stream.on_read()
+                gathered += 1
+                if gathered >= _MAX_GATHERED_READS or not _arrived(sock):
+                    stream.on_read()
+                    gathered = 0
             if not data:  # the end, with or without [DONE]
                 _keep_alive(raw, read1, sock)
                 return ChatResult({}, call.attempts, request_id, response.status_code, True)
@@ -762,7 +771,29 @@ class ChatClient:
         return ProviderError("connection", f"could not reach the provider: {detail}")
 
 
-def _keep_alive(raw: Any, read1: Callable[..., bytes] | None, sock: object) -> None:
+def _reader(raw: Any) -> Callable[[int], bytes] | None:
+    """How to read a stream's body, a read at a time (``None``: one byte at a time).
+
+    A chunked body that needs no decoding is read with ``http.client``'s own ``read1``,
+    under urllib3's: urllib3's wrapper (content decoding, byte counts, exception
+    wrapping) costs about twice the read itself per chunk, and none of it applies (an
+    exception is read as the stream breaking either way, and the response's close
+    closes the connection). Anything else goes through urllib3.
+    """
+    fp = getattr(raw, "_fp", None)
+    headers = getattr(raw, "headers", None)
+    encoding = "x" if headers is None else headers.get("content-encoding", "")
+    if (
+        isinstance(fp, http.client.HTTPResponse)
+        and fp.chunked
+        and encoding.strip().lower() in ("", "identity")
+    ):
+        return fp.read1
+    read1 = getattr(raw, "read1", None)
+    return None if read1 is None else functools.partial(read1, decode_content=True)
+
+
+def _keep_alive(raw: Any, read1: Callable[[int], bytes] | None, sock: object) -> None:
     """Read what is left of a finished stream (after ``[DONE]``, the chunked body's end:
     a few bytes) and put its connection back in the pool, so the next request reuses it
     rather than connecting again (a TLS handshake, with a real provider).
@@ -775,11 +806,26 @@ def _keep_alive(raw: Any, read1: Callable[..., bytes] | None, sock: object) -> N
             sock.settimeout(_DRAIN_TIMEOUT)
     try:
         for _ in range(16):  # a well-behaved server ends its body at once
-            if read1 is None or not read1(64 * 1024, decode_content=True):
+            if read1 is None or not read1(64 * 1024):
                 raw.release_conn()
                 return
     except Exception:  # noqa: BLE001, S110 -- it is closed with the response then
         pass
+
+
+_MAX_GATHERED_READS = 16
+"""Reads after which a stream's gathered chunks are handed on even if more is waiting."""
+
+
+def _arrived(sock: object) -> bool:
+    """Whether more of the stream is already in the socket's buffer: the next read will
+    not wait, so what was gathered may wait for it (one channel message, not two)."""
+    if not isinstance(sock, socket.socket):
+        return False
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed meanwhile: the read says how
+        return False
 
 
 _DRAIN_TIMEOUT = 0.05

@@ -77,6 +77,20 @@ class SSEParser:
                 buffer = buffer[len(_BOM) :]
         self._buffer = b""
         events: list[ServerSentEvent] = []
+        for line in self._lines(buffer):
+            self._line(line, events)
+            if events:
+                yield events.pop()
+        if len(self._buffer) > self._max:
+            raise SSETooLarge(f"an event-stream line exceeds {self._max} bytes")
+
+    def _lines(self, buffer: bytes) -> Iterator[bytes]:
+        """The whole lines of ``buffer``; what follows the last one waits for the next read."""
+        if b"\r" not in buffer:  # LF only, as most servers send: split in C
+            lines = buffer.split(b"\n")
+            self._buffer = lines.pop()
+            yield from lines
+            return
         position, size = 0, len(buffer)
         search = _LINE_END.search
         while True:
@@ -90,13 +104,9 @@ class SSEParser:
                 after = end + 2 if buffer[end + 1] == 0x0A else end + 1
             else:
                 after = end + 1
-            self._line(buffer[position:end], events)
+            yield buffer[position:end]
             position = after
-            if events:
-                yield events.pop()
         self._buffer = buffer[position:]
-        if len(self._buffer) > self._max:
-            raise SSETooLarge(f"an event-stream line exceeds {self._max} bytes")
 
     def finish(self) -> list[ServerSentEvent]:
         """The body ended: return the last event if its lines were whole (a server that
