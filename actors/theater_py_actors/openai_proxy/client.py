@@ -601,6 +601,7 @@ class ChatClient:
         read1 = _reader(raw)
         parser = SSEParser(self._max_response_bytes)
         gathered = 0  # reads since on_read
+        arrived = _arrival_check(sock)
         while True:
             if call.reason is not None:
                 return ProviderError("connection", "the stream was abandoned")
@@ -624,7 +625,7 @@ class ChatClient:
                 )
             if stream.on_read is not None:
                 gathered += 1
-                if gathered >= _MAX_GATHERED_READS or not _arrived(sock):
+                if gathered >= _MAX_GATHERED_READS or not arrived():
                     stream.on_read()
                     gathered = 0
             if not data:  # the end, with or without [DONE]
@@ -817,15 +818,25 @@ _MAX_GATHERED_READS = 16
 """Reads after which a stream's gathered chunks are handed on even if more is waiting."""
 
 
-def _arrived(sock: object) -> bool:
-    """Whether more of the stream is already in the socket's buffer: the next read will
-    not wait, so what was gathered may wait for it (one channel message, not two)."""
-    if not isinstance(sock, socket.socket):
-        return False
+def _arrival_check(sock: object) -> Callable[[], bool]:
+    """A check of whether more of the stream is already in ``sock``'s buffer, so that the
+    next read will not wait and what was gathered may wait for it (one channel message,
+    not two). A ``poll`` with no timeout: well under a microsecond."""
+    if not isinstance(sock, socket.socket) or not hasattr(select, "poll"):
+        return lambda: False
+    poller = select.poll()
     try:
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):  # closed meanwhile: the read says how
-        return False
+        poller.register(sock, select.POLLIN)
+    except (OSError, ValueError):  # closed already: the read says how
+        return lambda: False
+
+    def arrived() -> bool:
+        try:
+            return any(events & select.POLLIN for _fd, events in poller.poll(0))
+        except (OSError, ValueError):
+            return False
+
+    return arrived
 
 
 _DRAIN_TIMEOUT = 0.05
