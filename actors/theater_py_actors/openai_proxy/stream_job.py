@@ -14,10 +14,12 @@ deadline applies; after it, nothing is retried and a failure ends the stream wit
 Cost per chunk: the first delta goes out at once, and the reading thread then pauses
 (:data:`_HAND_OVER` s) so that the caller's thread, woken for it, gets the GIL at once
 rather than after the interpreter's switch interval (5 ms) while this thread parses on.
-After it, the text deltas of one network read are gathered into one ``Delta`` per run
-of the same block, sent when the read is handed on: a provider that writes faster than
-the caller reads costs one channel message (an encoding, a digest, a thread wake-up) per
-read instead of one per chunk, and one that paces its tokens still gets one per token.
+After it, text deltas are gathered into one ``Delta`` per run of the same block, sent
+before anything else and whenever the client is about to wait for the provider (nothing
+more in the socket's buffer) or has read 16 times without waiting (``StreamState.on_read``):
+a provider that writes faster than the proxy reads costs one channel message (an
+encoding, a digest, a thread wake-up) per 16 reads instead of one per chunk, and one that
+paces its tokens still gets one per token.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class StreamJob:
         self._lock = threading.Lock()
         self._over = False
         self._flowing = False
-        # Text deltas gathered since the last read was handed on: [block index, pieces].
+        # Text deltas gathered and not sent yet: (block index, pieces), in order.
         self._held: list[tuple[int, list[str]]] = []
         self.reply: concurrent.futures.Future[Any] | None = None
         """The pool's reply future; cancelling it abandons the call, even while queued."""
