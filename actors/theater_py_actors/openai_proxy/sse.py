@@ -127,6 +127,9 @@ class SSEParser:
             return
         if raw[0] == 0x3A:  # ":" a comment, such as a keep-alive
             return
+        if raw.startswith(b"data: "):  # most lines: the same as below, decoded once
+            self._data.append(raw[6:].decode("utf-8", "replace"))
+            return
         line = raw.decode("utf-8", "replace")
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):

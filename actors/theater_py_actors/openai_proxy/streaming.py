@@ -50,6 +50,8 @@ __all__ = ["StreamAssembler", "deltas_of"]
 
 _REDACTED = "[redacted]"
 _META = ("id", "model", "system_fingerprint")
+_TEXT_ONLY = frozenset({"role", "content"})
+"""A delta with no other key carries text only (or nothing)."""
 
 
 class _Redactor:
@@ -237,27 +239,31 @@ class StreamAssembler:
         return text
 
     def _delta(self, delta: dict[str, Any], out: list[ProxyStreamMessage]) -> None:
+        if delta.keys() <= _TEXT_ONLY:  # most chunks: text, and nothing else to look at
+            self._text("content", _content_text(delta.get("content")), out)
+            return
         reasoning = delta.get("reasoning_content")
         if not isinstance(reasoning, str):
             reasoning = delta.get("reasoning")
-        for key, value in (
-            ("reasoning", reasoning),
-            ("content", _content_text(delta.get("content"))),
-            ("refusal", delta.get("refusal")),
-        ):
-            if isinstance(value, str) and value:
-                block = self._blocks.get(key)
-                if block is None:
-                    block = self._blocks[key] = _Block(len(self._order), self._secrets)
-                    self._order.append(key)
-                piece = block.redactor.feed(value)
-                if piece:
-                    self._emit(key, block, piece, out)
+        self._text("reasoning", reasoning, out)
+        self._text("content", _content_text(delta.get("content")), out)
+        self._text("refusal", delta.get("refusal"), out)
         calls = delta.get("tool_calls")
         if isinstance(calls, list):
             for entry in calls:
                 if isinstance(entry, dict):
                     self._tool_call(entry, out)
+
+    def _text(self, key: str, value: Any, out: list[ProxyStreamMessage]) -> None:
+        """Append ``value``, if it is text, to the block ``key``; emit what may be sent."""
+        if isinstance(value, str) and value:
+            block = self._blocks.get(key)
+            if block is None:
+                block = self._blocks[key] = _Block(len(self._order), self._secrets)
+                self._order.append(key)
+            piece = block.redactor.feed(value)
+            if piece:
+                self._emit(key, block, piece, out)
 
     def _emit(self, key: str, block: _Block, piece: str, out: list[ProxyStreamMessage]) -> None:
         block.parts.append(piece)
