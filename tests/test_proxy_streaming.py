@@ -483,3 +483,18 @@ def test_a_chunked_stream_is_read_plain_or_decoded(start_proxy_at, served, encod
     server = served([head, *split(chunked(body, 13), 29)])
     messages = stream(start_proxy_at(server.base_url))
     assert text_of(messages) == "Héllo, wörld" == completion_text(messages)
+
+
+def test_a_chunked_stream_in_one_write_is_gathered_too(start_proxy_at, served) -> None:
+    # Chunked and plain: read through http.client's buffer, handed on before its refills.
+    words = [f"w{i} " for i in range(40)]
+    chunks = [chunk({"content": word}) for word in words] + [chunk({}, "stop")]
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    server = served([head + chunked(sse(chunks), 200)])
+    messages = stream(start_proxy_at(server.base_url))
+    deltas = [m["Delta"]["text"] for m in messages if "Delta" in m]
+    assert "".join(deltas) == "".join(words) == completion_text(messages)
+    assert deltas[0] == words[0]
+    assert len(deltas) < len(words)

@@ -104,9 +104,9 @@ class StreamState:
         idle_timeout_ms: the longest silence between two reads of the stream.
         max_stream_ms: a cap on the whole stream from the call's start, or ``None``.
         on_read: called on the reading thread when the chunks read so far are handed on
-            and the next read may wait (nothing more has arrived yet), or after
-            :data:`_MAX_GATHERED_READS` reads without a wait: what ``on_chunk`` gathered
-            can go.
+            and a read may wait (before a read from the socket itself, or when nothing
+            more has arrived), and after :data:`_MAX_GATHERED_READS` reads: what
+            ``on_chunk`` gathered can go.
     """
 
     __slots__ = ("idle_timeout_ms", "max_stream_ms", "on_chunk", "on_read", "started")
@@ -601,7 +601,14 @@ class ChatClient:
         read1 = _reader(raw)
         parser = SSEParser(self._max_response_bytes)
         gathered = 0  # reads since on_read
-        arrived = _arrival_check(sock)
+        on_read = stream.on_read
+        # Hand on what was gathered when a read may wait: just before a read from the
+        # socket itself if it can be seen (free), else when nothing more has arrived.
+        arrived = (
+            _always
+            if on_read is not None and _before_socket_reads(raw, on_read)
+            else _arrival_check(sock)
+        )
         while True:
             if call.reason is not None:
                 return ProviderError("connection", "the stream was abandoned")
@@ -623,10 +630,10 @@ class ChatClient:
                     f"a line of the stream exceeds max_response_bytes ({self._max_response_bytes})",
                     status=response.status_code,
                 )
-            if stream.on_read is not None:
+            if on_read is not None:
                 gathered += 1
                 if gathered >= _MAX_GATHERED_READS or not arrived():
-                    stream.on_read()
+                    on_read()
                     gathered = 0
             if not data:  # the end, with or without [DONE]
                 _keep_alive(raw, read1, sock)
@@ -816,6 +823,34 @@ def _keep_alive(raw: Any, read1: Callable[[int], bytes] | None, sock: object) ->
 
 _MAX_GATHERED_READS = 16
 """Reads after which a stream's gathered chunks are handed on even if more is waiting."""
+
+
+def _always() -> bool:
+    return True
+
+
+def _before_socket_reads(raw: Any, hook: Callable[[], object]) -> bool:
+    """Call ``hook`` before each read from the socket under ``raw``'s buffer (the only
+    reads that may wait for the provider), if :func:`_reader` reads through that buffer;
+    whether it will.
+
+    The buffer is the ``makefile`` of this one response (``http.client`` makes one per
+    response), so the hook goes with it.
+    """
+    fp = getattr(raw, "_fp", None)
+    if _reader(raw) != getattr(fp, "read1", None):
+        return False
+    socket_io = getattr(getattr(fp, "fp", None), "raw", None)
+    if not isinstance(socket_io, socket.SocketIO):
+        return False
+    read = socket_io.readinto
+
+    def readinto(buffer: Any) -> int | None:
+        hook()
+        return read(buffer)
+
+    socket_io.readinto = readinto  # type: ignore[method-assign,assignment]
+    return True
 
 
 def _arrival_check(sock: object) -> Callable[[], bool]:
