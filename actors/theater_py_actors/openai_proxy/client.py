@@ -27,19 +27,20 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 import requests
 import urllib3
 from requests.auth import AuthBase
 
-from theater_py._http import url_without_secrets
+from theater_py._http import RecordingSession, url_without_secrets
 from theater_py_actors.openai_proxy.config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_STREAM_IDLE_TIMEOUT_MS,
     DEFAULT_TOTAL_TIMEOUT_MS,
     looks_secret,
+    unsendable,
 )
 from theater_py_actors.openai_proxy.errors import (
     ProviderError,
@@ -246,6 +247,10 @@ class ChatClient:
         self._models_url = f"{root}/models"
         self._base_url = root
         self._session = session
+        # http.client sends CR LF followed by a space as a folded header line: such a key
+        # would smuggle a header. Refused at each attempt (see _attempt), as http.client
+        # refuses a bare CR LF, so that both become the same typed error.
+        self._key_unsendable = unsendable(api_key)
         self._auth = _BearerAuth(api_key)
         extra = dict(headers or {})
         self._get_headers = {"Accept": "application/json", **extra}
@@ -517,6 +522,14 @@ class ChatClient:
             else:
                 self._sleep(delay)
 
+    def _refuse_key(self, method: str, url: str) -> NoReturn:
+        """Fail an attempt with a key no header carries, recorded as a refused send is."""
+        error = ValueError("the Authorization header holds a character no header carries")
+        session = self._session
+        if isinstance(session, RecordingSession):
+            session.record_error(method, session.record_request(method, url), error)
+        raise error
+
     def _announce_retry(
         self, delay: float, error: ProviderError, attempt: int, on_retry: OnRetry | None
     ) -> None:
@@ -540,6 +553,8 @@ class ChatClient:
     ) -> ChatResult | tuple[ProviderError, Mapping[str, str] | None]:
         """Make one HTTP attempt: the result, or the error and the response's headers."""
         try:
+            if self._key_unsendable:
+                self._refuse_key(method, url)
             with running(call):
                 response = self._direct.send(
                     method,

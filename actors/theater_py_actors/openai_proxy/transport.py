@@ -70,14 +70,30 @@ _SESSION_METHODS = (requests.Session.request, requests.Session.send)
 turns the direct path off while it is in place."""
 
 
-def _plain(session: requests.Session) -> bool:
-    """Whether ``session.request`` would add nothing to what :class:`DirectSender` does."""
+_ADAPTER_SEND = requests.adapters.HTTPAdapter.send
+"""requests' own: ``responses`` patches it, which turns the direct path off too."""
+
+_OVERRIDABLE = ("request", "send", "get_adapter", "merge_environment_settings", "prepare_request")
+"""Session methods a test double may replace on one instance (``mock.patch.object``)."""
+
+_SET_HERE = frozenset({"authorization", "content-length"})
+"""Headers the sender sets itself: a session's own, in any spelling, gives way to them as
+the auth hook and ``prepare_body`` make it give way, never goes beside them."""
+
+
+def _plain(session: requests.Session, adapter: requests.adapters.HTTPAdapter) -> bool:
+    """Whether ``session.request`` would add nothing to what :class:`DirectSender` does
+    (and no test double sits on the session or the adapter)."""
+    overridden = vars(session)
     return (
         type(session) in _PLAIN_SESSIONS
         and (requests.Session.request, requests.Session.send) == _SESSION_METHODS
+        and requests.adapters.HTTPAdapter.send is _ADAPTER_SEND
+        and type(adapter).send is _ADAPTER_SEND
+        and "send" not in vars(adapter)
         and not session.hooks["response"]
         and not session.params
-        and "get_adapter" not in vars(session)
+        and not any(name in overridden for name in _OVERRIDABLE)
     )
 
 
@@ -124,7 +140,7 @@ class DirectSender:
             ValueError: ``http.client`` refused a header.
         """
         session = self._session
-        if not _plain(session):
+        if not _plain(session, self._adapter):
             return None
         target = self._targets.get(url)
         if target is None:
@@ -142,7 +158,7 @@ class DirectSender:
         if session.cookies:
             request = self._stand_in(request, wire)
             cookie = get_cookie_header(session.cookies, request)  # type: ignore[no-untyped-call]
-            if cookie is not None and "Cookie" not in wire:
+            if cookie is not None and not any(name.lower() == "cookie" for name in wire):
                 wire["Cookie"] = cookie
         recorder = self._recorder
         recorded = full_url if recorder is None else recorder.record_request(method, full_url)
@@ -211,7 +227,11 @@ class DirectSender:
         if merged is None:
             combined: CaseInsensitiveDict[Any] = CaseInsensitiveDict(dict(session_headers))
             combined.update(headers)
-            merged = {name: value for name, value in combined.items() if value is not None}
+            merged = {
+                name: value
+                for name, value in combined.items()
+                if value is not None and name.lower() not in _SET_HERE
+            }
             for header in merged.items():
                 check_header_validity(header)
             if len(self._headers) >= 16:

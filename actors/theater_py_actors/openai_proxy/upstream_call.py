@@ -148,20 +148,29 @@ class UpstreamCall:
             self.ended = True
             self._connection = None
             self._socket = None
-            self._connecting = None
+            self._forget_connecting()
 
     def _connect_on(self, sock: _Socket) -> None:
         """``sock`` is about to connect for the call: shut it down if the call is
         abandoned meanwhile (or already is, which fails the connect at once)."""
         with _owners_lock:
             if self._reason is None and not self.ended:
-                self._connecting = sock
+                self._forget_connecting()
+                # A duplicate: TLS wraps ``sock`` by detaching it, and a shutdown through the
+                # duplicate still reaches the one socket both name, even mid-handshake.
+                self._connecting = sock.dup()
                 return
         raise ConnectionAbortedError("the upstream call was abandoned")
 
+    def _forget_connecting(self) -> None:
+        # Under _owners_lock. Closing the duplicate leaves the connection's own socket open.
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.close()
+
     def _sent_on(self, connection: HTTPConnection) -> None:
         with _owners_lock:
-            self._connecting = None  # the connection holds it now
+            self._forget_connecting()  # the connection holds its socket now
             if getattr(connection, "_upstream_call", None) is self:
                 self._socket = connection.sock
         if self._reason is not None:
