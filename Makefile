@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-live lint typecheck bench clean
+.PHONY: run test test-live test-ray lint typecheck bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "make: creating the virtual environment $(VENV) with $(PYTHON)"
@@ -39,6 +39,16 @@ $(VENV)/.live-installed-$(LLAMA_CPP_PYTHON): $(VENV)/.installed
 
 test-live: $(VENV)/.live-installed-$(LLAMA_CPP_PYTHON)
 	THEATER_LIVE_CACHE=$(LIVE_CACHE) $(PY) -m pytest -q -m live tests/live
+
+# The Ray suite (docs/ray.md): the `ray` extra, then tests on local multi-node Ray clusters
+# (ray.cluster_utils.Cluster: a head and a few one-CPU nodes on this machine), a few minutes.
+$(VENV)/.ray-installed: $(VENV)/.installed pyproject.toml
+	@echo "make: installing the ray extra into $(VENV) (first run only; an ~80 MB wheel)"
+	$(PY) -m pip install --quiet -e '.[test,dev,ray]'
+	touch $@
+
+test-ray: $(VENV)/.ray-installed
+	$(PY) -m pytest -q -m ray tests/test_ray.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check theater_py actors tests bench

@@ -7,7 +7,9 @@ process under ``valgrind --tool=callgrind``, twice: with ``--low`` and with ``--
 round trips after the same start-up and warm-up. The difference of the two totals over
 the difference of the counts is the instructions of one round trip, every thread
 included (the caller, the actor, the saved chain's writer), and nothing of the start-up.
-Each is then divided by ``pykka_ask``'s.
+Each is then divided by ``pykka_ask``'s. ``--only requests --only proxy_typed`` counts a
+plain proxied completion against raw ``requests`` (``stream_requests``, ``stream_proxy``: a
+streamed one of 200 chunks), the fake provider running untraced in its own process.
 
 What it cannot see: time spent waiting (a thread hand-off, a wake-up of an idle vCPU),
 cache misses, and contention. Read it beside the timed hop, not instead of it. And
@@ -17,7 +19,7 @@ events into one transaction, would gather about 7 events instead of about 250, s
 child stretches that wait by :data:`LINGER_SCALE` to write batches of the native size
 (about 200 events).
 
-``--repeats`` runs the pairs again, so that the spread of the method shows (thread
+```--repeats`` runs the pairs again, so that the spread of the method shows (thread
 scheduling under Valgrind varies a little from run to run). Results go to
 ``bench/results/<date>-instructions.json`` unless ``--output`` says otherwise. Each
 process takes about half a minute to a minute, mostly waiting, and ``--jobs`` (4) run at
@@ -45,7 +47,13 @@ from bench._machine import describe_machine
 
 __all__ = ["CONTENDERS", "count_instructions", "main"]
 
-CONTENDERS = ("pykka_ask", "request_typed", "request_typed_saved", "request_json")
+HOP_CONTENDERS = ("pykka_ask", "request_typed", "request_typed_saved", "request_json")
+PROXY_CONTENDERS = ("requests", "proxy_typed", "proxy_json")
+"""A plain completion per round trip, against :mod:`bench.upstream` in its own process
+(not traced: only the client's instructions count)."""
+STREAM_CONTENDERS = ("stream_requests", "stream_proxy")
+"""One streamed completion of :data:`~bench.upstream.STREAM_CHUNKS` chunks per round trip."""
+CONTENDERS = (*HOP_CONTENDERS, *PROXY_CONTENDERS, *STREAM_CONTENDERS)
 RESULTS = Path(__file__).resolve().parent / "results"
 _WARMUP = 300
 LINGER_SCALE = 50
@@ -54,7 +62,11 @@ _COLLECTED = re.compile(r"^==\d+== Collected : (\d+)$", re.MULTILINE)
 
 
 def _child(name: str, count: int) -> None:
-    """Start the echo actors, warm ``name`` up, then make ``count`` round trips."""
+    """Start the echo actors (or the fake provider), warm ``name`` up, then make ``count``
+    round trips."""
+    if name not in HOP_CONTENDERS:
+        _child_upstream(name, count)
+        return
     from bench.hop import echo_actors
     from theater_py.chain import EventDatabase
 
@@ -70,6 +82,24 @@ def _child(name: str, count: int) -> None:
         if name == "request_typed_saved":
             # Every event written (counted); not verified, which reads them all back.
             actors.runtime.event_database.flush()
+
+
+def _child_upstream(name: str, count: int) -> None:
+    import contextlib
+
+    from bench.clients import make_contender
+    from bench.stream import STREAMERS
+    from bench.upstream import Upstream
+
+    with Upstream() as server, contextlib.ExitStack() as stack:
+        if name in STREAM_CONTENDERS:
+            call = STREAMERS[name.removeprefix("stream_")](server.base_url, stack)
+        else:
+            call = stack.enter_context(make_contender(name, server.base_url)).call
+        for _ in range(_WARMUP // 10 if name in STREAM_CONTENDERS else _WARMUP):
+            call()
+        for _ in range(count):
+            call()
 
 
 def count_instructions(name: str, count: int, valgrind: str = "valgrind") -> int:
@@ -131,14 +161,21 @@ def measure(
         }
         for name, values in runs.items()
     }
-    ratios = {}
-    if "pykka_ask" in per_trip:
-        base = per_trip["pykka_ask"]["median"]
-        ratios = {
-            f"{name}_vs_pykka_ask": round(entry["median"] / base, 2)
-            for name, entry in per_trip.items()
-            if name != "pykka_ask"
-        }
+    ratios: dict[str, float] = {}
+    for base_name, group in (
+        ("pykka_ask", HOP_CONTENDERS),
+        ("requests", PROXY_CONTENDERS),
+        ("stream_requests", STREAM_CONTENDERS),
+    ):
+        if base_name in per_trip:
+            base = per_trip[base_name]["median"]
+            ratios.update(
+                {
+                    f"{name}_vs_{base_name}": round(entry["median"] / base, 2)
+                    for name, entry in per_trip.items()
+                    if name != base_name and name in group
+                }
+            )
     return {"per_round_trip": per_trip, "ratios": ratios}
 
 
@@ -165,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.high <= args.low:
         parser.error("--high must be more than --low")
-    names = [name for name in CONTENDERS if not args.only or name in args.only]
+    names = [name for name in (args.only or HOP_CONTENDERS) if name in CONTENDERS]
     measured = measure(
         names,
         low=args.low,
@@ -195,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")
     for name, entry in measured["per_round_trip"].items():
-        ratio = measured["ratios"].get(f"{name}_vs_pykka_ask", 1.0)
+        ratio = next((v for k, v in measured["ratios"].items() if k.startswith(f"{name}_vs_")), 1.0)
         print(f"{name}: {entry['median']:,} instructions/round trip {entry['spread']} {ratio}x")
     print(f"results written to {output}", file=sys.stderr)
     return 0

@@ -86,3 +86,11 @@ def test_any_split_of_any_body_gives_the_same_events(
     cuts = sorted(data.draw(st.sets(st.integers(0, len(body)), max_size=12)))
     chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
     assert datas(*chunks) == texts
+
+
+def test_events_hands_each_event_on_before_parsing_the_rest_of_the_read():
+    parser = SSEParser(max_line_bytes=64)
+    events = parser.events(b"data: first\n\n" + b"x" * 100)  # then a line past the limit
+    assert next(events).data == "first"
+    with pytest.raises(SSETooLarge):
+        next(events)

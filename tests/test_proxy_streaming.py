@@ -7,6 +7,7 @@ bounded; nothing asserts a speed.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -448,3 +449,52 @@ def test_the_first_byte_is_bounded_by_the_attempt_timeout(start_proxy_at) -> Non
         assert (error["kind"], error["attempts"]) == ("timeout", 2)  # retried: no delta yet
         assert "partial_text" not in error
         assert len(server.bodies) == 2
+
+
+def test_the_first_delta_goes_alone_and_the_rest_of_a_read_is_gathered(
+    start_proxy_at, served
+) -> None:
+    # The whole stream in one write: one read holds every chunk after the head.
+    words = [f"w{i} " for i in range(40)]
+    chunks = [chunk({"content": word}) for word in words] + [chunk({}, "stop")]
+    server = served([event_stream_head() + sse(chunks)])
+    messages = stream(start_proxy_at(server.base_url))
+    deltas = [m["Delta"]["text"] for m in messages if "Delta" in m]
+    assert "".join(deltas) == "".join(words) == completion_text(messages)
+    assert deltas[0] == words[0]  # the first token is not held back
+    assert len(deltas) < len(words)  # the rest of the read came as fewer messages
+
+
+def chunked(body: bytes, every: int) -> bytes:
+    """``body`` in HTTP/1.1 chunked framing, ``every`` bytes a chunk, then the last one."""
+    pieces = [body[i : i + every] for i in range(0, len(body), every)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_a_chunked_stream_is_read_plain_or_decoded(start_proxy_at, served, encoding: str) -> None:
+    body = sse(TEXT_CHUNKS)
+    if encoding == "gzip":
+        body = gzip.compress(body)
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        f"Transfer-Encoding: chunked\r\nContent-Encoding: {encoding}\r\n\r\n"
+    ).encode()
+    server = served([head, *split(chunked(body, 13), 29)])
+    messages = stream(start_proxy_at(server.base_url))
+    assert text_of(messages) == "Héllo, wörld" == completion_text(messages)
+
+
+def test_a_chunked_stream_in_one_write_is_gathered_too(start_proxy_at, served) -> None:
+    # Chunked and plain: read through http.client's buffer, handed on before its refills.
+    words = [f"w{i} " for i in range(40)]
+    chunks = [chunk({"content": word}) for word in words] + [chunk({}, "stop")]
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    server = served([head + chunked(sse(chunks), 200)])
+    messages = stream(start_proxy_at(server.base_url))
+    deltas = [m["Delta"]["text"] for m in messages if "Delta" in m]
+    assert "".join(deltas) == "".join(words) == completion_text(messages)
+    assert deltas[0] == words[0]
+    assert len(deltas) < len(words)

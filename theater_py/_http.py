@@ -65,20 +65,38 @@ class RecordingSession(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """Send the request, recording it and its response or error."""
         method = request.method or ""
-        url = url_without_secrets(request.url or "")
-        self._chain.record("http-request", {"method": method, "url": url}, f"{method} {url}")
+        url = self.record_request(method, request.url or "")
         try:
             response = super().send(request, **kwargs)
         except Exception as exc:  # not only requests': http.client raises ValueError too
-            self._chain.record(
-                "http-error",
-                {"method": method, "url": url, "error": type(exc).__name__},
-                f"{method} {url} failed: {type(exc).__name__}",
-            )
+            self.record_error(method, url, exc)
             raise
+        self.record_response(method, url, response.status_code)
+        return response
+
+    def record_request(self, method: str, url: str) -> str:
+        """Record a request going out; return its URL as recorded (without secrets).
+
+        :meth:`send` calls it; so does a sender that goes below the session's layers for
+        speed (the OpenAI proxy's client), which must record what :meth:`send` would.
+        """
+        url = url_without_secrets(url)
+        self._chain.record("http-request", {"method": method, "url": url}, f"{method} {url}")
+        return url
+
+    def record_response(self, method: str, url: str, status: int) -> None:
+        """Record the response to a request :meth:`record_request` recorded."""
         self._chain.record(
             "http-response",
-            {"method": method, "url": url, "status": response.status_code},
-            f"{method} {url} -> {response.status_code}",
+            {"method": method, "url": url, "status": status},
+            f"{method} {url} -> {status}",
         )
-        return response
+
+    def record_error(self, method: str, url: str, error: BaseException) -> None:
+        """Record that a request :meth:`record_request` recorded failed (its type only)."""
+        name = type(error).__name__
+        self._chain.record(
+            "http-error",
+            {"method": method, "url": url, "error": name},
+            f"{method} {url} failed: {name}",
+        )

@@ -383,6 +383,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         default=[],
         help="init data merged over a child's own, by child name (repeatable)",
     )
+    sub.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run every actor on a Ray cluster (needs theater-py[ray]): 'local' starts one "
+        "for this run, 'auto' joins RAY_ADDRESS's or this machine's, or a cluster's address "
+        "(ray://host:10001)",
+    )
 
     sub = command("status", _cmd_status, "Say whether a server runs, and its pid.")
 
@@ -676,10 +683,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         children = ", ".join(child.name for child in supervisor.which_children())
         logger.info("started system %s from %s: %s", supervisor.name, args.system, children)
 
-    return _serve(args.home, start)
+    return _serve(args.home, start, ray_address=args.ray)
 
 
-def _serve(home: Path | None, start: Callable[[Runtime], None]) -> int:
+def _serve(
+    home: Path | None, start: Callable[[Runtime], None], *, ray_address: str | None = None
+) -> int:
     """Start actors, serve them until SIGINT or SIGTERM, then shut down newest first."""
     import signal
     import threading
@@ -694,9 +703,9 @@ def _serve(home: Path | None, start: Callable[[Runtime], None]) -> int:
         received.append(signum)
         stop.set()
 
-    # Installed first, so a signal that arrives while the actors start is not lost.
+    runtime = Runtime(home=home, ray_address=ray_address)  # with Ray: connects, or fails here
+    # Installed before any actor starts, so a signal that arrives meanwhile is not lost.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    runtime = Runtime(home=home)
     server = ControlServer(runtime)
     try:
         server.claim()  # before any actor starts: a second server must do nothing

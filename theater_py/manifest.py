@@ -33,6 +33,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 from theater_py._suggest import expected_keys
 from theater_py._template import NEUTRAL_MARK, compile_template
 from theater_py.errors import ManifestError
+from theater_py.placement import Placement, parse_placement
 
 __all__ = [
     "HANDLER_TYPES",
@@ -234,6 +235,9 @@ class Manifest:
     """The manifest file, or ``None`` for a manifest given as text."""
     long_description: str | None = None
     """A longer description."""
+    placement: Placement | None = None
+    """What a Ray node must offer to run the actor (``[placement]``; see
+    :mod:`theater_py.placement`); ignored without Ray."""
 
     def handler(self, type_name: str) -> HandlerConfig | None:
         """Return the first handler of this type, or ``None`` when none is granted."""
@@ -270,6 +274,7 @@ class _Document:
     chain_durability: str = "batched"
     handler: Any = None
     handlers: Any = None
+    placement: Any = None
 
 
 _TOML_TYPES = {
@@ -473,6 +478,7 @@ def _build(text: str, source: str, base_dir: Path, path: Path | None, note: str)
         handlers=_handlers(document, source),
         path=path,
         long_description=document.long_description,
+        placement=parse_placement(document.placement, source=source),
     )
 
 

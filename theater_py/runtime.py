@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -21,6 +21,7 @@ from theater_py.errors import (
     ActorStartError,
     StoreError,
     SupervisorError,
+    TheaterError,
 )
 from theater_py.handle import ActorHandle
 from theater_py.supervisor import ChildSpec, Supervisor, SupervisorFlags, SupervisorSpec
@@ -29,8 +30,10 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
 
+    from theater_py._ray.backend import RayBackend
     from theater_py.chain import EventChain, EventDatabase
     from theater_py.manifest import Manifest
+    from theater_py.placement import Placement
     from theater_py.store import ContentStore
     from theater_py.supervisor import ChildTarget
 
@@ -89,6 +92,13 @@ class Runtime:
     memory (tests). A chain kept in memory keeps its newest ``max_memory_events``
     events (``None``: all), so a long-running actor's memory stays bounded; a saved
     chain keeps everything. A runtime is a context manager that shuts down on exit.
+
+    ``ray_address`` runs every actor in a Ray actor on a Ray cluster (``pip install
+    'theater-py[ray]'``; see docs/ray.md): ``"local"`` starts a Ray instance the
+    runtime owns and stops, ``"auto"`` joins the cluster ``RAY_ADDRESS`` names (or the
+    one running on this machine), anything else is an address for ``ray.init``
+    (``ray://host:10001``). Supervisors, mailboxes, chains and the control socket stay
+    in this process.
     """
 
     def __init__(
@@ -97,6 +107,7 @@ class Runtime:
         home: str | os.PathLike[str] | None = None,
         in_memory: bool = False,
         max_memory_events: int | None = MAX_MEMORY_EVENTS,
+        ray_address: str | None = None,
     ):
         self._home = Path(home) if home is not None else None
         self.in_memory = in_memory
@@ -106,6 +117,17 @@ class Runtime:
         self._supervisors: dict[str, Supervisor] = {}
         self._root: Supervisor | None = None
         self._closed = False
+        self._ray: RayBackend | None = None
+        if ray_address is not None:
+            try:
+                from theater_py._ray.backend import RayBackend
+            except ImportError as exc:
+                if exc.name is None or not exc.name.startswith("ray"):
+                    raise
+                raise TheaterError("ray_address needs Ray: pip install 'theater-py[ray]'") from None
+
+            store = None if in_memory else str(self.home / "store.sqlite3")
+            self._ray = RayBackend(ray_address, store_path=store)
 
     # -- resources -------------------------------------------------------------------------
 
@@ -132,6 +154,8 @@ class Runtime:
         """The content-addressed store shared by the actors granted ``store``."""
         from theater_py.store import ContentStore
 
+        if self._ray is not None:  # one store, on the driver's node, reached through Ray
+            return cast("ContentStore", self._ray.store)
         if self.in_memory:
             return ContentStore.in_memory()
         from theater_py._home import ensure_home
@@ -240,7 +264,7 @@ class Runtime:
             assert spec.supervisor is not None
             return self._make_supervisor(spec.supervisor)
         assert spec.manifest is not None
-        return self._make_cell(spec.manifest, spec.init, spec.name)
+        return self._make_cell(spec.manifest, spec.init, spec.name, spec.placement)
 
     def _make_supervisor(self, spec: SupervisorSpec) -> Supervisor:
         with self._lock:
@@ -253,11 +277,15 @@ class Runtime:
             self._supervisors[spec.name] = supervisor
         return supervisor
 
-    def _make_cell(self, manifest: Any, init: Any, name: str | None) -> ActorCell:
+    def _make_cell(
+        self, manifest: Any, init: Any, name: str | None, placement: Placement | None = None
+    ) -> ActorCell:
         from theater_py.manifest import load_manifest
 
         loaded = load_manifest(manifest, init)
         actor_class = load_component(loaded.manifest.component)
+        if self._ray is not None:  # the incarnations run in Ray actors; the cell stays here
+            actor_class = self._ray.actor_class(actor_class, loaded.manifest, placement)
         name = name or loaded.manifest.name
         with self._lock:
             if self._closed:
@@ -392,6 +420,8 @@ class Runtime:
             resource = self.__dict__.get(name)
             if resource is not None:
                 resource.close()
+        if self._ray is not None:
+            self._ray.shutdown()
 
     def __enter__(self) -> Runtime:
         return self

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from theater_py.chain import EventChain
+    from theater_py.placement import Placement
     from theater_py.runtime import Runtime
 
 __all__ = [
@@ -187,6 +188,8 @@ class ChildSpec:
     period: float | None = attrs.field(default=None, validator=_positive_number("period"))
     backoff: Backoff | None = None
     significant: bool = False
+    placement: Placement | None = None
+    """Where a worker may run on Ray (overrides its manifest's ``[placement]``)."""
 
     @name.validator
     def _check_name(self, _attribute: Any, value: Any) -> None:

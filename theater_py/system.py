@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from theater_py._suggest import expected_keys
 from theater_py.errors import ManifestError, SupervisorError
 from theater_py.manifest import merge_init_state
+from theater_py.placement import parse_placement
 from theater_py.supervisor import Backoff, ChildSpec, SupervisorFlags, SupervisorSpec
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ CHILD_KEYS = {
     "period",
     "backoff",
     "significant",
+    "placement",
 }
 BACKOFF_KEYS = {"min_ms", "max_ms", "multiplier", "jitter"}
 _SUPERVISOR_TABLE = re.compile(r"^\s*\[\s*supervisor\s*\]", re.MULTILINE)
@@ -212,6 +214,9 @@ def _child(
             period=entry.get("period"),
             backoff=_backoff(entry.get("backoff"), file, f"{where}.backoff"),
             significant=entry.get("significant", False),
+            placement=parse_placement(
+                entry.get("placement"), source=str(file), field=f"{where}.placement"
+            ),
         )
     except SupervisorError as exc:
         field, _, message = str(exc).partition(": ")

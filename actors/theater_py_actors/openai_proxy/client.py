@@ -15,28 +15,32 @@ whose text is scrubbed of the key.
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.client
 import json
 import logging
 import math
 import random as _random
+import select
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 import requests
 import urllib3
 from requests.auth import AuthBase
 
-from theater_py._http import url_without_secrets
+from theater_py._http import RecordingSession, url_without_secrets
 from theater_py_actors.openai_proxy.config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_STREAM_IDLE_TIMEOUT_MS,
     DEFAULT_TOTAL_TIMEOUT_MS,
     looks_secret,
+    unsendable,
 )
 from theater_py_actors.openai_proxy.errors import (
     ProviderError,
@@ -47,6 +51,7 @@ from theater_py_actors.openai_proxy.errors import (
 from theater_py_actors.openai_proxy.ratelimit_headers import rate_limit_of
 from theater_py_actors.openai_proxy.retry import retry_delay, should_retry
 from theater_py_actors.openai_proxy.sse import ServerSentEvent, SSEParser, SSETooLarge
+from theater_py_actors.openai_proxy.transport import DirectSender
 from theater_py_actors.openai_proxy.upstream_call import (
     AbandonableAdapter,
     UpstreamCall,
@@ -103,9 +108,13 @@ class StreamState:
             no longer applies (``max_stream_ms`` does, if set), and a failure is final.
         idle_timeout_ms: the longest silence between two reads of the stream.
         max_stream_ms: a cap on the whole stream from the call's start, or ``None``.
+        on_read: called on the reading thread when the chunks read so far are handed on
+            and a read may wait (before a read from the socket itself, or when nothing
+            more has arrived), and after :data:`_MAX_GATHERED_READS` reads: what
+            ``on_chunk`` gathered can go.
     """
 
-    __slots__ = ("idle_timeout_ms", "max_stream_ms", "on_chunk", "started")
+    __slots__ = ("idle_timeout_ms", "max_stream_ms", "on_chunk", "on_read", "started")
 
     def __init__(
         self,
@@ -113,8 +122,10 @@ class StreamState:
         *,
         idle_timeout_ms: int = DEFAULT_STREAM_IDLE_TIMEOUT_MS,
         max_stream_ms: int | None = None,
+        on_read: Callable[[], object] | None = None,
     ) -> None:
         self.on_chunk = on_chunk
+        self.on_read = on_read
         self.idle_timeout_ms = idle_timeout_ms
         self.max_stream_ms = max_stream_ms
         self.started = False
@@ -155,13 +166,13 @@ class ChatCall(UpstreamCall):
 class _BearerAuth(AuthBase):
     """Sets the ``Authorization`` header; passing auth also keeps ``.netrc`` from replacing it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("value",)
 
     def __init__(self, api_key: str) -> None:
-        self._value = f"Bearer {api_key}"
+        self.value = f"Bearer {api_key}"
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = self._value
+        request.headers["Authorization"] = self.value
         return request
 
     def __repr__(self) -> str:
@@ -239,6 +250,10 @@ class ChatClient:
         self._models_url = f"{root}/models"
         self._base_url = root
         self._session = session
+        # http.client sends CR LF followed by a space as a folded header line: such a key
+        # would smuggle a header. Refused at each attempt (see _attempt), as http.client
+        # refuses a bare CR LF, so that both become the same typed error.
+        self._key_unsendable = unsendable(api_key)
         self._auth = _BearerAuth(api_key)
         extra = dict(headers or {})
         self._get_headers = {"Accept": "application/json", **extra}
@@ -251,6 +266,8 @@ class ChatClient:
             if looks_secret(name) and value
         )
         self._api_key = api_key
+        self._api_key_bytes = api_key.encode()
+        self._all_secrets = tuple(secret for secret in (api_key, *self._secrets) if secret)
         self._max_response_bytes = max_response_bytes
         self._timeout = timeout_ms / 1000
         self._retry = retry
@@ -269,6 +286,7 @@ class ChatClient:
             pool_block=False,
         )
         session.mount(f"{root}/", self._adapter)
+        self._direct = DirectSender(session, self._adapter, self._params)
 
     def __repr__(self) -> str:
         return f"<ChatClient {url_without_secrets(self._base_url)}>"
@@ -286,7 +304,7 @@ class ChatClient:
     @property
     def secrets(self) -> tuple[str, ...]:
         """The key and the other credentials a reply must never carry (to mask them)."""
-        return tuple(secret for secret in (self._api_key, *self._secrets) if secret)
+        return self._all_secrets
 
     @property
     def closed(self) -> bool:
@@ -516,6 +534,14 @@ class ChatClient:
             else:
                 self._sleep(delay)
 
+    def _refuse_key(self, method: str, url: str) -> NoReturn:
+        """Fail an attempt with a key no header carries, recorded as a refused send is."""
+        error = ValueError("the Authorization header holds a character no header carries")
+        session = self._session
+        if isinstance(session, RecordingSession):
+            session.record_error(method, session.record_request(method, url), error)
+        raise error
+
     def _most_attempts(self, call: UpstreamCall) -> int:
         """The attempts ``call`` may make: ``1 + max_retries``, or its caller's fewer."""
         most = self._retry.max_retries + 1
@@ -551,18 +577,29 @@ class ChatClient:
     ) -> ChatResult | tuple[ProviderError, Mapping[str, str] | None]:
         """Make one HTTP attempt: the result, or the error and the response's headers."""
         try:
+            if self._key_unsendable:
+                self._refuse_key(method, url)
             with running(call):
-                response = self._session.request(
+                response = self._direct.send(
                     method,
                     url,
-                    data=data,
-                    headers=self._headers if data is not None else self._get_headers,
-                    params=self._params,
-                    auth=self._auth,
+                    data,
+                    self._headers if data is not None else self._get_headers,
+                    authorization=self._auth.value,
                     timeout=timeout,
-                    allow_redirects=False,
-                    stream=True,  # the body is read below, bounded
                 )
+                if response is None:  # the session must send it (see .transport)
+                    response = self._session.request(
+                        method,
+                        url,
+                        data=data,
+                        headers=self._headers if data is not None else self._get_headers,
+                        params=self._params,
+                        auth=self._auth,
+                        timeout=timeout,
+                        allow_redirects=False,
+                        stream=True,  # the body is read below, bounded
+                    )
         except requests.RequestException as exc:
             return self._transport_error(exc, timeout), None
         except Exception as exc:  # noqa: BLE001 -- see _unsendable
@@ -624,29 +661,43 @@ class ChatClient:
         sock = call.socket
         if isinstance(sock, socket.socket):
             sock.settimeout(stream.idle_timeout_ms / 1000)
-        read1 = getattr(raw, "read1", None)
+        read1 = _reader(raw)
         parser = SSEParser(self._max_response_bytes)
+        gathered = 0  # reads since on_read
+        on_read = stream.on_read
+        # Hand on what was gathered when a read may wait: just before a read from the
+        # socket itself if it can be seen (free), else when nothing more has arrived.
+        arrived = (
+            _always
+            if on_read is not None and _before_socket_reads(raw, on_read)
+            else _arrival_check(sock)
+        )
         while True:
             if call.reason is not None:
                 return ProviderError("connection", "the stream was abandoned")
             try:
-                data = read1(64 * 1024, decode_content=True) if read1 else raw.read(1)
+                data = read1(64 * 1024) if read1 else raw.read(1)
             except Exception as exc:  # noqa: BLE001 -- urllib3, socket and TLS errors alike
                 return self._stream_error(exc, stream)
             try:
-                events = parser.feed(data) if data else parser.finish()
+                # Each event is handed on as soon as it is parsed, not after the whole read.
+                for event in parser.events(data) if data else parser.finish():
+                    outcome = self._stream_event(event, response, request_id, call, stream)
+                    if outcome is not None:
+                        if isinstance(outcome, ChatResult):
+                            _keep_alive(raw, read1, sock)
+                        return outcome
             except SSETooLarge:
                 return ProviderError(
                     "invalid_response",
                     f"a line of the stream exceeds max_response_bytes ({self._max_response_bytes})",
                     status=response.status_code,
                 )
-            for event in events:
-                outcome = self._stream_event(event, response, request_id, call, stream)
-                if outcome is not None:
-                    if isinstance(outcome, ChatResult):
-                        _keep_alive(raw, read1, sock)
-                    return outcome
+            if on_read is not None:
+                gathered += 1
+                if gathered >= _MAX_GATHERED_READS or not arrived():
+                    on_read()
+                    gathered = 0
             if not data:  # the end, with or without [DONE]
                 _keep_alive(raw, read1, sock)
                 return ChatResult(
@@ -677,8 +728,9 @@ class ChatClient:
                 True,
                 rate_limit_of(response.headers),
             )
-        for secret in self.secrets:  # a hostile upstream may echo the key
-            text = text.replace(secret, "[redacted]")
+        for secret in self._all_secrets:  # a hostile upstream may echo the key
+            if secret in text:
+                text = text.replace(secret, "[redacted]")
         try:
             chunk = json.loads(text)
         except ValueError:
@@ -745,9 +797,9 @@ class ChatClient:
             )
         request_id = header_excerpt(response.headers, "x-request-id", self._api_key)
         raw_content = content
-        if self._api_key and self._api_key.encode() in content:
+        if self._api_key_bytes and self._api_key_bytes in content:
             # A hostile upstream echoing the key in a reply would put it in the chain.
-            content = content.replace(self._api_key.encode(), b"[redacted]")
+            content = content.replace(self._api_key_bytes, b"[redacted]")
         try:
             document = json.loads(content)
         except ValueError:
@@ -810,6 +862,28 @@ class ChatClient:
         return ProviderError("connection", f"could not reach the provider: {detail}")
 
 
+def _reader(raw: Any) -> Callable[[int], bytes] | None:
+    """How to read a stream's body, a read at a time (``None``: one byte at a time).
+
+    A chunked body that needs no decoding is read with ``http.client``'s own ``read1``,
+    under urllib3's: urllib3's wrapper (content decoding, byte counts, exception
+    wrapping) costs about twice the read itself per chunk, and none of it applies (an
+    exception is read as the stream breaking either way, and the response's close
+    closes the connection). Anything else goes through urllib3.
+    """
+    fp = getattr(raw, "_fp", None)
+    headers = getattr(raw, "headers", None)
+    encoding = "x" if headers is None else headers.get("content-encoding", "")
+    if (
+        isinstance(fp, http.client.HTTPResponse)
+        and fp.chunked
+        and encoding.strip().lower() in ("", "identity")
+    ):
+        return fp.read1
+    read1 = getattr(raw, "read1", None)
+    return None if read1 is None else functools.partial(read1, decode_content=True)
+
+
 def _generated(error: ProviderError) -> bool:
     """Whether the failed attempt's answer was generated: a ``2xx`` whose body timed out or
     broke. The provider bills it; another attempt would be billed again, so it is not
@@ -821,7 +895,7 @@ def _generated(error: ProviderError) -> bool:
     )
 
 
-def _keep_alive(raw: Any, read1: Callable[..., bytes] | None, sock: object) -> None:
+def _keep_alive(raw: Any, read1: Callable[[int], bytes] | None, sock: object) -> None:
     """Read what is left of a finished stream (after ``[DONE]``, the chunked body's end:
     a few bytes) and put its connection back in the pool, so the next request reuses it
     rather than connecting again (a TLS handshake, with a real provider).
@@ -834,11 +908,64 @@ def _keep_alive(raw: Any, read1: Callable[..., bytes] | None, sock: object) -> N
             sock.settimeout(_DRAIN_TIMEOUT)
     try:
         for _ in range(16):  # a well-behaved server ends its body at once
-            if read1 is None or not read1(64 * 1024, decode_content=True):
+            if read1 is None or not read1(64 * 1024):
                 raw.release_conn()
                 return
     except Exception:  # noqa: BLE001, S110 -- it is closed with the response then
         pass
+
+
+_MAX_GATHERED_READS = 16
+"""Reads after which a stream's gathered chunks are handed on even if more is waiting."""
+
+
+def _always() -> bool:
+    return True
+
+
+def _before_socket_reads(raw: Any, hook: Callable[[], object]) -> bool:
+    """Call ``hook`` before each read from the socket under ``raw``'s buffer (the only
+    reads that may wait for the provider), if :func:`_reader` reads through that buffer;
+    whether it will.
+
+    The buffer is the ``makefile`` of this one response (``http.client`` makes one per
+    response), so the hook goes with it.
+    """
+    fp = getattr(raw, "_fp", None)
+    if _reader(raw) != getattr(fp, "read1", None):
+        return False
+    socket_io = getattr(getattr(fp, "fp", None), "raw", None)
+    if not isinstance(socket_io, socket.SocketIO):
+        return False
+    read = socket_io.readinto
+
+    def readinto(buffer: Any) -> int | None:
+        hook()
+        return read(buffer)
+
+    socket_io.readinto = readinto  # type: ignore[method-assign,assignment]
+    return True
+
+
+def _arrival_check(sock: object) -> Callable[[], bool]:
+    """A check of whether more of the stream is already in ``sock``'s buffer, so that the
+    next read will not wait and what was gathered may wait for it (one channel message,
+    not two). A ``poll`` with no timeout: well under a microsecond."""
+    if not isinstance(sock, socket.socket) or not hasattr(select, "poll"):
+        return lambda: False
+    poller = select.poll()
+    try:
+        poller.register(sock, select.POLLIN)
+    except (OSError, ValueError):  # closed already: the read says how
+        return lambda: False
+
+    def arrived() -> bool:
+        try:
+            return any(events & select.POLLIN for _fd, events in poller.poll(0))
+        except (OSError, ValueError):
+            return False
+
+    return arrived
 
 
 _DRAIN_TIMEOUT = 0.05

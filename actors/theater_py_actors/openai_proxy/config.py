@@ -165,7 +165,7 @@ def looks_secret(name: str) -> bool:
     return _SECRET_NAME.search(name) is not None
 
 
-def _unsendable(text: str) -> bool:
+def unsendable(text: str) -> bool:
     """Whether ``text`` holds a character no HTTP header (or query value) should carry."""
     return any(not " " <= char <= "\xff" or "\x7f" <= char <= "\x9f" for char in text)
 
@@ -174,7 +174,7 @@ def _header_value_problem(value: Any) -> str | None:
     # The value is never echoed: it may be a credential (Azure's api-key header).
     if not isinstance(value, str) or not value:
         return f"expected a non-empty string, got {type(value).__name__}"
-    if _unsendable(value):
+    if unsendable(value):
         return "holds a control character or one outside latin-1, which a header cannot carry"
     if value != value.strip():
         return "starts or ends with whitespace"
@@ -219,13 +219,13 @@ def _to_query(value: Any) -> dict[str, str]:
             f"expected an object of parameter names to values, got {_describe(value)}",
         )
     for name, text in value.items():
-        if not isinstance(name, str) or not name or _unsendable(name):
+        if not isinstance(name, str) or not name or unsendable(name):
             raise ConfigError(
                 "extra_query",
                 f"invalid parameter name {_describe(name)}: expected a non-empty string "
                 "without control characters",
             )
-        if not isinstance(text, str) or _unsendable(text):
+        if not isinstance(text, str) or unsendable(text):
             raise ConfigError(
                 f"extra_query.{name}",
                 "expected a string without control characters, "
@@ -620,7 +620,7 @@ def read_api_key(variable: str, value: str | None) -> str:
         raise ConfigError(
             "config.api_key_env", f"environment variable {variable} is not set or is empty"
         )
-    if _unsendable(key):
+    if unsendable(key):
         raise ConfigError(
             "config.api_key_env",
             f"environment variable {variable} holds a control character or one outside "

@@ -16,6 +16,7 @@ last event whose blank line never came (kept if its lines were whole).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Final
 
 import attrs
@@ -58,18 +59,42 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Read ``chunk``, the next bytes of the body; return the events it completes."""
+        return list(self.events(chunk))
+
+    def events(self, chunk: bytes) -> Iterator[ServerSentEvent]:
+        """Read ``chunk`` as :meth:`feed` does, yielding each event as soon as its blank
+        line is read: the first of a large read is handed on before the rest is parsed.
+
+        Read it to its end before the next call (the parser's state is kept as it goes).
+        """
         buffer = self._buffer + chunk if self._buffer else chunk
         if not self._started:
             if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
                 self._buffer = buffer
-                return []
+                return
             self._started = True
             if buffer.startswith(_BOM):
                 buffer = buffer[len(_BOM) :]
+        self._buffer = b""
         events: list[ServerSentEvent] = []
+        for line in self._lines(buffer):
+            self._line(line, events)
+            if events:
+                yield events.pop()
+        if len(self._buffer) > self._max:
+            raise SSETooLarge(f"an event-stream line exceeds {self._max} bytes")
+
+    def _lines(self, buffer: bytes) -> Iterator[bytes]:
+        """The whole lines of ``buffer``; what follows the last one waits for the next read."""
+        if b"\r" not in buffer:  # LF only, as most servers send: split in C
+            lines = buffer.split(b"\n")
+            self._buffer = lines.pop()
+            yield from lines
+            return
         position, size = 0, len(buffer)
+        search = _LINE_END.search
         while True:
-            found = _LINE_END.search(buffer, position)
+            found = search(buffer, position)
             if found is None:
                 break
             end = found.start()
@@ -79,12 +104,9 @@ class SSEParser:
                 after = end + 2 if buffer[end + 1] == 0x0A else end + 1
             else:
                 after = end + 1
-            self._line(buffer[position:end], events)
+            yield buffer[position:end]
             position = after
         self._buffer = buffer[position:]
-        if len(self._buffer) > self._max:
-            raise SSETooLarge(f"an event-stream line exceeds {self._max} bytes")
-        return events
 
     def finish(self) -> list[ServerSentEvent]:
         """The body ended: return the last event if its lines were whole (a server that
@@ -104,6 +126,9 @@ class SSEParser:
             self._event = ""
             return
         if raw[0] == 0x3A:  # ":" a comment, such as a keep-alive
+            return
+        if raw.startswith(b"data: "):  # most lines: the same as below, decoded once
+            self._data.append(raw[6:].decode("utf-8", "replace"))
             return
         line = raw.decode("utf-8", "replace")
         name, colon, value = line.partition(":")

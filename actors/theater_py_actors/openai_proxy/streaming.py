@@ -49,6 +49,9 @@ from theater_py_actors.genai_types import (
 __all__ = ["StreamAssembler", "deltas_of"]
 
 _REDACTED = "[redacted]"
+_META = ("id", "model", "system_fingerprint")
+_TEXT_ONLY = frozenset({"role", "content"})
+"""A delta with no other key carries text only (or nothing)."""
 
 
 class _Redactor:
@@ -71,10 +74,15 @@ class _Redactor:
                 text = text.replace(secret, _REDACTED)
         keep = 0
         for secret in self._secrets:
-            for size in range(min(len(secret) - 1, len(text)), keep, -1):
-                if secret.startswith(text[-size:]):
-                    keep = size
+            # The longest tail of the text that starts the secret: it starts with the
+            # secret's first character, found in C rather than by trying every length.
+            first, size = secret[0], len(text)
+            start = text.find(first, max(0, size - len(secret) + 1))
+            while start != -1 and size - start > keep:
+                if secret.startswith(text[start:]):
+                    keep = size - start
                     break
+                start = text.find(first, start + 1)
         self._held = text[len(text) - keep :] if keep else ""
         return text[: len(text) - keep]
 
@@ -132,6 +140,12 @@ class StreamAssembler:
         return "".join(block.text for key, block in self._blocks.items() if key == "content")
 
     @property
+    def text_index(self) -> int | None:
+        """The index of the text block (whose deltas make :attr:`partial_text`), if any."""
+        block = self._blocks.get("content")
+        return None if block is None else block.index
+
+    @property
     def started(self) -> bool:
         """Whether a block has started (a delta was produced)."""
         return bool(self._order)
@@ -139,10 +153,11 @@ class StreamAssembler:
     def add(self, chunk: dict[str, Any]) -> list[ProxyStreamMessage]:
         """Read one chunk; return the deltas it makes, in order."""
         self.chunks += 1
-        for name in ("id", "model", "system_fingerprint"):
-            value = chunk.get(name)
-            if isinstance(value, str) and value and name not in self._meta:
-                self._meta[name] = self._scrub(value)
+        if len(self._meta) < len(_META):  # each is kept from the first chunk that has it
+            for name in _META:
+                value = chunk.get(name)
+                if isinstance(value, str) and value and name not in self._meta:
+                    self._meta[name] = self._scrub(value)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self._usage = usage
@@ -224,27 +239,31 @@ class StreamAssembler:
         return text
 
     def _delta(self, delta: dict[str, Any], out: list[ProxyStreamMessage]) -> None:
+        if delta.keys() <= _TEXT_ONLY:  # most chunks: text, and nothing else to look at
+            self._text("content", _content_text(delta.get("content")), out)
+            return
         reasoning = delta.get("reasoning_content")
         if not isinstance(reasoning, str):
             reasoning = delta.get("reasoning")
-        for key, value in (
-            ("reasoning", reasoning),
-            ("content", _content_text(delta.get("content"))),
-            ("refusal", delta.get("refusal")),
-        ):
-            if isinstance(value, str) and value:
-                block = self._blocks.get(key)
-                if block is None:
-                    block = self._blocks[key] = _Block(len(self._order), self._secrets)
-                    self._order.append(key)
-                piece = block.redactor.feed(value)
-                if piece:
-                    self._emit(key, block, piece, out)
+        self._text("reasoning", reasoning, out)
+        self._text("content", _content_text(delta.get("content")), out)
+        self._text("refusal", delta.get("refusal"), out)
         calls = delta.get("tool_calls")
         if isinstance(calls, list):
             for entry in calls:
                 if isinstance(entry, dict):
                     self._tool_call(entry, out)
+
+    def _text(self, key: str, value: Any, out: list[ProxyStreamMessage]) -> None:
+        """Append ``value``, if it is text, to the block ``key``; emit what may be sent."""
+        if isinstance(value, str) and value:
+            block = self._blocks.get(key)
+            if block is None:
+                block = self._blocks[key] = _Block(len(self._order), self._secrets)
+                self._order.append(key)
+            piece = block.redactor.feed(value)
+            if piece:
+                self._emit(key, block, piece, out)
 
     def _emit(self, key: str, block: _Block, piece: str, out: list[ProxyStreamMessage]) -> None:
         block.parts.append(piece)

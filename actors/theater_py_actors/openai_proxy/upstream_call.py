@@ -11,6 +11,11 @@ To find that socket, the connection classes that :class:`AbandonableAdapter` ins
 register with the call running on their thread when they send a request. A connection
 goes back to the pool after its exchange and may serve another call; it is shut down only
 while it still belongs to the call being abandoned.
+
+A connection being opened is the call's too, from before ``connect()`` blocks: the
+socket is registered first (urllib3's ``create_connection``, with that one step added),
+so abandoning the call shuts it down and ends a connect to a host that never answers at
+once (Linux aborts a pending connect on ``shutdown``), not at the attempt's timeout.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import itertools
 import logging
 import math
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, Literal
@@ -29,6 +35,14 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationParseError,
+    NameResolutionError,
+    NewConnectionError,
+)
+from urllib3.util.connection import allowed_gai_family
+from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from theater_py._http import url_without_secrets
 
@@ -41,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 # Guards which call owns which connection, across the calls' and the watchdog's threads.
 _owners_lock = threading.Lock()
+_Socket = socket.socket  # UpstreamCall's own ``socket`` property hides the module there
 _IDLE_WAIT = 60.0
 _local = threading.local()
 
@@ -59,6 +74,7 @@ class UpstreamCall:
     """
 
     __slots__ = (
+        "_connecting",
         "_connection",
         "_on_abandon",
         "_reason",
@@ -81,6 +97,8 @@ class UpstreamCall:
         # The socket its request went out on: a reply that closes the connection takes
         # it from the connection (http.client drops it there and reads on through it).
         self._socket: socket.socket | None = None
+        # A socket being connected for it, before any connection holds it.
+        self._connecting: socket.socket | None = None
         self._on_abandon = on_abandon
 
     @property
@@ -98,6 +116,7 @@ class UpstreamCall:
             connection = self._connection
             if connection is not None and getattr(connection, "_upstream_call", None) is self:
                 _hang_up(connection.sock or self._socket)
+            _hang_up(self._connecting)
             wake = self._wake
         if wake is not None:
             wake.set()
@@ -129,9 +148,29 @@ class UpstreamCall:
             self.ended = True
             self._connection = None
             self._socket = None
+            self._forget_connecting()
+
+    def _connect_on(self, sock: _Socket) -> None:
+        """``sock`` is about to connect for the call: shut it down if the call is
+        abandoned meanwhile (or already is, which fails the connect at once)."""
+        with _owners_lock:
+            if self._reason is None and not self.ended:
+                self._forget_connecting()
+                # A duplicate: TLS wraps ``sock`` by detaching it, and a shutdown through the
+                # duplicate still reaches the one socket both name, even mid-handshake.
+                self._connecting = sock.dup()
+                return
+        raise ConnectionAbortedError("the upstream call was abandoned")
+
+    def _forget_connecting(self) -> None:
+        # Under _owners_lock. Closing the duplicate leaves the connection's own socket open.
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.close()
 
     def _sent_on(self, connection: HTTPConnection) -> None:
         with _owners_lock:
+            self._forget_connecting()  # the connection holds its socket now
             if getattr(connection, "_upstream_call", None) is self:
                 self._socket = connection.sock
         if self._reason is not None:
@@ -206,7 +245,69 @@ def _after_send(connection: HTTPConnection, call: UpstreamCall | None) -> None:
         call._sent_on(connection)
 
 
+def _create_connection(connection: HTTPConnection, call: UpstreamCall) -> socket.socket:
+    """urllib3's ``create_connection`` for ``connection``, with each socket given to
+    ``call`` before its ``connect()`` (which may block until the connect timeout)."""
+    host, port = connection._dns_host, connection.port  # as urllib3's own
+    if host.startswith("["):
+        host = host.strip("[]")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise LocationParseError(f"'{host}', label empty or too long") from None
+    error: OSError | None = None
+    for family, kind, proto, _name, address in socket.getaddrinfo(
+        host, port, allowed_gai_family(), socket.SOCK_STREAM
+    ):
+        sock = None
+        try:
+            sock = socket.socket(family, kind, proto)
+            for option in connection.socket_options or ():
+                sock.setsockopt(*option)
+            timeout: Any = connection.timeout  # urllib3's sentinel when none was given
+            if timeout is not _DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if connection.source_address:
+                sock.bind(connection.source_address)
+            call._connect_on(sock)
+            sock.connect(address)
+            return sock
+        except OSError as failed:
+            error = failed
+            if sock is not None:
+                sock.close()
+            if call.reason is not None:
+                break  # abandoned: no other address is tried
+    raise error if error is not None else OSError("getaddrinfo returns an empty list")
+
+
+def _new_conn(connection: HTTPConnection) -> socket.socket:
+    """urllib3's ``HTTPConnection._new_conn``, the socket registered with the running call."""
+    call: UpstreamCall | None = getattr(_local, "call", None)
+    assert call is not None
+    try:
+        sock = _create_connection(connection, call)
+    except socket.gaierror as exc:
+        raise NameResolutionError(connection.host, connection, exc) from exc
+    except TimeoutError as exc:
+        raise ConnectTimeoutError(
+            connection,
+            f"Connection to {connection.host} timed out. (connect timeout={connection.timeout})",
+        ) from exc
+    except OSError as exc:
+        raise NewConnectionError(
+            connection, f"Failed to establish a new connection: {exc}"
+        ) from exc
+    sys.audit("http.client.connect", connection, connection.host, connection.port)
+    return sock
+
+
 class _Connection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        if getattr(_local, "call", None) is None:
+            return super()._new_conn()
+        return _new_conn(self)
+
     def request(
         self, method: str, url: str, body: Any = None, headers: Any = None, **options: Any
     ) -> None:
@@ -216,6 +317,11 @@ class _Connection(HTTPConnection):
 
 
 class _TLSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        if getattr(_local, "call", None) is None:
+            return super()._new_conn()
+        return _new_conn(self)
+
     def request(
         self, method: str, url: str, body: Any = None, headers: Any = None, **options: Any
     ) -> None:

@@ -1,0 +1,259 @@
+"""A runtime's link to a Ray cluster: connecting, the Hosts it starts, watching them, stopping.
+
+:class:`RayBackend` is what ``Runtime(ray_address=...)`` makes. It connects (``local``
+starts a Ray instance the runtime owns; ``auto`` honours ``RAY_ADDRESS``; anything else is
+an address for ``ray.init``), starts the store's host on the driver's node, creates one
+Host per incarnation, watches every Host with one thread so an idle actor whose node dies
+is seen, and at shutdown kills every Ray actor it started and disconnects, leaving a
+cluster it joined as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import ray
+from ray.exceptions import RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from theater_py._ray.host import RayHost
+from theater_py._ray.remote import remote_class
+from theater_py._ray.store import StoreClient, StoreHost
+from theater_py.errors import TheaterError
+
+if TYPE_CHECKING:
+    from theater_py.actor import Actor
+    from theater_py.context import ActorContext
+    from theater_py.manifest import Manifest
+    from theater_py.placement import Placement
+
+__all__ = ["NAMESPACE", "RayBackend"]
+
+logger = logging.getLogger("theater_py.ray")
+
+NAMESPACE = "theater-py"
+"""The Ray namespace of every actor a runtime starts (each one named)."""
+START_TIMEOUT = 50.0
+"""Seconds an incarnation's Host may take to be placed, start and run ``init``: less than
+the supervisor's start timeout (60 s), so the failed start names the cause."""
+STOP_TIMEOUT = 10.0
+"""Seconds a Host's ``on_stop`` may take before the Host is killed regardless."""
+GONE_TIMEOUT = 10.0
+"""Seconds a shutdown waits for Ray to stop listing the actors it killed."""
+WATCH_RENEW = 600.0
+"""Seconds one watch call lasts before the driver makes the next (a bounded wait)."""
+WATCH_POLL = 0.2
+"""Seconds between the watcher's looks at its own stop (its wait on the Hosts is this)."""
+
+
+def _connect(address: str) -> None:
+    """Connect this process to Ray; ``local`` starts an instance that ends with it."""
+    if address == "local":
+        # address="local": always a new instance, never one found running on this machine.
+        ray.init(address="local", namespace=NAMESPACE, include_dashboard=False)
+    elif address == "auto":
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", namespace=NAMESPACE)
+    else:
+        ray.init(address=address, namespace=NAMESPACE)
+
+
+class RayBackend:
+    """One runtime's Ray connection and the Ray actors it started."""
+
+    def __init__(self, address: str, *, store_path: str | None) -> None:
+        self.start_timeout = START_TIMEOUT
+        self.watch_renew = WATCH_RENEW
+        # A connection this process already has is the caller's: used, never closed.
+        self._connected = not ray.is_initialized()
+        if self._connected:
+            _connect(address)
+        self.run_id = uuid.uuid4().hex[:8]
+        self._lock = threading.Lock()
+        self._hosts: dict[str, Any] = {}
+        self._watches: dict[Any, tuple[Any, ActorContext]] = {}
+        self._closed = threading.Event()
+        self._store_host = StoreHost.options(
+            name=f"{self.run_id}/store",
+            namespace=NAMESPACE,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=True
+            ),
+            num_cpus=0,
+        ).remote(store_path)
+        self.store = StoreClient(self._store_host)
+        self._watcher = threading.Thread(
+            target=self._watch_loop, name="theater-ray-watch", daemon=True
+        )
+        self._watcher.start()
+
+    # -- actors ----------------------------------------------------------------------
+
+    def actor_class(
+        self, target: type[Actor], manifest: Manifest, placement: Placement | None
+    ) -> type[Actor]:
+        """Return the class a cell instantiates so its incarnations run on Ray (``target``
+        itself for an actor placed in the driver)."""
+        placement = placement or manifest.placement
+        if placement is not None and placement.driver:
+            return target
+        return remote_class(self, target, manifest, placement)
+
+    def create_host(
+        self, ctx: ActorContext, manifest: Manifest, placement: Placement | None
+    ) -> Any:
+        """Start the Ray actor of one incarnation (placed by ``placement``)."""
+        if self._closed.is_set():
+            raise TheaterError("the runtime's Ray backend is shut down")
+        name = f"{self.run_id}/{ctx.name}/{uuid.uuid4().hex[:8]}"
+        # Ray's default would hold a CPU for scheduling: an actor mostly waits on
+        # messages, so it asks for none unless its [placement] says num_cpus.
+        options: dict[str, Any] = {
+            "name": name,
+            "namespace": NAMESPACE,
+            "max_restarts": 0,
+            "num_cpus": 0,
+        }
+        if placement is not None:
+            options.update(placement.ray_options())
+        host = RayHost.options(**options).remote(
+            manifest.component, ctx.name, ctx.id, manifest, self.store
+        )
+        with self._lock:
+            self._hosts[name] = host
+        return host
+
+    def watch(self, host: Any, ctx: ActorContext) -> None:
+        """Have the incarnation of ``ctx`` exit (a crash) if ``host`` dies while idle."""
+        ref = host.watch.remote(self.watch_renew)
+        with self._lock:
+            self._watches[ref] = (host, ctx)
+
+    def release(self, host: Any, ctx: ActorContext) -> None:
+        """Run the Host's ``on_stop`` (its events go to ``ctx``'s chain), then kill it."""
+        with self._lock:
+            for ref, (watched, _) in list(self._watches.items()):
+                if watched is host:
+                    del self._watches[ref]
+        try:
+            outcome = ray.get(host.stop.remote(), timeout=STOP_TIMEOUT)
+            for event_type, data, description in outcome[2]:
+                ctx.record(event_type, json.loads(data), description)
+        except Exception as exc:  # noqa: BLE001 -- a lost or stuck Host is killed regardless
+            logger.debug(
+                "actor %s: its Ray actor did not stop cleanly: %s", ctx.name, type(exc).__name__
+            )
+        self._kill(host)
+
+    def _kill(self, host: Any) -> None:
+        with contextlib.suppress(Exception):
+            ray.kill(host, no_restart=True)
+        with self._lock:
+            for name, known in list(self._hosts.items()):
+                if known is host:
+                    del self._hosts[name]
+
+    def _reap_abandoned(self) -> None:
+        """Kill the Host of an incarnation whose stop timed out.
+
+        Locally a handler that outlives its stop keeps its thread (Python cannot kill
+        one); here its Host is a process Ray can kill, so the handler ends and the
+        driver's thread waiting on it is freed. An abandoned incarnation is one whose
+        inbox the cell closed while it is still watched (a normal end unwatches first).
+        """
+        with self._lock:
+            watched = list(self._watches.items())
+        for ref, (host, ctx) in watched:
+            inbox = getattr(getattr(ctx, "_process", None), "inbox", None)
+            if inbox is not None and inbox.closed:
+                with self._lock:
+                    self._watches.pop(ref, None)
+                logger.warning(
+                    "actor %s: killing the Ray actor of a handler that outlived its stop", ctx.name
+                )
+                self._kill(host)
+
+    def _watch_loop(self) -> None:
+        while not self._closed.is_set():
+            self._reap_abandoned()
+            with self._lock:
+                refs = list(self._watches)
+            if not refs:
+                self._closed.wait(WATCH_POLL)
+                continue
+            try:
+                ready, _ = ray.wait(refs, num_returns=1, timeout=WATCH_POLL)
+            except Exception:  # noqa: BLE001 -- Ray is going away; the loop ends with it
+                if self._closed.wait(WATCH_POLL):
+                    return
+                continue
+            for ref in ready:
+                with self._lock:
+                    entry = self._watches.pop(ref, None)
+                if entry is not None:
+                    self._check(ref, *entry)
+
+    def _check(self, ref: Any, host: Any, ctx: ActorContext) -> None:
+        """A watch ended: a lost Host ends its incarnation; one still running is watched again."""
+        try:
+            stopped = ray.get(ref, timeout=0)
+        except RayActorError:
+            logger.warning("actor %s: its Ray actor died (its process or node was lost)", ctx.name)
+            ctx.stop("ray actor lost: its process or node died")
+        except Exception as exc:  # noqa: BLE001 -- any other end of the watch is a loss too
+            ctx.stop(f"ray actor lost: {type(exc).__name__}")
+        else:
+            with self._lock:
+                running = any(known is host for known in self._hosts.values())
+            if not stopped and running and not self._closed.is_set():
+                self.watch(host, ctx)
+
+    def host_names(self) -> list[str]:
+        """Return the names of the Hosts alive now (for tests and diagnostics)."""
+        with self._lock:
+            return sorted(self._hosts)
+
+    def _ours(self) -> list[str]:
+        """The named Ray actors of this runtime that Ray still lists."""
+        prefix = f"{self.run_id}/"
+        return [
+            actor["name"]
+            for actor in ray.util.list_named_actors(all_namespaces=True)
+            if actor["namespace"] == NAMESPACE and actor["name"].startswith(prefix)
+        ]
+
+    def _await_gone(self) -> None:
+        """Wait (bounded) until Ray lists none of our actors: ``ray.kill`` is asynchronous."""
+        deadline = time.monotonic() + GONE_TIMEOUT
+        try:
+            while (left := self._ours()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except Exception:  # noqa: BLE001 -- Ray is unreachable: nothing more to wait for
+            return
+        if left:
+            logger.warning("Ray still lists %d actors of this runtime: %s", len(left), left)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Kill every Ray actor this runtime started, then disconnect (stop an owned Ray)."""
+        self._closed.set()
+        with self._lock:
+            hosts = list(self._hosts.values())
+            self._watches.clear()
+        for host in hosts:
+            self._kill(host)
+        with contextlib.suppress(Exception):
+            ray.get(self._store_host.close.remote(), timeout=STOP_TIMEOUT)
+        with contextlib.suppress(Exception):
+            ray.kill(self._store_host, no_restart=True)
+        self._watcher.join(timeout=5 * WATCH_POLL + 5)
+        self._await_gone()
+        if self._connected:
+            ray.shutdown()
