@@ -83,12 +83,13 @@ class SSEParser:
             for line in lines:
                 if line.startswith(b"data: "):
                     data.append(line[6:].decode("utf-8", "replace"))
-                elif line or data:
+                elif line:
                     self._line(line, events)
-                    data = self._data
-                    if events:
-                        yield events.pop()
-                else:  # a blank line with no event before it
+                else:  # a blank line ends the event, if there is one
+                    if data:
+                        text = data[0] if len(data) == 1 else "\n".join(data)
+                        self._data = data = []
+                        yield ServerSentEvent(text, self._event or "message")
                     self._event = ""
         else:
             for line in self._lines(buffer):
