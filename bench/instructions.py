@@ -9,7 +9,9 @@ the difference of the counts is the instructions of one round trip, every thread
 included (the caller, the actor, the saved chain's writer), and nothing of the start-up.
 Each is then divided by ``pykka_ask``'s. ``--only requests --only proxy_typed`` counts a
 plain proxied completion against raw ``requests`` (``stream_requests``, ``stream_proxy``: a
-streamed one of 200 chunks), the fake provider running untraced in its own process.
+streamed one of 200 chunks; ``router_proxy``, ``router_forward``, ``router_router``: a plain
+completion through :func:`bench.router.contenders`' proxy, pass-through actor and
+router), the fake provider running untraced in its own process.
 
 What it cannot see: time spent waiting (a thread hand-off, a wake-up of an idle vCPU),
 cache misses, and contention. Read it beside the timed hop, not instead of it. And
@@ -53,7 +55,10 @@ PROXY_CONTENDERS = ("requests", "proxy_typed", "proxy_json")
 (not traced: only the client's instructions count)."""
 STREAM_CONTENDERS = ("stream_requests", "stream_proxy")
 """One streamed completion of :data:`~bench.upstream.STREAM_CHUNKS` chunks per round trip."""
-CONTENDERS = (*HOP_CONTENDERS, *PROXY_CONTENDERS, *STREAM_CONTENDERS)
+ROUTER_CONTENDERS = ("router_proxy", "router_forward", "router_router")
+"""A plain completion through :func:`bench.router.contenders`' ``proxy``, ``forward``
+(one more actor that passes it on: the hop alone) and ``router``."""
+CONTENDERS = (*HOP_CONTENDERS, *PROXY_CONTENDERS, *STREAM_CONTENDERS, *ROUTER_CONTENDERS)
 RESULTS = Path(__file__).resolve().parent / "results"
 _WARMUP = 300
 LINGER_SCALE = 50
@@ -94,6 +99,13 @@ def _child_upstream(name: str, count: int) -> None:
     with Upstream() as server, contextlib.ExitStack() as stack:
         if name in STREAM_CONTENDERS:
             call = STREAMERS[name.removeprefix("stream_")](server.base_url, stack)
+        elif name in ROUTER_CONTENDERS:
+            from bench.router import contenders
+            from theater_py import Runtime
+
+            runtime = Runtime(in_memory=True)
+            stack.callback(runtime.shutdown, 10)
+            call = contenders(runtime, server.base_url)[name.removeprefix("router_")]
         else:
             call = stack.enter_context(make_contender(name, server.base_url)).call
         for _ in range(_WARMUP // 10 if name in STREAM_CONTENDERS else _WARMUP):
@@ -166,6 +178,7 @@ def measure(
         ("pykka_ask", HOP_CONTENDERS),
         ("requests", PROXY_CONTENDERS),
         ("stream_requests", STREAM_CONTENDERS),
+        ("router_proxy", ROUTER_CONTENDERS),
     ):
         if base_name in per_trip:
             base = per_trip[base_name]["median"]

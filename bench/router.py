@@ -46,7 +46,7 @@ from theater_py_actors.genai_types import (
 )
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
-__all__ = ["overhead", "run", "soak"]
+__all__ = ["contenders", "overhead", "run", "soak"]
 
 _EXPECTED = f"You said: {PROMPT}"
 _FAULTS = (
@@ -86,6 +86,35 @@ def _caller(handle: Any, message: GenerateCompletion) -> Callable[[], None]:
     return call
 
 
+def contenders(runtime: Runtime, base_url: str) -> dict[str, Callable[[], None]]:
+    """The overhead's contenders on ``runtime``, against the provider at ``base_url``: a
+    call each that makes one completion and checks it (``proxy``, ``forward``,
+    ``router``, ``router_budget``)."""
+    os.environ[KEY_ENV] = KEY
+    config = {"base_url": base_url, "api_key_env": KEY_ENV, "max_cache_size": 0}
+    proxy = runtime.start_actor("openai-proxy", {"config": config}, name="bench-proxy")
+    forward = runtime.start_actor(
+        FORWARD_MANIFEST,
+        {"manifest": "openai-proxy", "init": {"config": config}},
+        name="bench-forward",
+    )
+    calls = {"proxy": _caller(proxy, _ask(MODEL)), "forward": _caller(forward, _ask(MODEL))}
+    for name, extra in (("router", {}), ("router_budget", {"budget": {"usd": 1e9}})):
+        router = runtime.start_actor(
+            "openai-router",
+            {
+                "config": {
+                    "providers": {"p": {"init": {"config": config}}},
+                    "routes": {"r": [f"p:{MODEL}"]},
+                    **extra,
+                }
+            },
+            name=f"bench-{name}",
+        )
+        calls[name] = _caller(router, _ask("r"))
+    return calls
+
+
 def overhead(
     *, count: int, repeats: int, upstream: str, progress: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -95,33 +124,10 @@ def overhead(
         ``contenders`` (latency summaries and ``cpu_us``) and ``added`` (each router's
         paired latency ratio to the proxy, and its CPU ratio).
     """
-    os.environ[KEY_ENV] = KEY
-    config = {"base_url": "", "api_key_env": KEY_ENV, "max_cache_size": 0}
     with Upstream(0, upstream) as server, contextlib.ExitStack() as stack:
         runtime = Runtime(in_memory=True)
         stack.callback(runtime.shutdown, 10)
-        config["base_url"] = server.base_url
-        proxy = runtime.start_actor("openai-proxy", {"config": config}, name="bench-proxy")
-        forward = runtime.start_actor(
-            FORWARD_MANIFEST,
-            {"manifest": "openai-proxy", "init": {"config": config}},
-            name="bench-forward",
-        )
-        routers = {}
-        for name, extra in (("router", {}), ("router_budget", {"budget": {"usd": 1e9}})):
-            routers[name] = runtime.start_actor(
-                "openai-router",
-                {
-                    "config": {
-                        "providers": {"p": {"init": {"config": config}}},
-                        "routes": {"r": [f"p:{MODEL}"]},
-                        **extra,
-                    }
-                },
-                name=f"bench-{name}",
-            )
-        calls = {"proxy": _caller(proxy, _ask(MODEL)), "forward": _caller(forward, _ask(MODEL))}
-        calls.update({name: _caller(handle, _ask("r")) for name, handle in routers.items()})
+        calls = contenders(runtime, server.base_url)
         measured = compare(
             calls,
             count=count,
@@ -132,7 +138,7 @@ def overhead(
     base = measured.get("proxy")
     added: dict[str, Any] = {}
     if base is not None and "cpu_us" in base:
-        for name in ("forward", *routers):
+        for name in ("forward", "router", "router_budget"):
             mine = measured.get(name, {})
             if "cpu_us" not in mine:
                 continue

@@ -97,3 +97,39 @@ def test_a_text_that_ends_like_the_key_is_held_then_flushed() -> None:
     assert assembler.add(chunk({"content": "ask-ab"})) == [Delta(0, "a")]
     assert assembler.finish() == [Delta(0, "sk-ab")]
     assert json.dumps(assembler.body()).count("ask-ab") == 1
+
+
+_META_CHUNK = {"id": "c1", "model": "m", "system_fingerprint": "fp"}
+_SHAPES = [
+    chunk({"content": "plain"}),
+    chunk({"role": "assistant", "content": "with role"}),
+    chunk({"content": ""}),
+    chunk({"content": None}),
+    chunk({"content": "sk-ab"}),  # held back: it may start the key
+    chunk({"content": "cabd and on"}),
+    chunk({"content": [{"type": "text", "text": "parts"}]}),
+    chunk({"content": "tail"}, usage={"prompt_tokens": 1}),
+    chunk({"content": "tools", "tool_calls": [{"index": 0, "id": "t", "function": {}}]}),
+    {"choices": [{"index": 0, "delta": {"content": "done"}, "finish_reason": "stop"}]},
+    {"choices": [{"index": 1, "delta": {"content": "second choice"}}]},
+    {"choices": []},
+    {"choices": "junk"},
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(range(len(_SHAPES))), max_size=10))
+def test_the_text_fast_path_reads_a_chunk_as_add_does(order: list[int]) -> None:
+    slow, fast = StreamAssembler((KEY,)), StreamAssembler((KEY,))
+    first = chunk({"content": "start"}, **_META_CHUNK)
+    assert slow.add(first) == fast.add(first)
+    for index in order:
+        expected = slow.add(_SHAPES[index])
+        taken = fast.add_text(_SHAPES[index])
+        if taken is None:
+            assert fast.add(_SHAPES[index]) == expected
+        else:  # only a text delta of the started block, or nothing at all
+            assert [(d.index, d.text) for d in expected] == ([taken] if taken[1] else [])
+    assert slow.finish() == fast.finish()
+    assert slow.body() == fast.body()
+    assert (slow.chunks, slow.partial_text) == (fast.chunks, fast.partial_text)

@@ -54,6 +54,7 @@ __all__ = [
     "EventChain",
     "EventDatabase",
     "MemoryChainStorage",
+    "canonical_json",
     "event_hash",
     "verify_events",
 ]
@@ -164,7 +165,13 @@ def _tail(parent_hash: str | None, timestamp: int) -> bytes:
     return f'{parent},"timestamp":{timestamp}}}'.encode()
 
 
-def _encode_data(data: Any) -> str:
+def canonical_json(data: Any) -> str:
+    """``data`` as canonical JSON text (the form an event's hash covers: sorted keys, no
+    whitespace, non-ASCII as itself), with an encoder built once.
+
+    Raises:
+        TypeError: ``data`` is not JSON (NaN and infinity included).
+    """
     try:
         if _c_encoder is None:
             return _ENCODER.encode(data)
@@ -193,7 +200,7 @@ def event_hash(
         raise TypeError("timestamp must be an int")
     if parent_hash is not None and not isinstance(parent_hash, str):
         raise TypeError("parent_hash must be a str or None")
-    digest = sha256(_head(event_type, _encode_data(data), description))
+    digest = sha256(_head(event_type, canonical_json(data), description))
     digest.update(_tail(parent_hash, timestamp))
     return digest.hexdigest()
 
@@ -401,7 +408,7 @@ class EventChain:
             StoreError: the chain is saved and its database is closed.
         """
         try:
-            data_json = _encode_data(data)
+            data_json = canonical_json(data)
             head = _head(event_type, data_json, description)
         except TypeError as exc:
             raise TypeError(f"event {event_type!r}: {exc}") from None
@@ -445,7 +452,7 @@ class EventChain:
         # Under the lock: each owed event links like any other.
         while self._owed:
             event_type, data, description = self._owed.popleft()
-            data_json = _encode_data(data)
+            data_json = canonical_json(data)
             digest = sha256(_head(event_type, data_json, description))
             timestamp = time.time_ns() // 1_000_000
             digest.update(_tail(self._last_hash, timestamp))

@@ -20,7 +20,6 @@ import concurrent.futures
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Final
 
 from theater_py import serde
+from theater_py.chain import canonical_json
 from theater_py.errors import (
     ActorStopped,
     ChannelClosed,
@@ -85,10 +85,7 @@ class _Digest:
 
 def _line(wire: Any) -> bytes:
     """The canonical JSON line of a message, as the digest counts it."""
-    text = json.dumps(
-        wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return text.encode() + b"\n"
+    return canonical_json(wire).encode() + b"\n"
 
 
 class _Link:

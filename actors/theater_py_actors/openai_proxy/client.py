@@ -719,7 +719,7 @@ class ChatClient:
     ) -> ChatResult | ProviderError | None:
         """Hand one event's chunk on; the outcome if the event ends the stream."""
         text = event.data
-        if text.strip() == "[DONE]":
+        if text == "[DONE]" or text.strip() == "[DONE]":
             return ChatResult(
                 {},
                 call.attempts,
@@ -731,11 +731,8 @@ class ChatClient:
         for secret in self._all_secrets:  # a hostile upstream may echo the key
             if secret in text:
                 text = text.replace(secret, "[redacted]")
-        try:
-            chunk = json.loads(text)
-        except ValueError:
-            chunk = None
-        if not isinstance(chunk, dict):
+        chunk = _json_object(text)
+        if chunk is None:
             return ProviderError(
                 "invalid_response",
                 "an event of the stream is not a JSON object",
@@ -913,6 +910,24 @@ def _keep_alive(raw: Any, read1: Callable[[int], bytes] | None, sock: object) ->
                 return
     except Exception:  # noqa: BLE001, S110 -- it is closed with the response then
         pass
+
+
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """``text`` as a JSON object, or ``None`` if it is not one: ``json.loads``, minus its
+    two Python calls and whitespace scans for the usual event (an object, no padding)."""
+    try:
+        value, end = _scan_json(text, 0)
+        if end != len(text):  # padding around it, or something after it
+            value = json.loads(text)
+    except (ValueError, StopIteration):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
 
 
 _MAX_GATHERED_READS = 16

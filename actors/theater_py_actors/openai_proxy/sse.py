@@ -69,28 +69,47 @@ class SSEParser:
         """
         buffer = self._buffer + chunk if self._buffer else chunk
         if not self._started:
-            if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
-                self._buffer = buffer
+            started = self._start(buffer)
+            if started is None:
                 return
-            self._started = True
-            if buffer.startswith(_BOM):
-                buffer = buffer[len(_BOM) :]
+            buffer = started
         self._buffer = b""
         events: list[ServerSentEvent] = []
-        for line in self._lines(buffer):
-            self._line(line, events)
-            if events:
-                yield events.pop()
+        if b"\r" not in buffer:  # LF only, as most servers send: split in C, and the
+            # usual lines (data, blank) read here rather than in a call per line
+            lines = buffer.split(b"\n")
+            self._buffer = lines.pop()
+            data = self._data
+            for line in lines:
+                if line.startswith(b"data: "):
+                    data.append(line[6:].decode("utf-8", "replace"))
+                elif line:
+                    self._line(line, events)
+                else:  # a blank line ends the event, if there is one
+                    if data:
+                        text = data[0] if len(data) == 1 else "\n".join(data)
+                        self._data = data = []
+                        yield ServerSentEvent(text, self._event or "message")
+                    self._event = ""
+        else:
+            for line in self._lines(buffer):
+                self._line(line, events)
+                if events:
+                    yield events.pop()
         if len(self._buffer) > self._max:
             raise SSETooLarge(f"an event-stream line exceeds {self._max} bytes")
 
+    def _start(self, buffer: bytes) -> bytes | None:
+        """The first bytes: without a BOM, or ``None`` while they may still be one."""
+        if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
+            self._buffer = buffer
+            return None
+        self._started = True
+        return buffer[len(_BOM) :] if buffer.startswith(_BOM) else buffer
+
     def _lines(self, buffer: bytes) -> Iterator[bytes]:
-        """The whole lines of ``buffer``; what follows the last one waits for the next read."""
-        if b"\r" not in buffer:  # LF only, as most servers send: split in C
-            lines = buffer.split(b"\n")
-            self._buffer = lines.pop()
-            yield from lines
-            return
+        """The whole lines of ``buffer`` (which has a CR); what follows the last one waits
+        for the next read."""
         position, size = 0, len(buffer)
         search = _LINE_END.search
         while True:

@@ -208,9 +208,15 @@ class StreamJob:
             self.reply.cancel()
 
     def _on_chunk(self, chunk: dict[str, Any]) -> bool:
+        if self._flowing:  # most chunks: text to gather, read without making a Delta
+            text = self._assembler.add_text(chunk)
+            if text is not None:
+                if text[1]:
+                    self._hold(*text)
+                return True
         for delta in self._assembler.add(chunk):
             if self._flowing and type(delta) is Delta:
-                self._hold(delta)
+                self._hold(delta.index, delta.text)
                 continue
             if not (self._release() and self._send(delta)):
                 self._caller_left()
@@ -228,13 +234,13 @@ class StreamJob:
         if self.reply is not None:
             self.reply.cancel()  # abandon the call: it hangs up
 
-    def _hold(self, delta: Delta) -> None:
+    def _hold(self, index: int, text: str) -> None:
         with self._lock:  # the watchdog's thread reads it for partial_text
             held = self._held
-            if held and held[-1][0] == delta.index:
-                held[-1][1].append(delta.text)
+            if held and held[-1][0] == index:
+                held[-1][1].append(text)
             else:
-                held.append((delta.index, [delta.text]))
+                held.append((index, [text]))
 
     def _release(self) -> bool:
         """Send the gathered deltas; whether the caller is still there."""
