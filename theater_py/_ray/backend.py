@@ -10,6 +10,7 @@ cluster it joined as it was.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -79,6 +80,9 @@ class RayBackend:
         self._hosts: dict[str, Any] = {}
         self._watches: dict[Any, tuple[Any, ActorContext]] = {}
         self._closed = threading.Event()
+        self.asker = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="theater-ray-ask")
+        """Where the driver asks a Host again for a slow deferred reply (not on Ray's
+        callback thread, which must not wait)."""
         self._store_host = StoreHost.options(
             name=f"{self.run_id}/store",
             namespace=NAMESPACE,
@@ -254,6 +258,7 @@ class RayBackend:
         with contextlib.suppress(Exception):
             ray.kill(self._store_host, no_restart=True)
         self._watcher.join(timeout=5 * WATCH_POLL + 5)
+        self.asker.shutdown(wait=False, cancel_futures=True)
         self._await_gone()
         if self._connected:
             ray.shutdown()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import ray
 
 from theater_py import serde
-from theater_py._cell import LONGEST_WAIT, ExitReason
+from theater_py._cell import ExitReason
 from theater_py.actor import IGNORE
 from theater_py.channel import _END, _NOTHING, _Link
 from theater_py.context import ActorContext
@@ -52,6 +52,10 @@ actor called ``ctx.stop``."""
 
 PULL_BATCH = 256
 """The most channel messages one pull carries back."""
+REPLY_SLICE = 5.0
+"""Seconds one :meth:`Host.await_reply` waits before answering ``waiting`` (the driver
+then asks again): a slow deferred reply holds a thread of the ``replies`` group for this
+long at most, so more pending replies than the group has threads take turns."""
 
 
 def dumps(value: Any) -> str:
@@ -136,7 +140,9 @@ class Host:
 
     The mailbox methods (``init``, ``request``, ``send``, ``decode_error``, ``stop``) run
     in Ray's default concurrency group of one thread, and the driver calls them one at a
-    time; ``await_reply`` runs in the ``replies`` group, ``watch`` in ``watch``.
+    time. The calls that wait run in groups of their own, so none can take the threads
+    another needs: ``await_reply`` in ``replies``, ``channel_pull`` in ``channels``,
+    ``cancel`` in ``cancel``, ``watch`` in ``watch``.
     """
 
     def __init__(self, component: str, name: str, actor_id: str, manifest: Manifest, store: Any):
@@ -220,26 +226,32 @@ class Host:
         return self._reply(result)
 
     @_group("replies")
-    def await_reply(self, token: int) -> Outcome:
-        """Wait for a deferred reply (a future the handler returned)."""
+    def await_reply(self, token: int, wait: float = REPLY_SLICE) -> Outcome:
+        """Wait up to ``wait`` s for a deferred reply (a future the handler returned).
+
+        ``waiting`` when it is not done yet: the driver asks again (its outcome carries
+        the events recorded meanwhile, so they reach the chain while the reply is slow).
+        """
         entry = self._deferred.get(token)
         if entry is None:
             return self._outcome("cancelled")
         future, typed = entry
-        try:
-            result = future.result(LONGEST_WAIT)
-        except concurrent.futures.CancelledError:
+        # Not future.result(wait): a handler's own TimeoutError is its reply's error.
+        concurrent.futures.wait([future], timeout=wait)
+        if not future.done():
+            return self._outcome("waiting")
+        self._deferred.pop(token, None)
+        if future.cancelled():
             return self._outcome("cancelled")
-        except BaseException as exc:  # noqa: BLE001 -- the caller must hear of any failure
-            return self._outcome("error", _error(exc))
-        finally:
-            self._deferred.pop(token, None)
-        return self._reply(result, typed)
+        error = future.exception()
+        if error is not None:
+            return self._outcome("error", _error(error))
+        return self._reply(future.result(), typed)
 
-    @_group("replies")
+    @_group("cancel")
     def cancel(self, token: int) -> None:
         """The caller gave up: cancel the deferred work, if it can still be cancelled."""
-        entry = self._deferred.get(token)
+        entry = self._deferred.pop(token, None)
         if entry is not None:
             entry[0].cancel()
 
@@ -285,7 +297,7 @@ class Host:
             return self._crash(exc, "message")
         return self._outcome("ok")
 
-    @_group("replies")
+    @_group("channels")
     def channel_pull(self, channel_id: str, wait: float) -> Outcome:
         """Take what the actor sent on a channel (waiting up to ``wait`` s for the first).
 
@@ -334,5 +346,9 @@ class Host:
         return self._outcome("ok")
 
 
-RayHost = ray.remote(concurrency_groups={"replies": 64, "watch": 1})(Host)
+CONCURRENCY_GROUPS = {"replies": 64, "channels": 64, "cancel": 2, "watch": 1}
+"""Threads of each group of a Host: a channel pull or a cancel never waits behind
+deferred replies, and a watch never waits behind either."""
+
+RayHost = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(Host)
 """The Ray actor class of :class:`Host`."""
