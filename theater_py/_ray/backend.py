@@ -83,13 +83,18 @@ class RayBackend:
         self.asker = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="theater-ray-ask")
         """Where the driver asks a Host again for a slow deferred reply (not on Ray's
         callback thread, which must not wait)."""
+        # The store's file is on the driver's node (its home): a host pinned there (not
+        # softly: elsewhere it would open an empty file of that name), restarted by Ray
+        # when its process dies, since the file survives it. A store in memory would come
+        # back empty: it is not restarted, its loss is a StoreError.
         self._store_host = StoreHost.options(
             name=f"{self.run_id}/store",
             namespace=NAMESPACE,
             scheduling_strategy=NodeAffinitySchedulingStrategy(
-                ray.get_runtime_context().get_node_id(), soft=True
+                ray.get_runtime_context().get_node_id(), soft=False
             ),
             num_cpus=0,
+            max_restarts=0 if store_path is None else -1,
         ).remote(store_path)
         self.store = StoreClient(self._store_host)
         self._watcher = threading.Thread(
