@@ -189,3 +189,17 @@ def test_events_recorded_by_a_background_thread_reach_the_chain_without_another_
     time.sleep(5)  # the thread recorded its 50 events long ago
     ticks = [e for e in handle.events() if e.event_type == "tick"]
     assert len(ticks) == 50, f"{len(ticks)} of 50 background events in the chain after 5 s"
+    assert handle.verify().ok
+
+
+def test_a_hosts_event_buffer_is_bounded_and_records_what_it_dropped():
+    from theater_py._ray.host import DROPPED_EVENT, EventBuffer
+
+    buffer = EventBuffer(cap=3)
+    for i in range(5):
+        buffer.record("tick", {"i": i})
+    events = buffer.drain()
+    assert [e[0] for e in events] == ["tick", "tick", "tick", DROPPED_EVENT]
+    assert '"dropped":2' in events[-1][1]
+    buffer.record("tick", {"i": 5})
+    assert [e[0] for e in buffer.drain()] == ["tick"]  # the count starts again

@@ -79,6 +79,7 @@ class RayBackend:
         self._lock = threading.Lock()
         self._hosts: dict[str, Any] = {}
         self._watches: dict[Any, tuple[Any, ActorContext]] = {}
+        self._flushes: dict[Any, tuple[Any, ActorContext]] = {}
         self._closed = threading.Event()
         self.asker = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="theater-ray-ask")
         """Where the driver asks a Host again for a slow deferred reply (not on Ray's
@@ -139,17 +140,42 @@ class RayBackend:
         return host
 
     def watch(self, host: Any, ctx: ActorContext) -> None:
-        """Have the incarnation of ``ctx`` exit (a crash) if ``host`` dies while idle."""
+        """Have the incarnation of ``ctx`` exit (a crash) if ``host`` dies while idle, and
+        bring the events it records between calls to ``ctx``'s chain."""
+        self._watch(host, ctx)
+        self._flush(host, ctx)
+
+    def _watch(self, host: Any, ctx: ActorContext) -> None:
         ref = host.watch.remote(self.watch_renew)
         with self._lock:
             self._watches[ref] = (host, ctx)
 
+    def _flush(self, host: Any, ctx: ActorContext) -> None:
+        ref = host.flush_events.remote(self.watch_renew)
+        with self._lock:
+            self._flushes[ref] = (host, ctx)
+
+    def _flushed(self, ref: Any, host: Any, ctx: ActorContext) -> None:
+        """A flush ended: record its events, and keep one pending while the Host runs."""
+        try:
+            events, stopped = ray.get(ref, timeout=0)
+            for event_type, data, description in events:
+                ctx.record(event_type, json.loads(data), description)
+        except Exception as exc:  # noqa: BLE001 -- a lost Host is its watch's to report
+            logger.debug("actor %s: a flush of its events ended: %s", ctx.name, type(exc).__name__)
+            return
+        with self._lock:
+            running = any(known is host for known in self._hosts.values())
+        if running and not stopped and not self._closed.is_set():
+            self._flush(host, ctx)
+
     def release(self, host: Any, ctx: ActorContext) -> None:
         """Run the Host's ``on_stop`` (its events go to ``ctx``'s chain), then kill it."""
         with self._lock:
-            for ref, (watched, _) in list(self._watches.items()):
-                if watched is host:
-                    del self._watches[ref]
+            for table in (self._watches, self._flushes):
+                for ref, (watched, _) in list(table.items()):
+                    if watched is host:
+                        del table[ref]
         try:
             outcome = ray.get(host.stop.remote(), timeout=STOP_TIMEOUT)
             for event_type, data, description in outcome[2]:
@@ -192,7 +218,7 @@ class RayBackend:
         while not self._closed.is_set():
             self._reap_abandoned()
             with self._lock:
-                refs = list(self._watches)
+                refs = [*self._watches, *self._flushes]
             if not refs:
                 self._closed.wait(WATCH_POLL)
                 continue
@@ -205,8 +231,11 @@ class RayBackend:
             for ref in ready:
                 with self._lock:
                     entry = self._watches.pop(ref, None)
+                    flush = self._flushes.pop(ref, None)
                 if entry is not None:
                     self._check(ref, *entry)
+                if flush is not None:
+                    self._flushed(ref, *flush)
 
     def _check(self, ref: Any, host: Any, ctx: ActorContext) -> None:
         """A watch ended: a lost Host ends its incarnation; one still running is watched again."""
@@ -221,7 +250,7 @@ class RayBackend:
             with self._lock:
                 running = any(known is host for known in self._hosts.values())
             if not stopped and running and not self._closed.is_set():
-                self.watch(host, ctx)
+                self._watch(host, ctx)
 
     def host_names(self) -> list[str]:
         """Return the names of the Hosts alive now (for tests and diagnostics)."""
@@ -256,6 +285,7 @@ class RayBackend:
         with self._lock:
             hosts = list(self._hosts.values())
             self._watches.clear()
+            self._flushes.clear()
         for host in hosts:
             self._kill(host)
         with contextlib.suppress(Exception):
