@@ -139,7 +139,12 @@ def test_pending_deferred_replies_do_not_starve_an_open_channel(
 # -- lifecycle: one runtime's shutdown ends another's Ray ----------------------------------
 
 
-def test_a_second_local_runtime_owns_its_ray_and_survives_the_first_ones_shutdown(tmp_path: Path):
+def test_a_second_local_runtime_is_refused_and_one_runtime_does_not_end_anothers_ray(
+    tmp_path: Path,
+):
+    """Ray is one per process: a second ``local`` runtime would silently share (and then
+    lose) the first's instance, so it is refused; a runtime that joins the connection
+    keeps it alive past the shutdown of the one that started it."""
     import os
     import subprocess
     import sys
@@ -150,9 +155,15 @@ def test_a_second_local_runtime_owns_its_ray_and_survives_the_first_ones_shutdow
         'name = "plain"\nversion = "0.1.0"\ncomponent = "tests.review_ray_actors:Slow"\n'
     )
     script = textwrap.dedent(f"""\
+        import ray
         from theater_py import Runtime
+        from theater_py.errors import TheaterError
         first = Runtime(ray_address="local", in_memory=True)
-        second = Runtime(ray_address="local", in_memory=True)
+        try:
+            Runtime(ray_address="local", in_memory=True)
+        except TheaterError as exc:
+            print("refused" if "local" in str(exc) else exc, flush=True)
+        second = Runtime(ray_address="auto", in_memory=True)
         handle = second.start_actor({str(path)!r})
         print(handle.request("before", timeout=60)["message"], flush=True)
         first.shutdown()
@@ -160,6 +171,7 @@ def test_a_second_local_runtime_owns_its_ray_and_survives_the_first_ones_shutdow
             print(handle.request("after", timeout=30)["message"], flush=True)
         finally:
             second.shutdown()
+        print("down" if not ray.is_initialized() else "still up", flush=True)
         """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "actors")])}
     env.pop("RAY_ADDRESS", None)
@@ -171,7 +183,7 @@ def test_a_second_local_runtime_owns_its_ray_and_survives_the_first_ones_shutdow
         timeout=200,
         env=env,
     )
-    assert result.stdout.split() == ["before", "after"], result.stderr[-1500:]
+    assert result.stdout.split() == ["refused", "before", "after", "down"], result.stderr[-1500:]
 
 
 # -- events a background thread records on a worker -----------------------------------------

@@ -54,6 +54,60 @@ WATCH_POLL = 0.2
 """Seconds between the watcher's looks at its own stop (its wait on the Hosts is this)."""
 
 
+class _Connection:
+    """This process's Ray connection, shared by its runtimes.
+
+    The runtime that connects counts as its first user; a runtime made while it is open
+    uses it too and counts. Ray is shut down when the last user stops, so one runtime's
+    shutdown never ends the Ray another still uses. A connection the process made itself
+    (its own ``ray.init()``) is the caller's: used, never counted, never shut down. Only
+    one ``local`` runtime may be open at a time: a second one would not own the instance
+    the first started, so it is refused.
+    """
+
+    lock = threading.Lock()
+    users = 0
+    """Runtimes using the connection a runtime made (0: none made, or it was shut down)."""
+    local_open = False
+    """A runtime with ``ray_address="local"`` is open."""
+
+    @classmethod
+    def acquire(cls, address: str) -> bool:
+        """Connect (or use the connection), and return whether this runtime counts.
+
+        Raises:
+            TheaterError: ``local`` while another ``local`` runtime is open.
+        """
+        with cls.lock:
+            if address == "local" and cls.local_open:
+                raise TheaterError(
+                    "ray_address='local': a runtime of this process already started a local "
+                    "Ray instance and is open; use that runtime, or stop it first"
+                )
+            if cls.users == 0 and ray.is_initialized():
+                counted = False  # the process's own ray.init(): the caller's
+            else:
+                if cls.users == 0:
+                    _connect(address)
+                cls.users += 1
+                counted = True
+            if address == "local":
+                cls.local_open = True
+            return counted
+
+    @classmethod
+    def release(cls, address: str, counted: bool) -> None:
+        """Stop using the connection; the last counted user shuts Ray down."""
+        with cls.lock:
+            if address == "local":
+                cls.local_open = False
+            if not counted:
+                return
+            cls.users -= 1
+            if cls.users == 0:
+                ray.shutdown()
+
+
 def _connect(address: str) -> None:
     """Connect this process to Ray; ``local`` starts an instance that ends with it."""
     if address == "local":
@@ -71,10 +125,15 @@ class RayBackend:
     def __init__(self, address: str, *, store_path: str | None) -> None:
         self.start_timeout = START_TIMEOUT
         self.watch_renew = WATCH_RENEW
-        # A connection this process already has is the caller's: used, never closed.
-        self._connected = not ray.is_initialized()
-        if self._connected:
-            _connect(address)
+        self._address = address
+        self._counted = _Connection.acquire(address)
+        try:
+            self._start(store_path)
+        except BaseException:
+            _Connection.release(address, self._counted)
+            raise
+
+    def _start(self, store_path: str | None) -> None:
         self.run_id = uuid.uuid4().hex[:8]
         self._lock = threading.Lock()
         self._hosts: dict[str, Any] = {}
@@ -280,7 +339,10 @@ class RayBackend:
     # -- shutdown ------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Kill every Ray actor this runtime started, then disconnect (stop an owned Ray)."""
+        """Kill every Ray actor this runtime started, then stop using the connection (the
+        last runtime using one a runtime made shuts Ray down, and so an owned instance)."""
+        if self._closed.is_set():
+            return
         self._closed.set()
         with self._lock:
             hosts = list(self._hosts.values())
@@ -295,5 +357,4 @@ class RayBackend:
         self._watcher.join(timeout=5 * WATCH_POLL + 5)
         self.asker.shutdown(wait=False, cancel_futures=True)
         self._await_gone()
-        if self._connected:
-            ray.shutdown()
+        _Connection.release(self._address, self._counted)
