@@ -27,7 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from theater_py._ray.host import RayHost
 from theater_py._ray.remote import remote_class
 from theater_py._ray.store import StoreClient, StoreHost
-from theater_py.errors import TheaterError
+from theater_py.errors import ManifestError, TheaterError
 
 if TYPE_CHECKING:
     from theater_py.actor import Actor
@@ -180,6 +180,14 @@ class RayBackend:
         """Start the Ray actor of one incarnation (placed by ``placement``)."""
         if self._closed.is_set():
             raise TheaterError("the runtime's Ray backend is shut down")
+        unmet = None if placement is None else placement.unmet(ray.cluster_resources())
+        if unmet is not None:  # else the start would wait its whole timeout for nothing
+            field, offered = unmet
+            raise ManifestError(
+                f"no node of the Ray cluster offers it now (the cluster has {offered:g} in all)",
+                file=None if manifest.path is None else str(manifest.path),
+                field=field,
+            )
         name = f"{self.run_id}/{ctx.name}/{uuid.uuid4().hex[:8]}"
         # Ray's default would hold a CPU for scheduling: an actor mostly waits on
         # messages, so it asks for none unless its [placement] says num_cpus.
@@ -243,6 +251,11 @@ class RayBackend:
             logger.debug(
                 "actor %s: its Ray actor did not stop cleanly: %s", ctx.name, type(exc).__name__
             )
+        self._kill(host)
+
+    def discard(self, host: Any) -> None:
+        """Kill a Host whose ``init`` never answered, without asking it to stop (a Host
+        that was never placed would only make the stop wait its whole timeout)."""
         self._kill(host)
 
     def _kill(self, host: Any) -> None:

@@ -187,7 +187,12 @@ class RemoteInstance(Actor):
             f"the Ray actor of this incarnation could not be placed or started within "
             f"{timeout:g} s (does a node offer its [placement]?)"
         )
-        outcome = self._wait(self._host.init.remote(dumps(state)), timeout, late)
+        try:
+            outcome = self._wait(self._host.init.remote(dumps(state)), timeout, late)
+        except RayActorLost:
+            host, self._host = self._host, None
+            self.backend.discard(host)
+            raise
         self._settle(ctx, outcome)
         self.backend.watch(self._host, ctx)
         return IGNORE if outcome[0] == "ignore" else None
