@@ -48,7 +48,7 @@ $(VENV)/.ray-installed: $(VENV)/.installed pyproject.toml
 	touch $@
 
 test-ray: $(VENV)/.ray-installed
-	$(PY) -m pytest -q -m ray tests/test_ray.py
+	$(PY) -m pytest -q -m ray tests/test_ray.py tests/test_ray_review.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check theater_py actors tests bench

@@ -158,9 +158,14 @@ def test_a_failed_init_on_a_worker_is_a_failed_start_naming_the_error(
     nodes.add("kappa")
     with pytest.raises(ActorStartError, match="RuntimeError: no key on this node"):
         ray_runtime.start_actor(manifest(tmp_path, "kappa"), {"fail_init": "no key on this node"})
-    ray_runtime._ray.start_timeout = 3.0  # type: ignore[union-attr]  # no node offers "nu"
+    with pytest.raises(ActorStartError, match=r"placement\.resources\.nu: no node"):
+        ray_runtime.start_actor(manifest(tmp_path, "nu", "unplaceable"))  # refused at once
+    hog = manifest(tmp_path, "kappa", "hog")
+    hog.write_text(hog.read_text().replace("kappa = 1", "kappa = 100"))
+    ray_runtime.start_actor(hog)  # takes all the kappa there is: the next one waits
+    ray_runtime._ray.start_timeout = 3.0  # type: ignore[union-attr]
     with pytest.raises(ActorStartError, match="could not be placed or started within 3 s"):
-        ray_runtime.start_actor(manifest(tmp_path, "nu", "unplaceable"))
+        ray_runtime.start_actor(manifest(tmp_path, "kappa", "waiting"))
     broken = tmp_path / "broken.toml"
     broken.write_text(
         manifest(tmp_path, "kappa").read_text().replace("ray_actors:Where", "ray_actors:Nowhere")

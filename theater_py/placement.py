@@ -38,6 +38,16 @@ class Placement:
     """Run in the driver's process, as without Ray (an actor that spawns children, such
     as a router, whose children then run on Ray workers)."""
 
+    def unmet(self, offered: dict[str, float]) -> tuple[str, float] | None:
+        """The first field asking more than ``offered`` (a cluster's resources) holds, as
+        ``(field, amount offered)``, or ``None`` when every amount fits."""
+        wanted = [("placement.num_cpus", "CPU", self.num_cpus)]
+        wanted += [(f"placement.resources.{name}", name, amount) for name, amount in self.resources]
+        for field, name, amount in wanted:
+            if amount is not None and amount > offered.get(name, 0.0):
+                return field, offered.get(name, 0.0)
+        return None
+
     def ray_options(self) -> dict[str, Any]:
         """Return the options to pass to Ray's ``.options(...)``."""
         options: dict[str, Any] = {}
@@ -48,10 +58,20 @@ class Placement:
         return options
 
 
+_RESERVED = ("CPU", "GPU", "memory", "object_store_memory")
+"""Ray's own resource names: not custom resources (``num_cpus`` is the CPU field)."""
+_STEP = 1e-4
+"""Ray counts resources in steps of this: a finer amount is refused by Ray."""
+
+
 def _amount(value: Any, source: str | None, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ManifestError(
             f"expected a non-negative number, got {value!r}", file=source, field=field
+        )
+    if abs(round(value / _STEP) * _STEP - value) > _STEP / 100:
+        raise ManifestError(
+            f"Ray counts resources in steps of 0.0001, got {value!r}", file=source, field=field
         )
     return float(value)
 
@@ -62,8 +82,10 @@ def parse_placement(
     """Read a ``[placement]`` table; ``None`` when there is none.
 
     Raises:
-        ManifestError: an unknown key, or a value that is not a non-negative number
-            (the error names the field, such as ``placement.resources.gpu``).
+        ManifestError: an unknown key, a value that is not a non-negative number or is
+            finer than Ray's 0.0001 step, or a resource named as one of Ray's own
+            (``CPU``, ``GPU``, ``memory``, ``object_store_memory``); the error names the
+            field, such as ``placement.resources.gpu``.
     """
     if value is None:
         return None
@@ -91,6 +113,14 @@ def parse_placement(
         )
     if not isinstance(resources, dict):
         raise ManifestError("expected a table", file=source, field=f"{field}.resources")
+    for name in resources:
+        if name in _RESERVED:
+            raise ManifestError(
+                f"{name} is Ray's own resource, not a custom one"
+                + (" (use num_cpus)" if name == "CPU" else ""),
+                file=source,
+                field=f"{field}.resources.{name}",
+            )
     pairs = tuple(
         sorted(
             (str(name), _amount(amount, source, f"{field}.resources.{name}"))

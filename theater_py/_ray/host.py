@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import ray
 
 from theater_py import serde
-from theater_py._cell import LONGEST_WAIT, ExitReason
+from theater_py._cell import ExitReason
 from theater_py.actor import IGNORE
 from theater_py.channel import _END, _NOTHING, _Link
 from theater_py.context import ActorContext
@@ -52,6 +52,10 @@ actor called ``ctx.stop``."""
 
 PULL_BATCH = 256
 """The most channel messages one pull carries back."""
+REPLY_SLICE = 5.0
+"""Seconds one :meth:`Host.await_reply` waits before answering ``waiting`` (the driver
+then asks again): a slow deferred reply holds a thread of the ``replies`` group for this
+long at most, so more pending replies than the group has threads take turns."""
 
 
 def dumps(value: Any) -> str:
@@ -59,12 +63,29 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-class EventBuffer:
-    """The chain a worker-side context records into: kept until the next outcome."""
+EVENT_CAP = 10_000
+"""The most events a Host keeps for the driver; past it they are dropped and counted."""
+DROPPED_EVENT = "events-dropped"
+"""The event that records, in the actor's chain, events a Host dropped past
+:data:`EVENT_CAP` (its data: ``dropped``, how many, and ``cap``)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+
+class EventBuffer:
+    """The chain a worker-side context records into: kept until the driver takes them.
+
+    The driver takes them with the outcome of each call, and between calls with
+    :meth:`Host.flush_events` (a long poll), so a background thread's events reach the
+    chain without waiting for the next message. At most :data:`EVENT_CAP` wait: past it,
+    events are dropped and the next drain ends with one :data:`DROPPED_EVENT` saying how
+    many (the chain records the gap; it is never unbounded memory on the worker).
+    """
+
+    def __init__(self, cap: int = EVENT_CAP) -> None:
+        self._cap = cap
+        self._ready = threading.Condition(threading.Lock())
         self._events: list[list[Any]] = []
+        self._dropped = 0
+        self._closed = False
 
     def record(self, event_type: str, data: Any = None, description: str = "") -> None:
         """Keep an event for the driver's chain (``None``: it is hashed there).
@@ -76,14 +97,34 @@ class EventBuffer:
             text = dumps(data)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"event {event_type!r}: {exc}") from None
-        with self._lock:
-            self._events.append([event_type, text, description])
+        with self._ready:
+            if len(self._events) >= self._cap:
+                self._dropped += 1
+            else:
+                self._events.append([event_type, text, description])
+            self._ready.notify_all()
 
     def drain(self) -> list[list[Any]]:
-        """Take every event recorded so far, oldest first."""
-        with self._lock:
+        """Take every event recorded so far, oldest first (and the record of a drop)."""
+        with self._ready:
             events, self._events = self._events, []
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            data = dumps({"dropped": dropped, "cap": self._cap})
+            why = f"{dropped} events dropped on the Ray worker: {self._cap} waited for the driver"
+            events.append([DROPPED_EVENT, data, why])
         return events
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s until an event is kept (or dropped), or :meth:`close`."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._events or self._dropped or self._closed, timeout)
+
+    def close(self) -> None:
+        """End every :meth:`wait` (the Host stopped)."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
 
 
 class _WorkerRuntime:
@@ -136,7 +177,9 @@ class Host:
 
     The mailbox methods (``init``, ``request``, ``send``, ``decode_error``, ``stop``) run
     in Ray's default concurrency group of one thread, and the driver calls them one at a
-    time; ``await_reply`` runs in the ``replies`` group, ``watch`` in ``watch``.
+    time. The calls that wait run in groups of their own, so none can take the threads
+    another needs: ``await_reply`` in ``replies``, ``channel_pull`` in ``channels``,
+    ``cancel`` in ``cancel``, ``flush_events`` in ``events``, ``watch`` in ``watch``.
     """
 
     def __init__(self, component: str, name: str, actor_id: str, manifest: Manifest, store: Any):
@@ -220,26 +263,32 @@ class Host:
         return self._reply(result)
 
     @_group("replies")
-    def await_reply(self, token: int) -> Outcome:
-        """Wait for a deferred reply (a future the handler returned)."""
+    def await_reply(self, token: int, wait: float = REPLY_SLICE) -> Outcome:
+        """Wait up to ``wait`` s for a deferred reply (a future the handler returned).
+
+        ``waiting`` when it is not done yet: the driver asks again (its outcome carries
+        the events recorded meanwhile, so they reach the chain while the reply is slow).
+        """
         entry = self._deferred.get(token)
         if entry is None:
             return self._outcome("cancelled")
         future, typed = entry
-        try:
-            result = future.result(LONGEST_WAIT)
-        except concurrent.futures.CancelledError:
+        # Not future.result(wait): a handler's own TimeoutError is its reply's error.
+        concurrent.futures.wait([future], timeout=wait)
+        if not future.done():
+            return self._outcome("waiting")
+        self._deferred.pop(token, None)
+        if future.cancelled():
             return self._outcome("cancelled")
-        except BaseException as exc:  # noqa: BLE001 -- the caller must hear of any failure
-            return self._outcome("error", _error(exc))
-        finally:
-            self._deferred.pop(token, None)
-        return self._reply(result, typed)
+        error = future.exception()
+        if error is not None:
+            return self._outcome("error", _error(error))
+        return self._reply(future.result(), typed)
 
-    @_group("replies")
+    @_group("cancel")
     def cancel(self, token: int) -> None:
         """The caller gave up: cancel the deferred work, if it can still be cancelled."""
-        entry = self._deferred.get(token)
+        entry = self._deferred.pop(token, None)
         if entry is not None:
             entry[0].cancel()
 
@@ -285,7 +334,7 @@ class Host:
             return self._crash(exc, "message")
         return self._outcome("ok")
 
-    @_group("replies")
+    @_group("channels")
     def channel_pull(self, channel_id: str, wait: float) -> Outcome:
         """Take what the actor sent on a channel (waiting up to ``wait`` s for the first).
 
@@ -306,6 +355,15 @@ class Host:
             item = link.get(0)
         farewell = link.farewell
         return self._outcome("ok", [items, ended, None if farewell is None else dumps(farewell[0])])
+
+    @_group("events")
+    def flush_events(self, wait: float) -> tuple[list[list[Any]], bool]:
+        """Return the events recorded since the last outcome, once there is one (or after
+        ``wait`` s, or at the stop), and whether the Host is stopped: the driver keeps one
+        such call pending until then, so events a background thread records reach the
+        chain while the actor gets no message."""
+        self._cell.chain.wait(wait)
+        return self._cell.chain.drain(), self._stopped.is_set()
 
     @_group("watch")
     def watch(self, seconds: float) -> bool:
@@ -331,8 +389,13 @@ class Host:
             self._ctx.close()
         finally:
             self._stopped.set()
+            self._cell.chain.close()
         return self._outcome("ok")
 
 
-RayHost = ray.remote(concurrency_groups={"replies": 64, "watch": 1})(Host)
+CONCURRENCY_GROUPS = {"replies": 64, "channels": 64, "cancel": 2, "events": 1, "watch": 1}
+"""Threads of each group of a Host: a channel pull or a cancel never waits behind
+deferred replies, and a watch never waits behind either."""
+
+RayHost = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(Host)
 """The Ray actor class of :class:`Host`."""

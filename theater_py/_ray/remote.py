@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -27,7 +28,7 @@ from theater_py import serde
 from theater_py._cell import LONGEST_WAIT
 from theater_py._ray.host import dumps
 from theater_py.actor import IGNORE, Actor
-from theater_py.errors import MessageDecodeError
+from theater_py.errors import ActorFailed, MessageDecodeError
 
 if TYPE_CHECKING:
     from theater_py._ray.backend import RayBackend
@@ -118,30 +119,48 @@ class RemoteInstance(Actor):
     def _deferred(
         self, ctx: ActorContext, token: int, typed: bool = True
     ) -> concurrent.futures.Future[Any]:
+        """The future of a deferred reply: the Host is asked for it in slices (each
+        :data:`~theater_py._ray.host.REPLY_SLICE` s) until it comes, the caller gives up,
+        or :data:`LONGEST_WAIT` passes."""
         reply: concurrent.futures.Future[Any] = concurrent.futures.Future()
         host = self._host
-        ref = host.await_reply.remote(token)
+        deadline = time.monotonic() + LONGEST_WAIT
+        asker = self.backend.asker
+
+        def fail(error: BaseException) -> None:
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                reply.set_exception(error)
+
+        def ask() -> None:
+            try:
+                host.await_reply.remote(token).future().add_done_callback(done)
+            except Exception as exc:  # noqa: BLE001 -- Ray is gone: the caller must hear
+                fail(RayActorLost(f"cannot ask the Ray actor for its reply: {type(exc).__name__}"))
 
         def done(ready: concurrent.futures.Future[Any]) -> None:
             try:
                 outcome = ready.result()
+                if outcome[0] == "waiting":
+                    _events(ctx, outcome[2])
+                    if reply.done():
+                        return
+                    if time.monotonic() > deadline:
+                        fail(_remote_error("TimeoutError")(f"no reply within {LONGEST_WAIT:g} s"))
+                        host.cancel.remote(token)
+                        return
+                    # Not from this callback: it runs on a thread of Ray's own.
+                    asker.submit(ask)
+                    return
+                if outcome[0] == "cancelled":
+                    _events(ctx, outcome[2])
+                    reply.cancel()
+                    return
+                value = self._reply(ctx, outcome, typed)
             except RayActorError:
-                with contextlib.suppress(concurrent.futures.InvalidStateError):
-                    reply.set_exception(RayActorLost("the Ray actor died before it answered"))
+                fail(RayActorLost("the Ray actor died before it answered"))
                 return
             except BaseException as exc:  # noqa: BLE001 -- the caller must hear of any failure
-                with contextlib.suppress(concurrent.futures.InvalidStateError):
-                    reply.set_exception(exc)
-                return
-            if outcome[0] == "cancelled":
-                _events(ctx, outcome[2])
-                reply.cancel()
-                return
-            try:
-                value = self._reply(ctx, outcome, typed)
-            except BaseException as exc:  # noqa: BLE001 -- as above
-                with contextlib.suppress(concurrent.futures.InvalidStateError):
-                    reply.set_exception(exc)
+                fail(exc)
                 return
             with contextlib.suppress(concurrent.futures.InvalidStateError):
                 reply.set_result(value)
@@ -152,7 +171,7 @@ class RemoteInstance(Actor):
                     host.cancel.remote(token)
 
         reply.add_done_callback(abandoned)
-        ref.future().add_done_callback(done)
+        ask()
         return reply
 
     @staticmethod
@@ -168,7 +187,12 @@ class RemoteInstance(Actor):
             f"the Ray actor of this incarnation could not be placed or started within "
             f"{timeout:g} s (does a node offer its [placement]?)"
         )
-        outcome = self._wait(self._host.init.remote(dumps(state)), timeout, late)
+        try:
+            outcome = self._wait(self._host.init.remote(dumps(state)), timeout, late)
+        except RayActorLost:
+            host, self._host = self._host, None
+            self.backend.discard(host)
+            raise
         self._settle(ctx, outcome)
         self.backend.watch(self._host, ctx)
         return IGNORE if outcome[0] == "ignore" else None
@@ -242,7 +266,9 @@ def _pump(ctx: ActorContext, host: Any, channel: ActorChannel, channel_type: Any
             outcome = ray.get(
                 host.channel_pull.remote(channel.id, PULL_WAIT), timeout=PULL_WAIT + 30
             )
-        except Exception:  # noqa: BLE001 -- the Host is gone: its crash ends the channel
+        except Exception as exc:  # noqa: BLE001 -- the caller must not wait for nothing
+            lost = "its Ray actor died" if isinstance(exc, RayActorError) else "no answer"
+            _fail(channel, ActorFailed(ctx.name, f"channel {channel.id} lost: {lost}"))
             return
         _events(ctx, outcome[2])
         items, ended, last = outcome[1]
@@ -260,6 +286,14 @@ def _pump(ctx: ActorContext, host: Any, channel: ActorChannel, channel_type: Any
         if ended:
             channel.close()
             return
+
+
+def _fail(channel: ActorChannel, error: BaseException) -> None:
+    """End a channel whose messages can no longer be pulled: its caller gets ``error``
+    once it has read what came before (unless the incarnation's end closed it first)."""
+    link = channel._link  # the driver's end of its own channel
+    if link.end("crash", error) and link.owner is not None:
+        link.owner.finish(link)
 
 
 def _typed(value: Any, channel_type: Any) -> Any:

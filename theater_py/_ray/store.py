@@ -4,7 +4,9 @@
 :class:`~theater_py.store.ContentStore` (the SQLite file in the driver's home, or one in
 memory). :class:`StoreClient` offers the store's operations and makes each one a Ray call
 to it, from the driver or from any worker, so nodes need no shared filesystem. A
-:class:`~theater_py.errors.StoreError` raised there is raised again here with its message.
+:class:`~theater_py.errors.StoreError` raised there is raised again here with its message,
+and so is the loss of the host: Ray restarts a host whose process died (the file survives
+it), and the call that was in flight fails with ``StoreError`` (it may or may not have run).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import ray
+from ray.exceptions import GetTimeoutError, RayActorError
 
 from theater_py.errors import StoreError
 
@@ -87,7 +90,17 @@ class StoreClient:
         self._host = host
 
     def _call(self, operation: str, *args: Any) -> Any:
-        ok, value = ray.get(self._host.call.remote(operation, args), timeout=STORE_TIMEOUT)
+        try:
+            ok, value = ray.get(self._host.call.remote(operation, args), timeout=STORE_TIMEOUT)
+        except RayActorError:
+            raise StoreError(
+                f"store {operation}: the store's Ray actor died during the call (it may or "
+                "may not have run; a store on disk is served again once Ray restarts it)"
+            ) from None
+        except GetTimeoutError:
+            raise StoreError(
+                f"store {operation}: the store's Ray actor gave no answer in {STORE_TIMEOUT:g} s"
+            ) from None
         if not ok:
             raise StoreError(value)
         return value
