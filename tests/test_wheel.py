@@ -87,9 +87,10 @@ def test_every_shipped_package_is_typed_and_the_manifests_are_in(wheel: Path) ->
     data_only = {p for p in packages if p.endswith("/manifests")}
     for package in packages - data_only:
         assert f"{package}/py.typed" in names, package
-    manifests = next(iter(data_only))
-    for shipped in ("openai-proxy.toml", "openai-proxy-system.toml", "init.json"):
-        assert f"{manifests}/{shipped}" in names
+    shipped = {name.rsplit("/", 1)[1] for name in names if name.rsplit("/", 1)[0] in data_only}
+    for manifest in ("openai-proxy.toml", "openai-proxy-system.toml", "init.json"):
+        assert manifest in shipped
+    assert {"openai-router.toml", "init-router-example.json"} <= shipped
 
 
 def test_the_installed_package_is_the_wheel(venv: Path, outside: Path) -> None:
