@@ -179,6 +179,15 @@ class _BearerAuth(AuthBase):
         return "<_BearerAuth [redacted]>"
 
 
+def _stream_ended(
+    call: UpstreamCall, request_id: str | None, response: requests.Response
+) -> ChatResult:
+    """The result of a stream that ended well (its chunks went to ``stream.on_chunk``)."""
+    return ChatResult(
+        {}, call.attempts, request_id, response.status_code, True, rate_limit_of(response.headers)
+    )
+
+
 def _root_cause(exc: BaseException) -> BaseException:
     # requests wraps urllib3 errors, which wrap socket errors: the innermost says what happened.
     for _ in range(8):
@@ -700,14 +709,7 @@ class ChatClient:
                     gathered = 0
             if not data:  # the end, with or without [DONE]
                 _keep_alive(raw, read1, sock)
-                return ChatResult(
-                    {},
-                    call.attempts,
-                    request_id,
-                    response.status_code,
-                    True,
-                    rate_limit_of(response.headers),
-                )
+                return _stream_ended(call, request_id, response)
 
     def _stream_event(
         self,
@@ -720,14 +722,7 @@ class ChatClient:
         """Hand one event's chunk on; the outcome if the event ends the stream."""
         text = event.data
         if text == "[DONE]" or text.strip() == "[DONE]":
-            return ChatResult(
-                {},
-                call.attempts,
-                request_id,
-                response.status_code,
-                True,
-                rate_limit_of(response.headers),
-            )
+            return _stream_ended(call, request_id, response)
         for secret in self._all_secrets:  # a hostile upstream may echo the key
             if secret in text:
                 text = text.replace(secret, "[redacted]")
