@@ -303,6 +303,8 @@ def _new_conn(connection: HTTPConnection) -> socket.socket:
 
 
 class _Connection(HTTPConnection):
+    """A connection whose socket and request are registered with the running call."""
+
     def _new_conn(self) -> socket.socket:
         if getattr(_local, "call", None) is None:
             return super()._new_conn()
@@ -316,18 +318,8 @@ class _Connection(HTTPConnection):
         _after_send(self, call)
 
 
-class _TLSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        if getattr(_local, "call", None) is None:
-            return super()._new_conn()
-        return _new_conn(self)
-
-    def request(
-        self, method: str, url: str, body: Any = None, headers: Any = None, **options: Any
-    ) -> None:
-        call = _register(self)
-        super().request(method, url, body, headers, **options)
-        _after_send(self, call)
+class _TLSConnection(_Connection, HTTPSConnection):
+    """:class:`_Connection` over TLS (HTTPSConnection's handshake runs after ``_new_conn``)."""
 
 
 class _Pool(HTTPConnectionPool):
