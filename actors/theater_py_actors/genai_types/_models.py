@@ -32,6 +32,20 @@ class ModelPricing:
     source: str | None = attrs.field(default=None, metadata=serde.extension())
     as_of: str | None = attrs.field(default=None, metadata=serde.extension())
 
+    def cost_usd(
+        self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+    ) -> float:
+        """What these tokens cost at these prices, in US dollars: the ``cached_input_tokens``
+        of ``input_tokens`` at the cached price (the input price where there is none)."""
+        cached_price = self.cached_input_cost_per_million_tokens
+        if cached_price is None:
+            cached_price = self.input_cost_per_million_tokens
+        return (
+            (input_tokens - cached_input_tokens) * self.input_cost_per_million_tokens
+            + cached_input_tokens * cached_price
+            + output_tokens * self.output_cost_per_million_tokens
+        ) / 1_000_000
+
 
 @attrs.frozen(kw_only=True)
 class ModelInfo:

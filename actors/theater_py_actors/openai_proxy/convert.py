@@ -437,16 +437,7 @@ def _usage(usage: Any, pricing: ModelPricing | None) -> Usage:
     reasoning = 0
     if isinstance(completion_details, dict):
         reasoning = _count(completion_details.get("reasoning_tokens"))
-    cost = None
-    if pricing is not None:
-        cached_price = pricing.cached_input_cost_per_million_tokens
-        if cached_price is None:
-            cached_price = pricing.input_cost_per_million_tokens
-        cost = (
-            (input_tokens - cached) * pricing.input_cost_per_million_tokens
-            + cached * cached_price
-            + output_tokens * pricing.output_cost_per_million_tokens
-        ) / 1_000_000
+    cost = None if pricing is None else pricing.cost_usd(input_tokens, output_tokens, cached)
     return Usage(
         input_tokens,
         output_tokens,

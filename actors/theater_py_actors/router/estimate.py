@@ -76,10 +76,7 @@ def text_tokens(text: str) -> int:
 def max_cost(input_tokens: int, max_tokens: int | None, pricing: ModelPricing) -> float:
     """The most a request can cost at ``pricing``: its input, and all of its output."""
     output = DEFAULT_MAX_OUTPUT_TOKENS if max_tokens is None else max_tokens
-    return (
-        input_tokens * pricing.input_cost_per_million_tokens
-        + output * pricing.output_cost_per_million_tokens
-    ) / 1_000_000
+    return pricing.cost_usd(input_tokens, output)
 
 
 def completion_cost(completion: CompletionResponse, pricing: ModelPricing | None) -> float | None:
@@ -95,12 +92,4 @@ def completion_cost(completion: CompletionResponse, pricing: ModelPricing | None
         return usage.cost_usd
     if pricing is None or (usage.input_tokens == 0 and usage.output_tokens == 0):
         return None
-    cached = usage.cached_input_tokens or 0
-    cached_price = pricing.cached_input_cost_per_million_tokens
-    if cached_price is None:
-        cached_price = pricing.input_cost_per_million_tokens
-    return (
-        (usage.input_tokens - cached) * pricing.input_cost_per_million_tokens
-        + cached * cached_price
-        + usage.output_tokens * pricing.output_cost_per_million_tokens
-    ) / 1_000_000
+    return pricing.cost_usd(usage.input_tokens, usage.output_tokens, usage.cached_input_tokens or 0)
