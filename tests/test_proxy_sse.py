@@ -9,6 +9,10 @@ from hypothesis import strategies as st
 from theater_py_actors.openai_proxy.sse import ServerSentEvent, SSEParser, SSETooLarge
 
 
+def _no_eol(text: str) -> bool:
+    return "\n" not in text and "\r" not in text
+
+
 def parse(*chunks: bytes) -> list[ServerSentEvent]:
     parser = SSEParser()
     events = [event for chunk in chunks for event in parser.feed(chunk)]
@@ -94,3 +98,46 @@ def test_events_hands_each_event_on_before_parsing_the_rest_of_the_read():
     assert next(events).data == "first"
     with pytest.raises(SSETooLarge):
         next(events)
+
+
+_LINES = st.one_of(
+    st.builds(lambda text: b"data: " + text.encode(), st.text(max_size=8).filter(_no_eol)),
+    st.builds(lambda text: b"data:" + text.encode(), st.text(max_size=8).filter(_no_eol)),
+    st.sampled_from([b"", b"", b"", b": keep-alive", b"event: error", b"id: 7", b"data"]),
+)
+
+
+def _reference(body: bytes) -> list[tuple[str, str]]:
+    """The events of an LF-only ``body``, read line by line as the specification says."""
+    events: list[tuple[str, str]] = []
+    data: list[str] = []
+    name = ""
+    for raw in body.split(b"\n")[:-1]:
+        line = raw.decode("utf-8", "replace")
+        if not line:
+            if data:
+                events.append(("\n".join(data), name or "message"))
+            data, name = [], ""
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            name = value
+    return events
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(_LINES, max_size=14), data=st.data())
+def test_whole_reads_of_any_lf_body_agree_with_a_line_by_line_reading(
+    lines: list[bytes], data: st.DataObject
+) -> None:
+    """The parser reads a read of whole one-line data events at once: any body, cut
+    anywhere, gives the events a line-by-line reading of the specification gives."""
+    body = b"\n".join(lines) + b"\n\n"
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(body)), max_size=6)))
+    chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    assert [(event.data, event.event) for event in parse(*chunks)] == _reference(body)

@@ -117,19 +117,49 @@ _SHAPES = [
 ]
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(range(len(_SHAPES))), max_size=10))
-def test_the_text_fast_path_reads_a_chunk_as_add_does(order: list[int]) -> None:
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(range(len(_SHAPES))), max_size=12))
+def test_the_text_fast_path_reads_chunks_as_add_does(order: list[int]) -> None:
     slow, fast = StreamAssembler((KEY,)), StreamAssembler((KEY,))
     first = chunk({"content": "start"}, **_META_CHUNK)
     assert slow.add(first) == fast.add(first)
-    for index in order:
-        expected = slow.add(_SHAPES[index])
-        taken = fast.add_text(_SHAPES[index])
-        if taken is None:
-            assert fast.add(_SHAPES[index]) == expected
-        else:  # only a text delta of the started block, or nothing at all
-            assert [(d.index, d.text) for d in expected] == ([taken] if taken[1] else [])
+    chunks = [_SHAPES[index] for index in order]
+    sent_slow: list[tuple[int, str]] = []
+    sent_fast: list[tuple[int, str]] = []
+    for each in chunks:
+        sent_slow += [(d.index, d.text) for d in slow.add(each) if isinstance(d, Delta)]
+    position = 0
+    while position < len(chunks):
+        taken, index, text = fast.add_texts(chunks, position)
+        if text:
+            sent_fast.append((index, text))
+        position += taken
+        if position < len(chunks):
+            sent_fast += [
+                (d.index, d.text) for d in fast.add(chunks[position]) if isinstance(d, Delta)
+            ]
+            position += 1
+    assert _joined(sent_fast) == _joined(sent_slow)  # the same text, in fewer deltas
     assert slow.finish() == fast.finish()
     assert slow.body() == fast.body()
     assert (slow.chunks, slow.partial_text) == (fast.chunks, fast.partial_text)
+
+
+def _joined(deltas: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    for index, text in deltas:
+        if out and out[-1][0] == index:
+            out[-1] = (index, out[-1][1] + text)
+        elif text:
+            out.append((index, text))
+    return out
+
+
+def test_a_key_cut_across_the_chunks_of_one_read_is_masked() -> None:
+    assembler = StreamAssembler((KEY,))
+    assembler.add(chunk({"content": "start "}, **_META_CHUNK))
+    halves = [chunk({"content": KEY[:5]}), chunk({"content": KEY[5:] + " end"})]
+    taken, _, text = assembler.add_texts(halves)
+    assert taken == 2
+    assert KEY not in assembler.partial_text
+    assert "[redacted] end" in text

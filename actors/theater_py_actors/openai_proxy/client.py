@@ -35,6 +35,7 @@ import urllib3
 from requests.auth import AuthBase
 
 from theater_py._http import RecordingSession, url_without_secrets
+from theater_py_actors.openai_proxy.chunked import batch_reader
 from theater_py_actors.openai_proxy.config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_STREAM_IDLE_TIMEOUT_MS,
@@ -102,29 +103,30 @@ class StreamState:
     """How a streamed completion goes: what reads its chunks, its limits, whether it flows.
 
     Args:
-        on_chunk: called on the reading thread with each JSON chunk of the stream, in
-            order; returns whether the stream has *started*, that is whether a delta has
-            reached the caller. From then on nothing is retried, the call's total deadline
+        on_chunks: called on the reading thread with the JSON chunks of the stream, in
+            order, a list at a time (up to a read's worth; one at a time until the stream
+            has started); returns whether the stream has *started*, that is whether a
+            delta has reached the caller. From then on nothing is retried, the call's total deadline
             no longer applies (``max_stream_ms`` does, if set), and a failure is final.
         idle_timeout_ms: the longest silence between two reads of the stream.
         max_stream_ms: a cap on the whole stream from the call's start, or ``None``.
         on_read: called on the reading thread when the chunks read so far are handed on
             and a read may wait (before a read from the socket itself, or when nothing
             more has arrived), and after :data:`_MAX_GATHERED_READS` reads: what
-            ``on_chunk`` gathered can go.
+            ``on_chunks`` gathered can go.
     """
 
-    __slots__ = ("idle_timeout_ms", "max_stream_ms", "on_chunk", "on_read", "started")
+    __slots__ = ("idle_timeout_ms", "max_stream_ms", "on_chunks", "on_read", "started")
 
     def __init__(
         self,
-        on_chunk: Callable[[dict[str, Any]], bool],
+        on_chunks: Callable[[list[dict[str, Any]]], bool],
         *,
         idle_timeout_ms: int = DEFAULT_STREAM_IDLE_TIMEOUT_MS,
         max_stream_ms: int | None = None,
         on_read: Callable[[], object] | None = None,
     ) -> None:
-        self.on_chunk = on_chunk
+        self.on_chunks = on_chunks
         self.on_read = on_read
         self.idle_timeout_ms = idle_timeout_ms
         self.max_stream_ms = max_stream_ms
@@ -431,7 +433,7 @@ class ChatClient:
         on_retry: OnRetry | None = None,
     ) -> ChatResult:
         """Send one chat completion with ``"stream": true`` in ``body``, handing each chunk
-        of the event stream to ``stream.on_chunk``.
+        of the event stream to ``stream.on_chunks``.
 
         Retries and ``fallback`` as :meth:`complete`, but only while the stream has not
         started (see :class:`StreamState`). A provider that answers with a whole JSON
@@ -689,9 +691,9 @@ class ChatClient:
             except Exception as exc:  # noqa: BLE001 -- urllib3, socket and TLS errors alike
                 return self._stream_error(exc, stream)
             try:
-                # Each event is handed on as soon as it is parsed, not after the whole read.
-                for event in parser.events(data) if data else parser.finish():
-                    outcome = self._stream_event(event, response, request_id, call, stream)
+                events = parser.feed(data) if data else parser.finish()
+                if events:
+                    outcome = self._stream_events(events, response, request_id, call, stream)
                     if outcome is not None:
                         if isinstance(outcome, ChatResult):
                             _keep_alive(raw, read1, sock)
@@ -711,22 +713,60 @@ class ChatClient:
                 _keep_alive(raw, read1, sock)
                 return _stream_ended(call, request_id, response)
 
-    def _stream_event(
+    def _stream_events(
         self,
-        event: ServerSentEvent,
+        events: list[ServerSentEvent],
         response: requests.Response,
         request_id: str | None,
         call: UpstreamCall,
         stream: StreamState,
     ) -> ChatResult | ProviderError | None:
-        """Hand one event's chunk on; the outcome if the event ends the stream."""
-        text = event.data
-        if text == "[DONE]" or text.strip() == "[DONE]":
-            return _stream_ended(call, request_id, response)
-        for secret in self._all_secrets:  # a hostile upstream may echo the key
-            if secret in text:
-                text = text.replace(secret, "[redacted]")
-        chunk = _json_object(text)
+        """Hand the chunks of a read's events on; the outcome if an event ends the stream.
+
+        Until the stream has started each chunk goes alone, as soon as it is read (the
+        first delta is not kept waiting for the rest of the read); after, all of the
+        read's chunks go in one list. The loop reads the usual event (a JSON object, no
+        secret in it) inline, as the read's events may be many.
+        """
+        chunks: list[dict[str, Any]] = []
+        secrets = self._all_secrets
+        for event in events:
+            text = event.data
+            if text[:1] != "{" and text.strip() == "[DONE]":
+                if chunks:
+                    stream.on_chunks(chunks)
+                return _stream_ended(call, request_id, response)
+            for secret in secrets:  # a hostile upstream may echo the key
+                if secret in text:
+                    text = text.replace(secret, "[redacted]")
+            try:
+                chunk, end = _scan_json(text, 0)
+                if end != len(text) or type(chunk) is not dict:
+                    chunk = _json_object(text)
+            except (ValueError, StopIteration):
+                chunk = _json_object(text)
+            if chunk is None or chunk.get("error") or event.event == "error":
+                if chunks:
+                    stream.on_chunks(chunks)
+                return self._event_error(chunk, text, response, request_id)
+            if stream.started:
+                chunks.append(chunk)
+            elif stream.on_chunks([chunk]):
+                stream.started = True
+                self._flowing(call, stream)
+        if chunks:
+            stream.on_chunks(chunks)
+        return None
+
+    def _event_error(
+        self,
+        chunk: dict[str, Any] | None,
+        text: str,
+        response: requests.Response,
+        request_id: str | None,
+    ) -> ProviderError:
+        """The error an event that is no chunk reports: not JSON, or an error mid-stream
+        (OpenAI, vLLM, OpenRouter send one so)."""
         if chunk is None:
             return ProviderError(
                 "invalid_response",
@@ -734,19 +774,13 @@ class ChatClient:
                 status=response.status_code,
                 request_id=request_id,
             )
-        if chunk.get("error") or event.event == "error":
-            # An error mid-stream (OpenAI, vLLM, OpenRouter send one so).
-            return classify_response(
-                response.status_code,
-                response.headers,
-                text.encode(),
-                secret=self._api_key,
-                now=self._wall_clock(),
-            )
-        if stream.on_chunk(chunk) and not stream.started:
-            stream.started = True
-            self._flowing(call, stream)
-        return None
+        return classify_response(
+            response.status_code,
+            response.headers,
+            text.encode(),
+            secret=self._api_key,
+            now=self._wall_clock(),
+        )
 
     def _flowing(self, call: UpstreamCall, stream: StreamState) -> None:
         """Text reached the caller: the total deadline gives way to ``max_stream_ms``."""
@@ -857,12 +891,22 @@ class ChatClient:
 def _reader(raw: Any) -> Callable[[int], bytes] | None:
     """How to read a stream's body, a read at a time (``None``: one byte at a time).
 
-    A chunked body that needs no decoding is read with ``http.client``'s own ``read1``,
-    under urllib3's: urllib3's wrapper (content decoding, byte counts, exception
-    wrapping) costs about twice the read itself per chunk, and none of it applies (an
-    exception is read as the stream breaking either way, and the response's close
-    closes the connection). Anything else goes through urllib3.
+    A chunked body that needs no decoding is read below urllib3, every complete HTTP
+    chunk of the connection's buffer at once (see :mod:`.chunked`): urllib3's wrapper
+    (content decoding, byte counts, exception wrapping) costs about twice the read itself
+    per chunk, and none of it applies (an exception is read as the stream breaking either
+    way, and the response's close closes the connection). Anything else goes through
+    urllib3.
     """
+    fp = _plain_chunked(raw)
+    if fp is not None:
+        return batch_reader(fp)
+    read1 = getattr(raw, "read1", None)
+    return None if read1 is None else functools.partial(read1, decode_content=True)
+
+
+def _plain_chunked(raw: Any) -> http.client.HTTPResponse | None:
+    """The ``http.client`` response under ``raw`` if its body is chunked and not encoded."""
     fp = getattr(raw, "_fp", None)
     headers = getattr(raw, "headers", None)
     encoding = "x" if headers is None else headers.get("content-encoding", "")
@@ -871,9 +915,8 @@ def _reader(raw: Any) -> Callable[[int], bytes] | None:
         and fp.chunked
         and encoding.strip().lower() in ("", "identity")
     ):
-        return fp.read1
-    read1 = getattr(raw, "read1", None)
-    return None if read1 is None else functools.partial(read1, decode_content=True)
+        return fp
+    return None
 
 
 def _generated(error: ProviderError) -> bool:
@@ -941,8 +984,8 @@ def _before_socket_reads(raw: Any, hook: Callable[[], object]) -> bool:
     The buffer is the ``makefile`` of this one response (``http.client`` makes one per
     response), so the hook goes with it.
     """
-    fp = getattr(raw, "_fp", None)
-    if _reader(raw) != getattr(fp, "read1", None):
+    fp = _plain_chunked(raw)
+    if fp is None:
         return False
     socket_io = getattr(getattr(fp, "fp", None), "raw", None)
     if not isinstance(socket_io, socket.SocketIO):

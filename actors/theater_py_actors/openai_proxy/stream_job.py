@@ -130,7 +130,7 @@ class StreamJob:
             body["stream_options"] = {"include_usage": True}
         config = self._proxy.config
         state = StreamState(
-            self._on_chunk,
+            self._on_chunks,
             idle_timeout_ms=config.stream_idle_timeout_ms,
             max_stream_ms=config.max_stream_ms,
             on_read=self._on_read,
@@ -207,24 +207,35 @@ class StreamJob:
         if self.reply is not None:
             self.reply.cancel()
 
+    def _on_chunks(self, chunks: list[dict[str, Any]]) -> bool:
+        position, count = 0, len(chunks)
+        assembler = self._assembler
+        while position < count:
+            if self._flowing:  # most chunks: text to gather, read without making a Delta
+                taken, index, text = assembler.add_texts(chunks, position)
+                if text:
+                    self._hold(index, text)
+                position += taken
+                if position == count:
+                    break
+            if not self._on_chunk(chunks[position]):
+                break  # the caller left: the call is abandoned
+            position += 1
+        return self._flowing
+
     def _on_chunk(self, chunk: dict[str, Any]) -> bool:
-        if self._flowing:  # most chunks: text to gather, read without making a Delta
-            text = self._assembler.add_text(chunk)
-            if text is not None:
-                if text[1]:
-                    self._hold(*text)
-                return True
+        """Read a chunk that is more than text; whether the caller is still there."""
         for delta in self._assembler.add(chunk):
             if self._flowing and type(delta) is Delta:
                 self._hold(delta.index, delta.text)
                 continue
             if not (self._release() and self._send(delta)):
                 self._caller_left()
-                return self._flowing
+                return False
             if not self._flowing:
                 self._flowing = True
                 time.sleep(_HAND_OVER)  # see the module's docstring
-        return self._flowing
+        return True
 
     def _on_read(self) -> None:
         if not self._release():

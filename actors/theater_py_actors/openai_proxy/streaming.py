@@ -177,40 +177,48 @@ class StreamAssembler:
                 self._delta(delta, out)
         return out
 
-    def add_text(self, chunk: dict[str, Any]) -> tuple[int, str] | None:
-        """Read one chunk as :meth:`add` would, if it is a plain text delta of a text
-        block already started (most chunks of a stream): return the block's index and
-        the text to send (``""`` when all of it is held back), without building a
-        ``Delta``. Return ``None``, having read nothing, for any other chunk: then call
-        :meth:`add`.
+    def add_texts(self, chunks: list[dict[str, Any]], start: int = 0) -> tuple[int, int, str]:
+        """Read the chunks from ``chunks[start]`` on as :meth:`add` would, as long as each
+        is a plain text delta of a text block already started (most chunks of a stream),
+        without building a ``Delta`` per chunk: return how many were read, the block's
+        index and the text to send (``""`` when all of it is held back). Stop at the
+        first chunk of any other kind, unread: call :meth:`add` for it.
         """
-        choices = chunk.get("choices")
-        if (
-            type(choices) is not list
-            or len(choices) != 1
-            or chunk.get("usage") is not None
-            or len(self._meta) < len(_META)
-        ):
-            return None
-        choice = choices[0]
-        if (
-            type(choice) is not dict
-            or choice.get("index", 0) not in (0, None)
-            or choice.get("finish_reason") is not None
-        ):
-            return None
-        delta = choice.get("delta")
-        if type(delta) is not dict or not delta.keys() <= _TEXT_ONLY:
-            return None
-        text = delta.get("content")
         block = self._blocks.get("content")
-        if type(text) is not str or block is None:
-            return None
-        self.chunks += 1
-        piece = block.redactor.feed(text) if text else ""
+        if block is None or len(self._meta) < len(_META):
+            return 0, 0, ""
+        texts: list[str] = []
+        position = start
+        for position in range(start, len(chunks)):
+            chunk = chunks[position]
+            choices = chunk.get("choices")
+            if type(choices) is not list or len(choices) != 1 or chunk.get("usage") is not None:
+                break
+            choice = choices[0]
+            if (
+                type(choice) is not dict
+                or choice.get("index", 0) not in (0, None)
+                or choice.get("finish_reason") is not None
+            ):
+                break
+            delta = choice.get("delta")
+            if type(delta) is not dict or not delta.keys() <= _TEXT_ONLY:
+                break
+            text = delta.get("content")
+            if type(text) is not str:
+                break
+            texts.append(text)
+        else:
+            position = len(chunks)
+        taken = position - start
+        if not taken:
+            return 0, block.index, ""
+        self.chunks += taken
+        joined = texts[0] if taken == 1 else "".join(texts)
+        piece = block.redactor.feed(joined) if joined else ""
         if piece:
             block.parts.append(piece)
-        return block.index, piece
+        return taken, block.index, piece
 
     def finish(self) -> list[ProxyStreamMessage]:
         """The stream is over: return the text held back, as the last deltas."""
