@@ -110,9 +110,8 @@ class StreamState:
             no longer applies (``max_stream_ms`` does, if set), and a failure is final.
         idle_timeout_ms: the longest silence between two reads of the stream.
         max_stream_ms: a cap on the whole stream from the call's start, or ``None``.
-        on_read: called on the reading thread when the chunks read so far are handed on
-            and a read may wait (before a read from the socket itself, or when nothing
-            more has arrived), and after :data:`_MAX_GATHERED_READS` reads: what
+        on_read: called on the reading thread when a read may wait (nothing more has
+            arrived in the socket), and after :data:`_MAX_GATHERED_READS` reads: what
             ``on_chunks`` gathered can go.
     """
 
@@ -677,12 +676,11 @@ class ChatClient:
         gathered = 0  # reads since on_read
         on_read = stream.on_read
         # Hand on what was gathered when a read may wait: just before a read from the
-        # socket itself if it can be seen (free), else when nothing more has arrived.
-        arrived = (
-            _always
-            if on_read is not None and _before_socket_reads(raw, on_read)
-            else _arrival_check(sock)
-        )
+        # socket itself if it can be seen and nothing more has arrived, else when nothing
+        # more has arrived after a read (one channel message per catching up, not per read).
+        arrived = _arrival_check(sock)
+        if on_read is not None and _before_socket_reads(raw, on_read, arrived):
+            arrived = _always
         while True:
             if call.reason is not None:
                 return ProviderError("connection", "the stream was abandoned")
@@ -976,10 +974,10 @@ def _always() -> bool:
     return True
 
 
-def _before_socket_reads(raw: Any, hook: Callable[[], object]) -> bool:
+def _before_socket_reads(raw: Any, hook: Callable[[], object], arrived: Callable[[], bool]) -> bool:
     """Call ``hook`` before each read from the socket under ``raw``'s buffer (the only
-    reads that may wait for the provider), if :func:`_reader` reads through that buffer;
-    whether it will.
+    reads that may wait for the provider) that would wait (nothing ``arrived``), if
+    :func:`_reader` reads through that buffer; whether it will.
 
     The buffer is the ``makefile`` of this one response (``http.client`` makes one per
     response), so the hook goes with it.
@@ -993,7 +991,8 @@ def _before_socket_reads(raw: Any, hook: Callable[[], object]) -> bool:
     read = socket_io.readinto
 
     def readinto(buffer: Any) -> int | None:
-        hook()
+        if not arrived():
+            hook()
         return read(buffer)
 
     socket_io.readinto = readinto  # type: ignore[method-assign,assignment]

@@ -15,11 +15,11 @@ Cost per chunk: the first delta goes out at once, and the reading thread then pa
 (:data:`_HAND_OVER` s) so that the caller's thread, woken for it, gets the GIL at once
 rather than after the interpreter's switch interval (5 ms) while this thread parses on.
 After it, text deltas are gathered into one ``Delta`` per run of the same block, sent
-before anything else and whenever the client may be about to wait for the provider (it
-reads from the socket itself, or nothing more is in the socket's buffer) or has read 16
-times (``StreamState.on_read``): a provider that writes faster than the proxy reads costs
-one channel message (an encoding, a digest, a thread wake-up) per buffer refill instead of
-one per chunk, and one that paces its tokens still gets one per token.
+before anything else and whenever the client is about to wait for the provider (nothing
+more is in the socket's buffer) or has read 16 times (``StreamState.on_read``): a
+provider that writes faster than the proxy reads costs one channel message (an encoding,
+a digest, a thread wake-up) each time the proxy catches up instead of one per chunk, and
+one that paces its tokens still gets one per token.
 """
 
 from __future__ import annotations
