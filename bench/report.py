@@ -393,22 +393,28 @@ def _router(results: dict[str, Any]) -> list[str]:
     part = results.get("router")
     if not part:
         return []
-    overhead = part["overhead"]
-    rows = []
-    for name, entry in overhead["contenders"].items():
-        added = overhead["added"].get(name, {})
-        ratio = (added.get("latency_ratio") or {}).get("median")
-        rows.append(
-            [
-                name,
-                _cell(entry.get("median_us"), " us"),
-                _cell(entry.get("cpu_us"), " us"),
-                _cell(ratio, "x"),
-                _cell(added.get("added_latency_us"), " us"),
-            ]
-        )
     lines = ["", "### Router", ""]
-    lines += _table(["contender", "median latency", "CPU/request", "vs proxy", "added"], rows)
+    for key in ("overhead", "overhead_paced"):
+        overhead = part.get(key)
+        if not overhead:
+            continue
+        rows = []
+        for name, entry in overhead["contenders"].items():
+            added = overhead["added"].get(name, {})
+            ratio = (added.get("latency_ratio") or {}).get("median")
+            rows.append(
+                [
+                    name,
+                    _cell(entry.get("median_us"), " us"),
+                    _cell(entry.get("cpu_us"), " us"),
+                    _cell(ratio, "x"),
+                    _cell(added.get("added_latency_us"), " us"),
+                ]
+            )
+        latency = overhead.get("upstream", {}).get("latency_ms", 0)
+        lines += [f"Provider answering in {latency} ms:", ""]
+        lines += _table(["contender", "median latency", "CPU/request", "vs proxy", "added"], rows)
+        lines.append("")
     soak = part["soak"]
     lines += [
         "",

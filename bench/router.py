@@ -116,15 +116,22 @@ def contenders(runtime: Runtime, base_url: str) -> dict[str, Callable[[], None]]
 
 
 def overhead(
-    *, count: int, repeats: int, upstream: str, progress: Callable[[str], None]
+    *,
+    count: int,
+    repeats: int,
+    upstream: str,
+    progress: Callable[[str], None],
+    latency_ms: int = 0,
 ) -> dict[str, Any]:
-    """One request's latency and CPU through a proxy, a router, and a router with a budget.
+    """One request's latency and CPU through a proxy, a router, and a router with a budget,
+    against a provider that answers after ``latency_ms`` (0: at once, the worst case, where
+    the whole request is local work).
 
     Returns:
         ``contenders`` (latency summaries and ``cpu_us``) and ``added`` (each router's
         paired latency ratio to the proxy, and its CPU ratio).
     """
-    with Upstream(0, upstream) as server, contextlib.ExitStack() as stack:
+    with Upstream(latency_ms, upstream) as server, contextlib.ExitStack() as stack:
         runtime = Runtime(in_memory=True)
         stack.callback(runtime.shutdown, 10)
         calls = contenders(runtime, server.base_url)
@@ -133,7 +140,7 @@ def overhead(
             count=count,
             repeats=repeats,
             warmup=min(count, 50),
-            progress=lambda note: progress(f"router overhead {note}"),
+            progress=lambda note: progress(f"router overhead ({latency_ms} ms) {note}"),
         )
     base = measured.get("proxy")
     added: dict[str, Any] = {}
@@ -148,7 +155,11 @@ def overhead(
                 "cpu_ratio": round(mine["cpu_us"] / base["cpu_us"], 2),
                 "added_cpu_us": round(mine["cpu_us"] - base["cpu_us"], 1),
             }
-    return {"upstream": {"kind": upstream}, "contenders": measured, "added": added}
+    return {
+        "upstream": {"kind": upstream, "latency_ms": latency_ms},
+        "contenders": measured,
+        "added": added,
+    }
 
 
 def soak(
@@ -339,8 +350,20 @@ def run(
     upstream: str,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Both parts: ``overhead`` and ``soak``."""
+    """Both parts: ``overhead`` (against a provider answering at once, and one answering
+    in :data:`PACED_LATENCY_MS`, still faster than any real one) and ``soak``."""
     return {
         "overhead": overhead(count=count, repeats=repeats, upstream=upstream, progress=progress),
+        "overhead_paced": overhead(
+            count=max(1, count // 5),
+            repeats=max(1, repeats // 3),
+            upstream=upstream,
+            progress=progress,
+            latency_ms=PACED_LATENCY_MS,
+        ),
         "soak": soak(requests=soak_requests, progress=progress),
     }
+
+
+PACED_LATENCY_MS = 20
+"""The paced provider's time to answer: a tenth of a fast real completion's."""

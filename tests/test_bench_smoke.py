@@ -232,6 +232,9 @@ def test_a_quick_run_writes_every_section(tmp_path: Path) -> None:
 
     router = results["router"]
     assert set(router["overhead"]["contenders"]) == {"proxy", "forward", "router", "router_budget"}
+    paced = router["overhead_paced"]
+    assert paced["upstream"]["latency_ms"] > 0
+    assert paced["contenders"]["router"]["median_us"] > paced["upstream"]["latency_ms"] * 1000
     assert router["soak"]["ok"] is True
 
     assert [target["name"] for target in results["targets"]] == [
