@@ -1002,7 +1002,21 @@ def _before_socket_reads(raw: Any, hook: Callable[[], object], arrived: Callable
 def _arrival_check(sock: object) -> Callable[[], bool]:
     """A check of whether more of the stream is already in ``sock``'s buffer, so that the
     next read will not wait and what was gathered may wait for it (one channel message,
-    not two). A ``poll`` with no timeout: well under a microsecond."""
+    not two). A ``poll`` with no timeout: well under a microsecond.
+
+    Over TLS, bytes in the socket may be part of a record, and a read waits for the whole
+    record: only plaintext the TLS layer already holds is sure not to wait.
+    """
+    if isinstance(sock, ssl.SSLSocket):
+        pending = sock.pending
+
+        def decrypted() -> bool:
+            try:
+                return pending() > 0
+            except (OSError, ValueError):
+                return False
+
+        return decrypted
     if not isinstance(sock, socket.socket) or not hasattr(select, "poll"):
         return lambda: False
     poller = select.poll()
