@@ -339,6 +339,13 @@ def test_a_line_past_the_limit_after_whole_events_is_refused() -> None:
         parser.feed(b"data: a\n\ndata: b\n\ndata: " + b"x" * 200)
 
 
+def test_a_line_past_the_limit_carries_the_events_read_before_it() -> None:
+    parser = SSEParser(max_line_bytes=100)
+    with pytest.raises(SSETooLarge) as info:
+        parser.feed(b"event: x\ndata: a\n\ndata: b\n\ndata: " + b"x" * 200)
+    assert [(e.event, e.data) for e in info.value.events] == [("x", "a"), ("message", "b")]
+
+
 def test_a_line_past_the_limit_grown_over_fast_reads_is_refused() -> None:
     parser = SSEParser(max_line_bytes=100)
     parser.feed(b"data: a\n\ndata: x")

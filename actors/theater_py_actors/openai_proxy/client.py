@@ -688,20 +688,23 @@ class ChatClient:
                 data = read1(64 * 1024) if read1 else raw.read(1)
             except Exception as exc:  # noqa: BLE001 -- urllib3, socket and TLS errors alike
                 return self._stream_error(exc, stream)
+            ending: ChatResult | ProviderError | None = None
             try:
                 events = parser.feed(data) if data else parser.finish()
-                if events:
-                    outcome = self._stream_events(events, response, request_id, call, stream)
-                    if outcome is not None:
-                        if isinstance(outcome, ChatResult):
-                            _keep_alive(raw, read1, sock)
-                        return outcome
-            except SSETooLarge:
-                return ProviderError(
+            except SSETooLarge as too_large:  # the read's whole events still go first
+                events = too_large.events
+                ending = ProviderError(
                     "invalid_response",
                     f"a line of the stream exceeds max_response_bytes ({self._max_response_bytes})",
                     status=response.status_code,
                 )
+            if events:
+                outcome = self._stream_events(events, response, request_id, call, stream)
+                ending = ending if outcome is None else outcome
+            if ending is not None:
+                if isinstance(ending, ChatResult):
+                    _keep_alive(raw, read1, sock)
+                return ending
             if on_read is not None:
                 gathered += 1
                 if gathered >= _MAX_GATHERED_READS or not arrived():
