@@ -108,6 +108,54 @@ def test_a_key_echoed_in_an_error_event_of_a_batch_is_masked(start_proxy_at) -> 
     assert messages[-1]["Error"]["partial_text"] == "AB" == text_of(messages)
 
 
+ESCAPED_KEY = f"\\u{ord(KEY[0]):04x}{KEY[1:]}"
+"""The key as JSON may spell it: its first character escaped, which a byte search misses."""
+
+
+def escaping(value: Any) -> bytes:
+    """``value`` as JSON, each ``"ESCAPED"`` in it written as :data:`ESCAPED_KEY`."""
+    return json.dumps(value).replace("ESCAPED", ESCAPED_KEY).encode()
+
+
+def test_a_key_escaped_in_json_is_masked_wherever_a_stream_puts_it(start_proxy_at) -> None:
+    # DEFECT (older than the reviewed commits): the key is replaced in an event's raw
+    # text, so a JSON-escaped key gets through to whatever is not scrubbed once decoded:
+    # the finish_reason becomes the Completion's stop_reason {"other": <the key>}.
+    first = {**FIRST, "id": "ESCAPED", "model": "ESCAPED"}
+    usage = {**USAGE, "note": "ESCAPED"}
+    body = framed(
+        b"data: " + escaping(first) + b"\n\n",
+        b"data: " + escaping(chunk({"content": " ESCAPED"})) + b"\n\n",
+        b"data: " + escaping(chunk({}, "ESCAPED")) + b"\n\n",
+        b"data: " + escaping({"choices": [], "usage": usage}) + b"\n\n",
+        b"data: [DONE]\n\n",
+    )
+    with script_of(CHUNKED_HEAD + body + b"0\r\n\r\n") as server:
+        proxy = start_proxy_at(server.base_url)
+        messages = stream(proxy)
+        assert KEY not in json.dumps(messages)
+        assert KEY not in repr([e.data for e in proxy.events()])
+    assert text_of(messages) == "A [redacted]" == completion_text(messages)
+
+
+def test_a_key_escaped_in_json_is_masked_in_a_plain_reply(start_proxy_at) -> None:
+    # DEFECT (older than the reviewed commits, the plain path): as above, a reply's
+    # finish_reason carrying the JSON-escaped key comes back as stop_reason {"other": key}.
+    body = {
+        "id": "chatcmpl-1",
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "ESCAPED", "message": {"content": "hi"}}],
+    }
+    data = escaping(body)
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    with script_of(head + data) as server:
+        reply = start_proxy_at(server.base_url).request_json(REQUEST, timeout=30)
+    assert "Completion" in reply
+    assert KEY not in json.dumps(reply)
+
+
 # -- an event that ends the stream inside a batch ---------------------------------------
 
 
