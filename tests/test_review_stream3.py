@@ -139,12 +139,14 @@ def test_a_key_escaped_in_json_is_masked_wherever_a_stream_puts_it(start_proxy_a
 
 
 def test_a_key_escaped_in_json_is_masked_in_a_plain_reply(start_proxy_at) -> None:
-    # DEFECT (older than the reviewed commits, the plain path): as above, a reply's
-    # finish_reason carrying the JSON-escaped key comes back as stop_reason {"other": key}.
+    # DEFECT (older than the reviewed commits, the plain path): only the reply's raw bytes
+    # are searched for the key, so the JSON-escaped key comes back in the text and as
+    # stop_reason {"other": key}.
+    message = {"content": "key: ESCAPED"}
     body = {
         "id": "chatcmpl-1",
         "model": "gpt-4o",
-        "choices": [{"index": 0, "finish_reason": "ESCAPED", "message": {"content": "hi"}}],
+        "choices": [{"index": 0, "finish_reason": "ESCAPED", "message": message}],
     }
     data = escaping(body)
     head = (
@@ -154,6 +156,7 @@ def test_a_key_escaped_in_json_is_masked_in_a_plain_reply(start_proxy_at) -> Non
         reply = start_proxy_at(server.base_url).request_json(REQUEST, timeout=30)
     assert "Completion" in reply
     assert KEY not in json.dumps(reply)
+    assert reply["Completion"]["completion"]["content"][0]["text"] == "key: [redacted]"
 
 
 # -- an event that ends the stream inside a batch ---------------------------------------
