@@ -831,6 +831,11 @@ class ChatClient:
             document = json.loads(content)
         except ValueError:
             document = None
+        if self._api_key and b"\\u" in content and document is not None:
+            # JSON may spell the key with escapes (\u0073k-...), past the search above.
+            text = json.dumps(document, ensure_ascii=False)
+            if self._api_key in text:
+                document = json.loads(text.replace(self._api_key, "[redacted]"))
         if isinstance(document, dict) and isinstance(document.get(expect), list):
             return ChatResult(
                 document,
