@@ -210,6 +210,32 @@ def test_chunks_without_a_delta_then_an_error_in_one_read_are_retried(start_prox
     assert completion_text(messages) == "A" == text_of(messages)
 
 
+def test_a_retry_starts_the_answer_over(start_proxy_at) -> None:
+    # DEFECT (older than the reviewed commits): one StreamAssembler serves every attempt,
+    # so what a failed attempt read before its error stays in the retried answer: text
+    # the redactor held back as a possible start of the key ("s", for an "sk-" key)
+    # prefixes it, and its id and usage win over the retry's.
+    failed = chunk({"role": "assistant", "content": "s"}, id="chatcmpl-failed")
+    failed["usage"] = {"prompt_tokens": 99, "completion_tokens": 99, "total_tokens": 198}
+    answers = iter(
+        [
+            framed(event(failed), event(ERROR_EVENT)),
+            framed(event(FIRST), event(chunk({}, "stop")), b"data: [DONE]\n\n"),
+        ]
+    )
+
+    def script(connection: socket.socket, server: RawServer) -> None:
+        connection.sendall(CHUNKED_HEAD + next(answers) + b"0\r\n\r\n")
+
+    with RawServer(script) as server:
+        messages = stream(start_proxy_at(server.base_url))
+        assert len(server.bodies) == 2
+    assert text_of(messages) == "A" == completion_text(messages)
+    completion = messages[-1]["Completion"]["completion"]
+    assert completion["id"] == "chatcmpl-1"
+    assert completion["usage"]["input_tokens"] == 0  # the retry sent no usage
+
+
 def test_done_mid_batch_ends_the_stream_there(start_proxy_at) -> None:
     body = framed(
         event(FIRST),
