@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import zlib
 from typing import Any
 
 import pytest
@@ -588,3 +589,55 @@ def test_events_read_with_a_line_past_the_limit_still_reach_the_caller(start_pro
     assert error["kind"] == "invalid_response"
     assert "max_response_bytes (2000)" in error["error"]
     assert error["partial_text"] == "ABC" == text_of(messages)
+
+
+def test_the_connection_after_broken_and_cut_streams(start_proxy, sim) -> None:
+    """A stream that breaks closes its connection; streams read in cut pieces (the batch
+    reader handing partial chunks to http.client) still leave theirs reusable."""
+    proxy: ActorHandle = start_proxy()
+    message = {"role": "user", "content": [{"type": "text", "text": "one two three"}]}
+    request = {"GenerateCompletion": {"request": {"messages": [message]}}}
+    sim.fail_next(fault="stream_error")
+    error = stream(proxy, request)[-1]["Error"]
+    assert (error["kind"], error["partial_text"]) == ("server_error", "You ")
+    for fault in ("split=3", "split=1,crlf", "token_ms=2"):
+        sim.fail_next(fault=fault)
+        assert text_of(stream(proxy, request)) == "You said: one two three"
+    plain = proxy.request_json(request, timeout=30)
+    assert plain["Completion"]["completion"]["content"][0]["text"] == "You said: one two three"
+    assert sim.requests_seen == 5
+    assert sim.connections_opened == 2  # the broken stream's, then one for all the rest
+
+
+def test_text_before_a_stall_in_a_gzip_chunked_stream_reaches_the_caller(
+    start_proxy_at,
+) -> None:
+    """A gzip body is read through urllib3 (no socket hook): the check after each read
+    hands on what was gathered when nothing more has come."""
+    compressor = zlib.compressobj(wbits=31)  # gzip, flushed per write as a server streams
+
+    def gz(data: bytes) -> bytes:
+        return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    got_text = threading.Event()
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Encoding: gzip\r\nConnection: close\r\n\r\n"
+    )
+    first = framed(
+        gz(event(FIRST) + event(chunk({"content": "B"})) + event(chunk({"content": "C"})))
+    )
+    rest = gz(event(chunk({}, "stop")) + b"data: [DONE]\n\n") + compressor.flush()
+
+    def wait_for_caller(connection: socket.socket, server: RawServer) -> None:
+        got_text.wait(15)
+
+    with script_of(head + first, wait_for_caller, framed(rest) + b"0\r\n\r\n") as server:
+        proxy = start_proxy_at(server.base_url, stream_idle_timeout_ms=30000)
+        with proxy.open_channel_json(REQUEST, timeout=10) as channel:
+            received: list[Any] = []
+            for message in channel:  # RequestTimeout after 10 s if the text is held back
+                received.append(message)
+                if text_of(received) == "ABC":
+                    got_text.set()
+    assert text_of(received) == "ABC" == completion_text(received)
