@@ -87,7 +87,7 @@ class ChatResult:
         request_id: the provider's ``x-request-id``, if it sent one.
         status: the HTTP status (a 2xx).
         streamed: the reply came as an event stream, whose chunks went to
-            :attr:`StreamState.on_chunk` (``body`` is then empty).
+            :attr:`StreamState.on_chunks` (``body`` is then empty).
         rate_limit: the provider's ``x-ratelimit-*`` headers, read.
     """
 
@@ -183,7 +183,7 @@ class _BearerAuth(AuthBase):
 def _stream_ended(
     call: UpstreamCall, request_id: str | None, response: requests.Response
 ) -> ChatResult:
-    """The result of a stream that ended well (its chunks went to ``stream.on_chunk``)."""
+    """The result of a stream that ended well (its chunks went to ``stream.on_chunks``)."""
     return ChatResult(
         {}, call.attempts, request_id, response.status_code, True, rate_limit_of(response.headers)
     )
@@ -661,7 +661,7 @@ class ChatClient:
     def _read_stream(
         self, response: requests.Response, call: UpstreamCall, stream: StreamState
     ) -> ChatResult | ProviderError:
-        """Read an event stream to its end, handing its chunks to ``stream.on_chunk``.
+        """Read an event stream to its end, handing its chunks to ``stream.on_chunks``.
 
         Each read waits at most ``stream.idle_timeout_ms`` (the socket's timeout is set
         to it once the headers are in: the attempt's timeout bounded the first byte).
