@@ -87,7 +87,7 @@ class ChatResult:
         request_id: the provider's ``x-request-id``, if it sent one.
         status: the HTTP status (a 2xx).
         streamed: the reply came as an event stream, whose chunks went to
-            :attr:`StreamState.on_chunk` (``body`` is then empty).
+            :attr:`StreamState.on_chunks` (``body`` is then empty).
         rate_limit: the provider's ``x-ratelimit-*`` headers, read.
     """
 
@@ -183,7 +183,7 @@ class _BearerAuth(AuthBase):
 def _stream_ended(
     call: UpstreamCall, request_id: str | None, response: requests.Response
 ) -> ChatResult:
-    """The result of a stream that ended well (its chunks went to ``stream.on_chunk``)."""
+    """The result of a stream that ended well (its chunks went to ``stream.on_chunks``)."""
     return ChatResult(
         {}, call.attempts, request_id, response.status_code, True, rate_limit_of(response.headers)
     )
@@ -661,7 +661,7 @@ class ChatClient:
     def _read_stream(
         self, response: requests.Response, call: UpstreamCall, stream: StreamState
     ) -> ChatResult | ProviderError:
-        """Read an event stream to its end, handing its chunks to ``stream.on_chunk``.
+        """Read an event stream to its end, handing its chunks to ``stream.on_chunks``.
 
         Each read waits at most ``stream.idle_timeout_ms`` (the socket's timeout is set
         to it once the headers are in: the attempt's timeout bounded the first byte).
@@ -688,20 +688,23 @@ class ChatClient:
                 data = read1(64 * 1024) if read1 else raw.read(1)
             except Exception as exc:  # noqa: BLE001 -- urllib3, socket and TLS errors alike
                 return self._stream_error(exc, stream)
+            ending: ChatResult | ProviderError | None = None
             try:
                 events = parser.feed(data) if data else parser.finish()
-                if events:
-                    outcome = self._stream_events(events, response, request_id, call, stream)
-                    if outcome is not None:
-                        if isinstance(outcome, ChatResult):
-                            _keep_alive(raw, read1, sock)
-                        return outcome
-            except SSETooLarge:
-                return ProviderError(
+            except SSETooLarge as too_large:  # the read's whole events still go first
+                events = too_large.events
+                ending = ProviderError(
                     "invalid_response",
                     f"a line of the stream exceeds max_response_bytes ({self._max_response_bytes})",
                     status=response.status_code,
                 )
+            if events:
+                outcome = self._stream_events(events, response, request_id, call, stream)
+                ending = ending if outcome is None else outcome
+            if ending is not None:
+                if isinstance(ending, ChatResult):
+                    _keep_alive(raw, read1, sock)
+                return ending
             if on_read is not None:
                 gathered += 1
                 if gathered >= _MAX_GATHERED_READS or not arrived():
@@ -828,6 +831,11 @@ class ChatClient:
             document = json.loads(content)
         except ValueError:
             document = None
+        if self._api_key and b"\\u" in content and document is not None:
+            # JSON may spell the key with escapes (\u0073k-...), past the search above.
+            text = json.dumps(document, ensure_ascii=False)
+            if self._api_key in text:
+                document = json.loads(text.replace(self._api_key, "[redacted]"))
         if isinstance(document, dict) and isinstance(document.get(expect), list):
             return ChatResult(
                 document,
@@ -1002,7 +1010,21 @@ def _before_socket_reads(raw: Any, hook: Callable[[], object], arrived: Callable
 def _arrival_check(sock: object) -> Callable[[], bool]:
     """A check of whether more of the stream is already in ``sock``'s buffer, so that the
     next read will not wait and what was gathered may wait for it (one channel message,
-    not two). A ``poll`` with no timeout: well under a microsecond."""
+    not two). A ``poll`` with no timeout: well under a microsecond.
+
+    Over TLS, bytes in the socket may be part of a record, and a read waits for the whole
+    record: only plaintext the TLS layer already holds is sure not to wait.
+    """
+    if isinstance(sock, ssl.SSLSocket):
+        pending = sock.pending
+
+        def decrypted() -> bool:
+            try:
+                return pending() > 0
+            except (OSError, ValueError):
+                return False
+
+        return decrypted
     if not isinstance(sock, socket.socket) or not hasattr(select, "poll"):
         return lambda: False
     poller = select.poll()

@@ -55,7 +55,15 @@ def _data_events_end(buffer: bytes) -> int:
 
 
 class SSETooLarge(ValueError):
-    """A line grew past the parser's limit without ending (a hostile or broken server)."""
+    """A line grew past the parser's limit without ending (a hostile or broken server).
+
+    ``events`` are the whole events the same read completed before it, in order: they
+    were received, and go on before the error.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.events: list[ServerSentEvent] = []
 
 
 class SSEParser:
@@ -76,8 +84,18 @@ class SSEParser:
         self._started = False
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        """Read ``chunk``, the next bytes of the body; return the events it completes."""
-        return list(self.events(chunk))
+        """Read ``chunk``, the next bytes of the body; return the events it completes.
+
+        Raises:
+            SSETooLarge: with the events completed before the line too long.
+        """
+        events: list[ServerSentEvent] = []
+        try:
+            events.extend(self.events(chunk))  # keeps what came before an exception
+        except SSETooLarge as too_large:
+            too_large.events = events
+            raise
+        return events
 
     def events(self, chunk: bytes) -> Iterator[ServerSentEvent]:
         """Read ``chunk`` as :meth:`feed` does, yielding each event as soon as its blank

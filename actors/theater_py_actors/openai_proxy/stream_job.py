@@ -98,6 +98,8 @@ class StreamJob:
         self._channel = channel
         self._prepared = prepared
         self._assembler = StreamAssembler(proxy.client.secrets)
+        self._call: UpstreamCall | None = None
+        self._attempt = 0  # the attempt whose chunks the assembler holds
         self._lock = threading.Lock()
         self._over = False
         self._flowing = False
@@ -124,6 +126,7 @@ class StreamJob:
             )
 
     def _stream(self, call: UpstreamCall) -> ProxyResponse:
+        self._call = call
         prepared = self._prepared
         body = {**prepared.body, "stream": True}
         if prepared.usage_in_stream:
@@ -208,6 +211,8 @@ class StreamJob:
             self.reply.cancel()
 
     def _on_chunks(self, chunks: list[dict[str, Any]]) -> bool:
+        if not self._flowing:
+            self._read_this_attempt()
         position, count = 0, len(chunks)
         assembler = self._assembler
         while position < count:
@@ -222,6 +227,16 @@ class StreamJob:
                 break  # the caller left: the call is abandoned
             position += 1
         return self._flowing
+
+    def _read_this_attempt(self) -> None:
+        """Before text flows, the first chunk of another attempt (a retry, a fallback)
+        starts the answer over: what a failed one read (its id and usage, text held back
+        as a possible start of the key) is not this answer's."""
+        call = self._call
+        if call is not None and call.attempts != self._attempt:
+            if self._attempt:
+                self._assembler = StreamAssembler(self._proxy.client.secrets)
+            self._attempt = call.attempts
 
     def _on_chunk(self, chunk: dict[str, Any]) -> bool:
         """Read a chunk that is more than text; whether the caller is still there."""

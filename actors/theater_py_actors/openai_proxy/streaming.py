@@ -168,8 +168,11 @@ class StreamAssembler:
         for choice in choices:
             if not isinstance(choice, dict) or choice.get("index", 0) not in (0, None):
                 continue  # n > 1: the first choice is the completion, as in a plain reply
-            if choice.get("finish_reason") is not None:
-                self._finish_reason = choice["finish_reason"]
+            reason = choice.get("finish_reason")
+            if reason is not None:  # unknown ones reach the caller: scrubbed as usage is
+                self._finish_reason = (
+                    self._scrub(reason) if isinstance(reason, str) else self._scrub_json(reason)
+                )
             delta = choice.get("delta")
             if not isinstance(delta, dict):
                 delta = choice.get("message")  # some servers end with a whole message
@@ -261,7 +264,7 @@ class StreamAssembler:
         body: dict[str, Any] = dict(self._meta)
         body["choices"] = [{"index": 0, "message": message, "finish_reason": self._finish_reason}]
         if self._usage is not None:
-            body["usage"] = json.loads(self._scrub(json.dumps(self._usage)))
+            body["usage"] = self._scrub_json(self._usage)
         return body
 
     def order(self, completion: CompletionResponse) -> CompletionResponse:
@@ -280,6 +283,9 @@ class StreamAssembler:
         for secret in self._secrets:
             text = text.replace(secret, _REDACTED)
         return text
+
+    def _scrub_json(self, value: Any) -> Any:
+        return json.loads(self._scrub(json.dumps(value))) if self._secrets else value
 
     def _delta(self, delta: dict[str, Any], out: list[ProxyStreamMessage]) -> None:
         if delta.keys() <= _TEXT_ONLY:  # most chunks: text, and nothing else to look at
