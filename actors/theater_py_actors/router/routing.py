@@ -175,15 +175,16 @@ class Routing:
                 self._child = None
             ticket = self._ticket
             assert ticket is not None
-            if child.cancelled():  # the caller gave up; the proxy may have sent it on
-                self._dispatcher.settle(ticket, None, unknown=True)
-                return
-            error = child.exception()
-            if error is not None:
+            try:  # one look at the done future (each of its methods takes its lock)
+                reply = child.result()
+            except BaseException as error:  # noqa: BLE001 -- the call's failure, handled here
+                if child.cancelled():  # the caller gave up; the proxy may have sent it on
+                    self._dispatcher.settle(ticket, None, unknown=True)
+                    return
                 failed = call_failed(ticket, error, stopping=self._stopping.is_set())
                 self._replied_with(failed, reached=False, unknown=True)
             else:
-                self._replied_with(child.result(), reached=True)
+                self._replied_with(reply, reached=True)
         except Exception as exc:  # noqa: BLE001 -- a callback's exception would be lost
             logger.error("routing a reply failed unexpectedly: %s", type(exc).__name__)
             self._answer(
