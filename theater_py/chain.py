@@ -31,6 +31,7 @@ that outlives the process.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import threading
@@ -114,11 +115,18 @@ class ChainEvent(_Recorded):
         def __getattr__(self, name: str) -> Any:
             # Only reached for a slot never set: the data of an event record() built,
             # kept as its canonical JSON. Decoding it gives the value the hash covers (a
-            # copy the recording caller cannot alter), once: later reads find the slot.
+            # copy the recording caller cannot alter), once: later reads find the slot,
+            # and the text is let go, so a read event holds what an eager copy held.
             if name != "data":
                 raise AttributeError(f"'ChainEvent' object has no attribute {name!r}")
-            data = _decode_canonical(self._data_json, 0)[0]
+            try:
+                text = self._data_json
+            except AttributeError:  # another thread decoded it meanwhile
+                return _get_slot(self, "data")
+            data = _decode_canonical(text, 0)[0]
             _set_slot(self, "data", data)
+            with contextlib.suppress(AttributeError):  # another thread let it go first
+                _del_slot(self, "_data_json")
             return data
 
     def to_json(self) -> dict[str, Any]:
@@ -134,6 +142,8 @@ class ChainEvent(_Recorded):
 
 
 _set_slot: Final = object.__setattr__  # bypasses the frozen class's refusal
+_get_slot: Final = object.__getattribute__
+_del_slot: Final = object.__delattr__
 _new_event: Final = ChainEvent.__new__
 
 
