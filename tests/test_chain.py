@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import pickle
 import sqlite3
 import stat
 import subprocess
@@ -138,6 +140,60 @@ def test_recorded_data_is_a_copy_the_caller_cannot_change() -> None:
 
     assert event.data == {"messages": [{"role": "user", "content": "hi"}], "pair": [1, 2]}
     assert chain.verify().ok
+
+
+def test_recorded_data_is_the_canonical_json_decoded_as_an_eager_copy_was() -> None:
+    # An event keeps its data's canonical text and decodes it when first read: the value
+    # is the one an eager decoded copy had (tuples to lists, integer keys to strings),
+    # whatever the caller does to its object after recording, and read twice it is the
+    # same object.
+    chain = EventChain()
+    data: dict[str, Any] = {"pair": (1, 2), "by_id": {3: "c", 1: "a"}, "nested": [{"x": 1.5}]}
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    event = chain.record("request", data, "request")
+    data["pair"] = "changed"
+    data["by_id"][2] = "b"
+    data["nested"][0]["x"] = 0
+
+    expected = json.loads(canonical)
+    assert (
+        event.data
+        == expected
+        == {"by_id": {"1": "a", "3": "c"}, "nested": [{"x": 1.5}], "pair": [1, 2]}
+    )
+    assert event.data is event.data
+    assert event.hash == canonical_hash(event.to_json())
+    eager = ChainEvent(
+        event.hash, event.parent_hash, "request", expected, event.timestamp, "request"
+    )
+    assert event == eager and eager == event
+    assert hash(chain.record("n", 1)) == hash(chain.events()[-1])
+    assert repr(event) == repr(eager)
+    assert attrs.evolve(event, description="x").data == expected
+    assert attrs.asdict(event) == attrs.asdict(eager)
+    unread = chain.record("request", {"pair": (1, 2)})
+    assert pickle.loads(pickle.dumps(unread)) == unread
+    assert copy.deepcopy(unread).data == {"pair": [1, 2]}
+    assert chain.verify().ok
+    with pytest.raises(AttributeError, match="no attribute 'datum'"):
+        getattr(unread, "datum")  # noqa: B009 -- the attribute is missing on purpose
+
+
+def test_recorded_data_reads_alike_from_every_thread() -> None:
+    chain = EventChain()
+    events = [chain.record("step", {"i": i, "tags": ("a", "b")}) for i in range(200)]
+    seen: list[list[Any]] = [[], []]
+
+    def read(into: list[Any]) -> None:
+        into.extend(event.data for event in events)
+
+    threads = [threading.Thread(target=read, args=(into,)) for into in seen]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    expected = [{"i": i, "tags": ["a", "b"]} for i in range(200)]
+    assert seen[0] == seen[1] == [event.data for event in events] == expected
 
 
 @pytest.mark.parametrize(

@@ -829,14 +829,18 @@ class _ActorProcess(pykka.ThreadingActor):
         self._deferred.discard(envelope)
         if envelope.reply is not None and envelope.reply.done():
             return
-        if future.cancelled():  # the actor stopped and dropped the work before it ran
-            self.cell.chain.record("request-error", {"error": "cancelled"}, "reply cancelled")
-            envelope.fail(ActorStopped(f"actor {self.cell.name!r} stopped before answering"))
-            return
-        error = future.exception()
-        if error is None:
+        # One look at the done future (each of its methods takes its lock).
+        try:
+            value = future.result()
+        except BaseException as exc:  # noqa: BLE001 -- the work's failure, reported below
+            if future.cancelled():  # the actor stopped and dropped the work before it ran
+                self.cell.chain.record("request-error", {"error": "cancelled"}, "reply cancelled")
+                envelope.fail(ActorStopped(f"actor {self.cell.name!r} stopped before answering"))
+                return
+            error = exc
+        else:
             try:
-                self._answer(envelope, future.result())
+                self._answer(envelope, value)
             except Exception as exc:  # noqa: BLE001 -- the caller must hear of any failure
                 error = exc
             else:

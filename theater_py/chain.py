@@ -31,6 +31,7 @@ that outlives the process.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import threading
@@ -85,8 +86,15 @@ _IMMUTABLE: Final = frozenset({str, int, float, bool, type(None)})
 _FIELDS: Final = ("hash", "parent_hash", "event_type", "data", "timestamp", "description")
 
 
+class _Recorded:
+    """The slot where an event :meth:`EventChain.record` built keeps its data's canonical
+    JSON until :attr:`ChainEvent.data` is first read."""
+
+    __slots__ = ("_data_json",)
+
+
 @attrs.frozen
-class ChainEvent:
+class ChainEvent(_Recorded):
     """One event of an actor's chain."""
 
     hash: str
@@ -102,6 +110,25 @@ class ChainEvent:
     description: str
     """A human-readable summary."""
 
+    if not TYPE_CHECKING:  # mypy would take any attribute of an event as valid
+
+        def __getattr__(self, name: str) -> Any:
+            # Only reached for a slot never set: the data of an event record() built,
+            # kept as its canonical JSON. Decoding it gives the value the hash covers (a
+            # copy the recording caller cannot alter), once: later reads find the slot,
+            # and the text is let go, so a read event holds what an eager copy held.
+            if name != "data":
+                raise AttributeError(f"'ChainEvent' object has no attribute {name!r}")
+            try:
+                text = self._data_json
+            except AttributeError:  # another thread decoded it meanwhile
+                return _get_slot(self, "data")
+            data = _decode_canonical(text, 0)[0]
+            _set_slot(self, "data", data)
+            with contextlib.suppress(AttributeError):  # another thread let it go first
+                _del_slot(self, "_data_json")
+            return data
+
     def to_json(self) -> dict[str, Any]:
         """Return the event as a JSON object with Theater's six keys."""
         return {
@@ -112,6 +139,32 @@ class ChainEvent:
             "timestamp": self.timestamp,
             "description": self.description,
         }
+
+
+_set_slot: Final = object.__setattr__  # bypasses the frozen class's refusal
+_get_slot: Final = object.__getattribute__
+_del_slot: Final = object.__delattr__
+_new_event: Final = ChainEvent.__new__
+
+
+def _recorded_event(
+    digest: str,
+    parent_hash: str | None,
+    event_type: str,
+    data_json: str,
+    *,
+    timestamp: int,
+    description: str,
+) -> ChainEvent:
+    """A :class:`ChainEvent` whose ``data`` is decoded from ``data_json`` when first read."""
+    event = _new_event(ChainEvent)
+    _set_slot(event, "hash", digest)
+    _set_slot(event, "parent_hash", parent_hash)
+    _set_slot(event, "event_type", event_type)
+    _set_slot(event, "_data_json", data_json)
+    _set_slot(event, "timestamp", timestamp)
+    _set_slot(event, "description", description)
+    return event
 
 
 @attrs.frozen
@@ -412,17 +465,27 @@ class EventChain:
             head = _head(event_type, data_json, description)
         except TypeError as exc:
             raise TypeError(f"event {event_type!r}: {exc}") from None
-        if type(data) not in _IMMUTABLE:
-            # A copy, so the caller mutating its object later cannot alter the event;
-            # decoding the canonical text is the cheapest deep copy, and it normalizes
-            # (tuples to lists, keys to strings) exactly as the hash saw it.
-            data = _decode_canonical(data_json, 0)[0]
         digest = sha256(head)
         with self._lock:
             parent = self._last_hash
             timestamp = time.time_ns() // 1_000_000
             digest.update(_tail(parent, timestamp))
-            event = ChainEvent(digest.hexdigest(), parent, event_type, data, timestamp, description)
+            if type(data) in _IMMUTABLE:
+                event = ChainEvent(
+                    digest.hexdigest(), parent, event_type, data, timestamp, description
+                )
+            else:
+                # The event keeps the canonical text, not the caller's object (which the
+                # caller may change later); its data is that text decoded when first
+                # read, normalized (tuples to lists, keys to strings) as the hash saw it.
+                event = _recorded_event(
+                    digest.hexdigest(),
+                    parent,
+                    event_type,
+                    data_json,
+                    timestamp=timestamp,
+                    description=description,
+                )
             written = self._storage.append(self._count, event, data_json)
             self._count += 1
             self._last_hash = event.hash

@@ -34,6 +34,7 @@ from theater_py_actors.router.estimate import (
     max_cost,
     text_tokens,
 )
+from theater_py_actors.router.evolve import evolve
 
 if TYPE_CHECKING:
     from theater_py_actors.router.ledger import BudgetLedger, Reservation
@@ -62,7 +63,7 @@ class Ticket:
 
     def request_for(self, request: CompletionRequest) -> CompletionRequest:
         """``request`` as this target's child proxy is to get it."""
-        return attrs.evolve(request, model=self.target.model, max_tokens=self.max_tokens)
+        return evolve(request, model=self.target.model, max_tokens=self.max_tokens)
 
 
 class Plan:

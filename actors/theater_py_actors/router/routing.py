@@ -16,8 +16,6 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from theater_py import ActorFailed, ActorNotFound, ActorStopped, RequestTimeout
 from theater_py_actors.genai_types import (
     Completion,
@@ -25,6 +23,7 @@ from theater_py_actors.genai_types import (
     ErrorResponse,
     ProxyResponse,
 )
+from theater_py_actors.router.evolve import evolve
 
 if TYPE_CHECKING:
     from theater_py_actors.router.dispatch import Dispatcher, Plan, Ticket
@@ -134,7 +133,7 @@ class Routing:
             return
         last = self._last
         assert last is not None
-        self._answer(attrs.evolve(last, tried=plan.tried))
+        self._answer(evolve(last, tried=plan.tried))
 
     def _after_wait(self, until: float) -> None:
         # Until the moment admit() named, not that long from now: a wait queued behind
@@ -176,15 +175,16 @@ class Routing:
                 self._child = None
             ticket = self._ticket
             assert ticket is not None
-            if child.cancelled():  # the caller gave up; the proxy may have sent it on
-                self._dispatcher.settle(ticket, None, unknown=True)
-                return
-            error = child.exception()
-            if error is not None:
+            try:  # one look at the done future (each of its methods takes its lock)
+                reply = child.result()
+            except BaseException as error:  # noqa: BLE001 -- the call's failure, handled here
+                if child.cancelled():  # the caller gave up; the proxy may have sent it on
+                    self._dispatcher.settle(ticket, None, unknown=True)
+                    return
                 failed = call_failed(ticket, error, stopping=self._stopping.is_set())
                 self._replied_with(failed, reached=False, unknown=True)
             else:
-                self._replied_with(child.result(), reached=True)
+                self._replied_with(reply, reached=True)
         except Exception as exc:  # noqa: BLE001 -- a callback's exception would be lost
             logger.error("routing a reply failed unexpectedly: %s", type(exc).__name__)
             self._answer(
@@ -211,11 +211,11 @@ class Routing:
         target = ticket.target
         if isinstance(reply, Completion):
             plan.record(target, "ok", None, self._started)
-            self._answer(attrs.evolve(reply, served_by=str(target), tried=plan.tried))
+            self._answer(evolve(reply, served_by=str(target), tried=plan.tried))
             return
         plan.record(target, "error", reply.kind, self._started)
         if not dispatcher.falls_back(reply.kind):
-            self._answer(attrs.evolve(reply, tried=plan.tried))
+            self._answer(evolve(reply, tried=plan.tried))
             return
         self._last = reply
         plan.warn_fallback(target, reply.kind or "error", self._index, dispatcher)
