@@ -114,14 +114,21 @@ _SHAPES = [
     {"choices": [{"index": 1, "delta": {"content": "second choice"}}]},
     {"choices": []},
     {"choices": "junk"},
+    chunk({"content": "late"}, id="c2", model="m2", system_fingerprint="fp2"),
+    chunk({"content": "later"}, system_fingerprint="fp3"),
 ]
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(range(len(_SHAPES))), max_size=12))
-def test_the_text_fast_path_reads_chunks_as_add_does(order: list[int]) -> None:
+@given(
+    st.lists(st.sampled_from(range(len(_SHAPES))), max_size=12),
+    st.sampled_from([_META_CHUNK, {}, {"id": "c1", "model": "m"}]),
+)
+def test_the_text_fast_path_reads_chunks_as_add_does(
+    order: list[int], meta: dict[str, str]
+) -> None:
     slow, fast = StreamAssembler((KEY,)), StreamAssembler((KEY,))
-    first = chunk({"content": "start"}, **_META_CHUNK)
+    first = chunk({"content": "start"}, **meta)
     assert slow.add(first) == fast.add(first)
     chunks = [_SHAPES[index] for index in order]
     sent_slow: list[tuple[int, str]] = []
@@ -163,3 +170,10 @@ def test_a_key_cut_across_the_chunks_of_one_read_is_masked() -> None:
     assert taken == 2
     assert KEY not in assembler.partial_text
     assert "[redacted] end" in text
+
+
+def test_text_is_read_fast_from_a_provider_that_sends_no_system_fingerprint() -> None:
+    assembler = StreamAssembler((KEY,))
+    assembler.add(chunk({"content": "a"}, id="c1", model="m"))
+    taken, _, text = assembler.add_texts([chunk({"content": "b"}), chunk({"content": "c"})])
+    assert (taken, text) == (2, "bc")

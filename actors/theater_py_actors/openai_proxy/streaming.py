@@ -153,11 +153,8 @@ class StreamAssembler:
     def add(self, chunk: dict[str, Any]) -> list[ProxyStreamMessage]:
         """Read one chunk; return the deltas it makes, in order."""
         self.chunks += 1
-        if len(self._meta) < len(_META):  # each is kept from the first chunk that has it
-            for name in _META:
-                value = chunk.get(name)
-                if isinstance(value, str) and value and name not in self._meta:
-                    self._meta[name] = self._scrub(value)
+        if len(self._meta) < len(_META):
+            self._take_meta(chunk)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self._usage = usage
@@ -188,8 +185,10 @@ class StreamAssembler:
         first chunk of any other kind, unread: call :meth:`add` for it.
         """
         block = self._blocks.get("content")
-        if block is None or len(self._meta) < len(_META):
+        if block is None:
             return 0, 0, ""
+        # A provider may never send one of them (system_fingerprint): read on as add does.
+        meta_missing = len(self._meta) < len(_META)
         texts: list[str] = []
         position = start
         for position in range(start, len(chunks)):
@@ -210,6 +209,9 @@ class StreamAssembler:
             text = delta.get("content")
             if type(text) is not str:
                 break
+            if meta_missing:
+                self._take_meta(chunk)
+                meta_missing = len(self._meta) < len(_META)
             texts.append(text)
         else:
             position = len(chunks)
@@ -222,6 +224,14 @@ class StreamAssembler:
         if piece:
             block.parts.append(piece)
         return taken, block.index, piece
+
+    def _take_meta(self, chunk: dict[str, Any]) -> None:
+        """Keep each of ``id``, ``model`` and ``system_fingerprint`` from the first chunk
+        that has it."""
+        for name in _META:
+            value = chunk.get(name)
+            if isinstance(value, str) and value and name not in self._meta:
+                self._meta[name] = self._scrub(value)
 
     def finish(self) -> list[ProxyStreamMessage]:
         """The stream is over: return the text held back, as the last deltas."""
