@@ -466,6 +466,57 @@ def test_a_provider_that_keeps_crashing_is_given_up_and_the_others_serve(
     assert any("provider alpha was given up" in r.getMessage() for r in caplog.records)
 
 
+_UNSET_KEY_ENV = "THEATER_TEST_KEY_NOBODY_SETS"
+
+
+def test_a_provider_without_its_key_is_reported_and_the_others_serve(
+    runtime: Runtime,
+    router: Callable[..., ActorHandle],
+    sims: tuple[OpenAISimulator, OpenAISimulator],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(_UNSET_KEY_ENV, raising=False)
+    alpha, beta = sims
+    providers = {
+        "alpha": provider(alpha.base_url, model("model-a"), api_key_env=_UNSET_KEY_ENV),
+        "beta": provider(beta.base_url, model("model-b")),
+    }
+    with caplog.at_level(logging.ERROR):
+        handle = router(providers=providers)
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("provider alpha could not start" in m and _UNSET_KEY_ENV in m for m in logged)
+    reply = handle.request(ask(), timeout=20)
+    assert isinstance(reply, Completion) and reply.served_by == "beta:model-b"
+    assert [(t.outcome, t.kind) for t in reply.tried] == [
+        ("skipped", "provider_down"),
+        ("ok", None),
+    ]
+    alone = handle.request(ask(model_name="alpha:model-a"), timeout=20)
+    assert isinstance(alone, ErrorResponse) and alone.kind == "provider_down"
+    assert "could not start" in alone.error and _UNSET_KEY_ENV in alone.error
+    listed = handle.request(ListModels(), timeout=20)
+    assert isinstance(listed, ModelList)
+    assert "beta:model-b" in {m.id for m in listed.models}
+    assert alpha.requests_seen == 0  # nothing was sent its way
+
+
+def test_a_router_none_of_whose_providers_can_start_fails_naming_each(
+    router: Callable[..., ActorHandle],
+    sims: tuple[OpenAISimulator, OpenAISimulator],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(_UNSET_KEY_ENV, raising=False)
+    alpha, beta = sims
+    providers = {
+        "alpha": provider(alpha.base_url, model("model-a"), api_key_env=_UNSET_KEY_ENV),
+        "beta": provider(beta.base_url, model("model-b"), api_key_env=_UNSET_KEY_ENV),
+    }
+    with pytest.raises(ActorStartError, match="no provider could start") as raised:
+        router(providers=providers)
+    assert "alpha:" in str(raised.value) and "beta:" in str(raised.value)
+
+
 @pytest.mark.parametrize(
     ("config", "named"),
     [

@@ -31,6 +31,7 @@ from theater_py import (
     ActorChannel,
     ActorContext,
     ActorFailed,
+    ActorStartError,
     ActorStopped,
     ChannelRefused,
     MessageDecodeError,
@@ -92,9 +93,21 @@ class RouterActor(Actor):
         catalog = load_catalog()
         providers: dict[str, Provider] = {}
         for name, spec in config.providers.items():
-            handle = ctx.spawn(spec.manifest, spec.init, name=f"{ctx.name}-{name}")
-            listed = handle.request(ListModels(), timeout=_LIST_TIMEOUT)
-            models = listed.models if isinstance(listed, ModelList) else []
+            # The config was checked above: a proxy that cannot start lacks something
+            # of its environment (its key's variable, mostly). Serve from the others.
+            handle, start_error, models = None, None, []
+            try:
+                handle = ctx.spawn(spec.manifest, spec.init, name=f"{ctx.name}-{name}")
+            except ActorStartError as error:
+                start_error = str(error)
+                ctx.log.error(
+                    "provider %s could not start, serving from the other providers: %s",
+                    name,
+                    start_error,
+                )
+            else:
+                listed = handle.request(ListModels(), timeout=_LIST_TIMEOUT)
+                models = listed.models if isinstance(listed, ModelList) else []
             limits = config.rate_limits.get(name)
             limiter = RateLimiter(
                 None if limits is None else limits.rpm, None if limits is None else limits.tpm
@@ -107,6 +120,12 @@ class RouterActor(Actor):
                 catalog,
                 stream_idle_ms=proxies[name].config.stream_idle_timeout_ms,
                 max_retries=proxies[name].config.retry_config.max_retries,
+                start_error=start_error,
+            )
+        if all(provider.start_error for provider in providers.values()):
+            raise ActorStartError(
+                "no provider could start: "
+                + "; ".join(f"{name}: {p.start_error}" for name, p in providers.items())
             )
         routes = {
             route: [parse_target(t, providers, f"config.routes.{route}") for t in targets]

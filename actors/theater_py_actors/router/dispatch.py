@@ -188,8 +188,7 @@ class Dispatcher:
         provider = self.providers[target.provider]
         if provider.down:
             return ErrorResponse(
-                error=f"provider_down: provider {target.provider} was given up (it crashed "
-                "too often)",
+                error=f"provider_down: provider {target.provider} {provider.why_down}",
                 kind="provider_down",
             )
         max_tokens = request.max_tokens

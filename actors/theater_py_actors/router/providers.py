@@ -2,7 +2,8 @@
 
 A provider is a child actor the router spawned (the runtime restarts a crashed one, up to
 3 restarts in 5 seconds, then gives it up). A given-up provider is reported once, at
-ERROR, and skipped from then on; the router serves from the others.
+ERROR, and skipped from then on; the router serves from the others. So is a provider
+whose proxy could not start (its key's variable unset, say): the router starts without it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from theater_py import ActorNotFound
 from theater_py_actors.genai_types import ModelInfo, ModelPricing
 from theater_py_actors.router.limiter import RateLimiter
 
@@ -31,7 +33,7 @@ class Provider:
 
     Attributes:
         name: the provider's name in the router's config.
-        handle: the child proxy's handle.
+        start_error: why its proxy could not start, or ``None`` if it started.
         models: its models by id, as it listed them at the router's start.
         limiter: its rate limiter.
         stream_idle_ms: the child's ``stream_idle_timeout_ms`` (bounds a wait on its stream).
@@ -42,16 +44,18 @@ class Provider:
     def __init__(
         self,
         name: str,
-        handle: TypedHandle[ProxyRequest, ProxyResponse],
+        handle: TypedHandle[ProxyRequest, ProxyResponse] | None,
         models: list[ModelInfo],
         limiter: RateLimiter,
         catalog: Catalog,
         *,
         stream_idle_ms: int,
         max_retries: int = 0,
+        start_error: str | None = None,
     ) -> None:
         self.name = name
-        self.handle = handle
+        self._handle = handle
+        self.start_error = start_error
         self.models = {model.id: model for model in models}
         self.listed = models
         self.limiter = limiter
@@ -59,6 +63,8 @@ class Provider:
         self.max_retries = max_retries
         self._catalog = catalog
         self._down = threading.Event()
+        if handle is None:
+            self._down.set()  # reported by the router, which knows why
         # Per model: (context window, prices), resolved once; model ids come from
         # requests, so the memo is bounded.
         self._known: dict[str, tuple[int | None, ModelPricing | None]] = {}
@@ -89,14 +95,33 @@ class Provider:
         return self._lookup(model)[1]
 
     @property
+    def handle(self) -> TypedHandle[ProxyRequest, ProxyResponse]:
+        """The child proxy's handle.
+
+        Raises:
+            ActorNotFound: the proxy never started.
+        """
+        if self._handle is None:
+            raise ActorNotFound(f"provider {self.name}'s proxy could not start")
+        return self._handle
+
+    @property
     def down(self) -> bool:
-        """Whether the runtime gave the child up (it crashed too often)."""
+        """Whether the provider is out: its proxy never started, or the runtime gave it up
+        (it crashed too often)."""
         if self._down.is_set():
             return True
-        if not self.handle.is_alive():
+        if self._handle is not None and not self._handle.is_alive():
             self.give_up()
             return True
         return False
+
+    @property
+    def why_down(self) -> str:
+        """Why :attr:`down` (for an error's text)."""
+        if self.start_error is not None:
+            return f"could not start ({self.start_error})"
+        return "was given up (it crashed too often)"
 
     def give_up(self) -> None:
         """Mark the provider down; report it once."""
