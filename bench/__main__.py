@@ -29,7 +29,7 @@ _FULL: dict[str, dict[str, int]] = {
     "proxy": {"count": 100, "repeats": 30},
     "concurrency": {"requests": 200, "threads": 50, "latency_ms": 100, "repeats": 7},
     "footprint": {"runs": 15, "actors": 1000},
-    "stream": {"count": 10, "repeats": 15, "concurrent": 100, "bursts": 9},
+    "stream": {"count": 10, "repeats": 15, "concurrent": 100, "bursts": 25},
     "router": {"count": 100, "repeats": 30, "soak_requests": 10_000},
 }
 _QUICK: dict[str, dict[str, int]] = {
