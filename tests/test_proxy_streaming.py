@@ -485,9 +485,8 @@ def test_a_chunked_stream_is_read_plain_or_decoded(start_proxy_at, served, encod
     assert text_of(messages) == "Héllo, wörld" == completion_text(messages)
 
 
-def test_a_chunked_stream_in_one_write_is_gathered_too(start_proxy_at, served) -> None:
-    # Chunked and plain: read through http.client's buffer, handed on before its refills.
-    words = [f"w{i} " for i in range(40)]
+def deltas_of_one_chunked_write(start_proxy_at, served, words: list[str]) -> list[str]:
+    """The ``Delta`` texts of a chunked stream of ``words`` that its server writes at once."""
     chunks = [chunk({"content": word}) for word in words] + [chunk({}, "stop")]
     head = (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -496,21 +495,19 @@ def test_a_chunked_stream_in_one_write_is_gathered_too(start_proxy_at, served) -
     messages = stream(start_proxy_at(server.base_url))
     deltas = [m["Delta"]["text"] for m in messages if "Delta" in m]
     assert "".join(deltas) == "".join(words) == completion_text(messages)
-    assert deltas[0] == words[0]
-    assert len(deltas) < len(words)
+    assert deltas[0] == words[0]  # the first token is not held back
+    return deltas
+
+
+def test_a_chunked_stream_in_one_write_is_gathered_too(start_proxy_at, served) -> None:
+    # Chunked and plain: read through http.client's buffer, handed on before its refills.
+    words = [f"w{i} " for i in range(40)]
+    assert len(deltas_of_one_chunked_write(start_proxy_at, served, words)) < len(words)
 
 
 def test_a_stream_already_received_is_handed_on_once_caught_up(start_proxy_at, served) -> None:
     # Many buffer refills' worth (about 40 KB), all in the socket before the first read:
     # a refill that finds more waiting does not hand on what was gathered.
     words = [f"w{i} " for i in range(600)]
-    chunks = [chunk({"content": word}) for word in words] + [chunk({}, "stop")]
-    head = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
-    server = served([head + chunked(sse(chunks), 200)])
-    messages = stream(start_proxy_at(server.base_url))
-    deltas = [m["Delta"]["text"] for m in messages if "Delta" in m]
-    assert "".join(deltas) == "".join(words) == completion_text(messages)
-    assert deltas[0] == words[0]
+    deltas = deltas_of_one_chunked_write(start_proxy_at, served, words)
     assert len(deltas) <= 3  # the first alone, then one per catching up (not one per 8 KB)
