@@ -12,10 +12,18 @@ import pytest
 
 from tests import channel_actors, sample_actors
 from tests.proxy_fixtures import proxy_defaults, sim, sim_options, start_proxy, start_proxy_at
+from tests.tls_upstream import loopback_certificate
 from theater_py import Runtime
 
 # The OpenAI proxy tests' fixtures, registered here for every test file.
-__all__ = ["proxy_defaults", "sim", "sim_options", "start_proxy", "start_proxy_at"]
+__all__ = [
+    "loopback_certificate",
+    "proxy_defaults",
+    "sim",
+    "sim_options",
+    "start_proxy",
+    "start_proxy_at",
+]
 
 
 @pytest.fixture(autouse=True)

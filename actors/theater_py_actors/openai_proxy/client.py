@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import random as _random
-import select
 import socket
 import ssl
 import threading
@@ -35,6 +34,7 @@ import urllib3
 from requests.auth import AuthBase
 
 from theater_py._http import RecordingSession, url_without_secrets
+from theater_py_actors.openai_proxy.arrival import arrival_check
 from theater_py_actors.openai_proxy.chunked import batch_reader
 from theater_py_actors.openai_proxy.config import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -678,7 +678,7 @@ class ChatClient:
         # Hand on what was gathered when a read may wait: just before a read from the
         # socket itself if it can be seen and nothing more has arrived, else when nothing
         # more has arrived after a read (one channel message per catching up, not per read).
-        arrived = _arrival_check(sock)
+        arrived = arrival_check(sock)
         if on_read is not None and _before_socket_reads(raw, on_read, arrived):
             arrived = _always
         while True:
@@ -1005,41 +1005,6 @@ def _before_socket_reads(raw: Any, hook: Callable[[], object], arrived: Callable
 
     socket_io.readinto = readinto  # type: ignore[method-assign,assignment]
     return True
-
-
-def _arrival_check(sock: object) -> Callable[[], bool]:
-    """A check of whether more of the stream is already in ``sock``'s buffer, so that the
-    next read will not wait and what was gathered may wait for it (one channel message,
-    not two). A ``poll`` with no timeout: well under a microsecond.
-
-    Over TLS, bytes in the socket may be part of a record, and a read waits for the whole
-    record: only plaintext the TLS layer already holds is sure not to wait.
-    """
-    if isinstance(sock, ssl.SSLSocket):
-        pending = sock.pending
-
-        def decrypted() -> bool:
-            try:
-                return pending() > 0
-            except (OSError, ValueError):
-                return False
-
-        return decrypted
-    if not isinstance(sock, socket.socket) or not hasattr(select, "poll"):
-        return lambda: False
-    poller = select.poll()
-    try:
-        poller.register(sock, select.POLLIN)
-    except (OSError, ValueError):  # closed already: the read says how
-        return lambda: False
-
-    def arrived() -> bool:
-        try:
-            return any(events & select.POLLIN for _fd, events in poller.poll(0))
-        except (OSError, ValueError):
-            return False
-
-    return arrived
 
 
 _DRAIN_TIMEOUT = 0.05
