@@ -119,13 +119,11 @@ class ChainEvent(_Recorded):
             # and the text is let go, so a read event holds what an eager copy held.
             if name != "data":
                 raise AttributeError(f"'ChainEvent' object has no attribute {name!r}")
-            try:
-                text = self._data_json
-            except AttributeError:  # another thread decoded it meanwhile
-                return _get_slot(self, "data")
-            data = _decode_canonical(text, 0)[0]
-            _set_slot(self, "data", data)
-            with contextlib.suppress(AttributeError):  # another thread let it go first
+            with _FIRST_READ:  # one decode: concurrent first readers get the one value
+                with contextlib.suppress(AttributeError):  # another thread's first read
+                    return _get_slot(self, "data")
+                data = _decode_canonical(self._data_json, 0)[0]
+                _set_slot(self, "data", data)
                 _del_slot(self, "_data_json")
             return data
 
@@ -141,6 +139,9 @@ class ChainEvent(_Recorded):
         }
 
 
+_FIRST_READ: Final = threading.Lock()
+"""Held while a recorded event's data is decoded (rare: nothing on a request's path reads
+an event's data)."""
 _set_slot: Final = object.__setattr__  # bypasses the frozen class's refusal
 _get_slot: Final = object.__getattribute__
 _del_slot: Final = object.__delattr__
