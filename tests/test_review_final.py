@@ -8,6 +8,7 @@ import copy
 import pickle
 import ssl
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +18,11 @@ import pytest
 from tests.proxy_fixtures import KEY
 from tests.router_fixtures import model, provider, start_router
 from tests.test_proxy_arrival import _soon, _TLSPair
+from tests.test_proxy_streaming import REQUEST as STREAM_REQUEST
+from tests.test_proxy_streaming import chunk, completion_text, text_of
+from tests.test_review_stream3 import FIRST, event, framed
 from tests.test_router import _UNSET_KEY_ENV, ask
+from tests.tls_upstream import HeldBack, TLSRecords
 from theater_py import ActorHandle, Runtime, chain
 from theater_py.chain import ChainEvent, EventChain, verify_events
 from theater_py_actors.genai_types import (
@@ -279,3 +284,53 @@ def test_a_closed_tls_socket_has_not_arrived(tls_pair: _TLSPair) -> None:
     assert _soon(arrived)
     tls_pair.client.close()
     assert not arrived()  # no error either: the read says how it ended
+
+
+def test_text_before_a_stall_in_a_gzip_tls_stream_reaches_the_caller(
+    start_proxy_at: Callable[..., ActorHandle],
+    loopback_certificate: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # DEFECT: a content-encoded stream is read through urllib3's read1 (no socket hook),
+    # which may read the socket more than once: "arrived" (here a whole TLS record holding
+    # only the next HTTP chunk's size line) does not mean that read returns. http.client
+    # reads the size line, then waits for the chunk's body, and the text read before it
+    # ("BC") is held until the provider sends more (up to stream_idle_timeout_ms).
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", loopback_certificate[0])
+    compressor = zlib.compressobj(wbits=31)  # gzip, flushed per write as a server streams
+
+    def gz(data: bytes) -> bytes:
+        return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    first = framed(
+        gz(event(FIRST) + event(chunk({"content": "B"})) + event(chunk({"content": "C"})))
+    )
+    rest = framed(gz(event(chunk({}, "stop")) + b"data: [DONE]\n\n") + compressor.flush())
+    size_line, _, after = rest.partition(b"\r\n")
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Encoding: gzip\r\nConnection: close\r\nX-Pad: "
+    )
+    pad = _TLS_RECORD - len(head) - len(b"\r\n\r\n") - len(first)
+    head += b"p" * pad + b"\r\n\r\n"
+    # One write, two records: the events, then (whole, in the same segment) the size line.
+    assert len(head + first) == _TLS_RECORD
+    got_text = threading.Event()
+    steps: list[bytes | HeldBack] = [
+        head + first + size_line + b"\r\n",
+        HeldBack(after + b"0\r\n\r\n", 0, got_text),
+    ]
+    with TLSRecords(loopback_certificate, steps) as server:
+        proxy = start_proxy_at(server.base_url, stream_idle_timeout_ms=30000)
+        with proxy.open_channel_json(STREAM_REQUEST, timeout=10) as channel:
+            received: list[Any] = []
+            for message in channel:  # RequestTimeout after 10 s if the text is held back
+                received.append(message)
+                if text_of(received) == "ABC":
+                    got_text.set()
+    assert "Completion" in received[-1]
+    assert text_of(received) == "ABC" == completion_text(received)
+
+
+_TLS_RECORD = 16384
+"""The most plaintext one TLS record carries: a longer write is split there."""
