@@ -985,13 +985,16 @@ def _always() -> bool:
 def _before_socket_reads(raw: Any, hook: Callable[[], object], arrived: Callable[[], bool]) -> bool:
     """Call ``hook`` before each read from the socket under ``raw``'s buffer (the only
     reads that may wait for the provider) that would wait (nothing ``arrived``), if
-    :func:`_reader` reads through that buffer; whether it will.
+    ``raw`` reads through that buffer; whether it will.
 
-    The buffer is the ``makefile`` of this one response (``http.client`` makes one per
-    response), so the hook goes with it.
+    Every :func:`_reader` reads through it, urllib3's ``read1`` too (a decoded body):
+    that one may read the socket more than once (an HTTP chunk's size line, then its
+    body; more input for a decoder that gave nothing), so a check after it cannot say
+    whether it will wait. The buffer is the ``makefile`` of this one response
+    (``http.client`` makes one per response), so the hook goes with it.
     """
-    fp = _plain_chunked(raw)
-    if fp is None:
+    fp = getattr(raw, "_fp", None)
+    if not isinstance(fp, http.client.HTTPResponse):
         return False
     socket_io = getattr(getattr(fp, "fp", None), "raw", None)
     if not isinstance(socket_io, socket.SocketIO):
