@@ -3,6 +3,7 @@ start, and whether a TLS stream's next read would wait."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import copy
 import pickle
@@ -10,6 +11,7 @@ import ssl
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -23,7 +25,15 @@ from tests.test_proxy_streaming import chunk, completion_text, text_of
 from tests.test_review_stream3 import FIRST, event, framed
 from tests.test_router import _UNSET_KEY_ENV, ask
 from tests.tls_upstream import HeldBack, TLSRecords
-from theater_py import ActorHandle, Runtime, chain
+from theater_py import (
+    Actor,
+    ActorContext,
+    ActorFailed,
+    ActorHandle,
+    ActorStopped,
+    Runtime,
+    chain,
+)
 from theater_py.chain import ChainEvent, EventChain, verify_events
 from theater_py_actors.genai_types import (
     Completion,
@@ -334,3 +344,69 @@ def test_text_before_a_stall_in_a_gzip_tls_stream_reaches_the_caller(
 
 _TLS_RECORD = 16384
 """The most plaintext one TLS record carries: a longer write is split there."""
+
+
+# -- a deferred reply's done future, read once -------------------------------------------
+
+_HELD: dict[str, concurrent.futures.Future[Any]] = {}
+
+
+class HeldReply(Actor):
+    """Answers ``{"held": key}`` with the future ``_HELD[key]`` (a deferred reply)."""
+
+    def handle_request(self, ctx: ActorContext, message: Any) -> Any:
+        if isinstance(message, dict) and "held" in message:
+            return _HELD[message["held"]]
+        return {"now": message}
+
+
+@pytest.mark.parametrize(
+    ("settle", "raised", "match"),
+    [
+        pytest.param(lambda f: f.set_result({"late": 1}), None, None, id="value"),
+        pytest.param(
+            lambda f: f.set_exception(KeyboardInterrupt("ki")),
+            ActorFailed,
+            "KeyboardInterrupt: ki",
+            id="keyboard-interrupt",
+        ),
+        pytest.param(
+            lambda f: f.set_exception(SystemExit(3)), ActorFailed, "SystemExit: 3", id="exit"
+        ),
+        pytest.param(
+            lambda f: f.set_exception(concurrent.futures.CancelledError("mine")),
+            ActorFailed,
+            "CancelledError: mine",
+            id="cancelled-error-not-cancelled",
+        ),
+        pytest.param(lambda f: f.cancel(), ActorStopped, "before answering", id="cancelled"),
+    ],
+)
+def test_a_deferred_reply_reports_its_futures_one_outcome(
+    runtime: Runtime,
+    tmp_path: Path,
+    settle: Callable[[concurrent.futures.Future[Any]], object],
+    raised: type[Exception] | None,
+    match: str | None,
+) -> None:
+    manifest = tmp_path / "manifest.toml"
+    manifest.write_text(
+        'name = "held"\nversion = "0.1.0"\n'
+        'component = "tests.test_review_final:HeldReply"\nsave_chain = false\n'
+    )
+    key = str(tmp_path)
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    _HELD[key] = future
+    try:
+        handle = runtime.start_actor(str(manifest))
+        pending = handle.request_future({"held": key})
+        assert handle.request("ping", timeout=WAIT) == {"now": "ping"}  # the reply is out
+        settle(future)
+        if raised is None:
+            assert pending.result(WAIT) == {"late": 1}
+        else:
+            with pytest.raises(raised, match=match):
+                pending.result(WAIT)
+        assert handle.request("still here", timeout=WAIT) == {"now": "still here"}
+    finally:
+        del _HELD[key]
