@@ -39,7 +39,9 @@ from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
     ErrorResponse,
+    ListModels,
     Message,
+    ModelList,
     TriedTarget,
 )
 from theater_py_actors.openai_proxy.arrival import arrival_check
@@ -233,6 +235,24 @@ def test_a_stream_skips_a_provider_that_could_not_start(
             ("ok", None),
         ]
     assert alpha.requests_seen == 0
+
+
+def test_a_stream_and_a_live_listing_alone_on_a_provider_that_could_not_start(
+    keyless_router: ActorHandle,
+) -> None:
+    with keyless_router.open_channel(ask(model_name="alpha:model-a"), timeout=20) as channel:
+        items = list(channel)
+    assert len(items) == 1
+    error = items[0]
+    assert isinstance(error, ErrorResponse) and error.kind == "provider_down"
+    assert "could not start" in error.error and _UNSET_KEY_ENV in error.error
+    assert error.served_by is None
+    assert [(t.target, t.outcome) for t in error.tried] == [("alpha:model-a", "skipped")]
+    listed = keyless_router.request(ListModels(live=True), timeout=20)
+    assert isinstance(listed, ModelList)
+    ids = {m.id for m in listed.models}
+    assert any(i.startswith("beta:") for i in ids)  # beta's live list
+    assert not any(i.startswith("alpha:") for i in ids)
 
 
 def test_a_restarted_router_skips_a_provider_that_still_cannot_start(
