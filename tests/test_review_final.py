@@ -34,7 +34,7 @@ from theater_py import (
     Runtime,
     chain,
 )
-from theater_py.chain import ChainEvent, EventChain, verify_events
+from theater_py.chain import ChainEvent, EventChain, EventDatabase, verify_events
 from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
@@ -107,6 +107,16 @@ def test_a_recorded_event_lets_its_text_go_once_read_and_hides_no_real_attribute
     blank = ChainEvent.__new__(ChainEvent)  # neither data nor its text: no recursion
     with pytest.raises(AttributeError):
         _ = blank.data
+
+
+def test_a_recorded_event_equals_the_same_event_read_back_from_sqlite(tmp_path: Path) -> None:
+    data = {"a": (1, 2), "b": {"é": None}, "n": 1.5}
+    with EventDatabase(tmp_path / "events.sqlite3") as db:
+        recorded = db.chain("actor-1", persist=True).record("t", data, "d")
+    with EventDatabase(tmp_path / "events.sqlite3") as db:
+        [loaded] = db.chain("actor-1", persist=True).events()
+    assert loaded == recorded and recorded == loaded
+    assert recorded.data == {"a": [1, 2], "b": {"é": None}, "n": 1.5}
 
 
 def test_two_threads_reading_a_recorded_events_data_first_get_one_object(
