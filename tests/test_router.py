@@ -10,6 +10,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -499,6 +500,27 @@ def test_a_provider_without_its_key_is_reported_and_the_others_serve(
     assert isinstance(listed, ModelList)
     assert "beta:model-b" in {m.id for m in listed.models}
     assert alpha.requests_seen == 0  # nothing was sent its way
+
+
+@pytest.mark.parametrize("mistake", ["no such manifest", "no such component"])
+def test_a_providers_manifest_mistake_fails_the_start_naming_it(
+    router: Callable[..., ActorHandle],
+    sims: tuple[OpenAISimulator, OpenAISimulator],
+    tmp_path: Path,
+    mistake: str,
+) -> None:
+    alpha, beta = sims
+    manifest = tmp_path / "proxy.toml"
+    if mistake == "no such component":
+        manifest.write_text(
+            'name = "typo"\nversion = "0.1.0"\n'
+            'component = "theater_py_actors.openai_proxy:OpenAIProxyActr"\n'
+            '[[handler]]\ntype = "message-server"\n'
+        )
+    typo = {**provider(beta.base_url, model("model-b")), "manifest": str(manifest)}
+    providers = {"alpha": provider(alpha.base_url, model("model-a")), "beta": typo}
+    with pytest.raises(ActorStartError, match=re.escape("config.providers.beta.manifest")):
+        router(providers=providers)
 
 
 def test_a_router_none_of_whose_providers_can_start_fails_naming_each(

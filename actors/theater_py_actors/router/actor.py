@@ -34,9 +34,12 @@ from theater_py import (
     ActorStartError,
     ActorStopped,
     ChannelRefused,
+    ManifestError,
     MessageDecodeError,
     RequestTimeout,
 )
+from theater_py.manifest import load_manifest
+from theater_py.runtime import load_component
 from theater_py_actors.genai_types import (
     Completion,
     CompletionRequest,
@@ -51,7 +54,8 @@ from theater_py_actors.genai_types import (
     Retrying,
 )
 from theater_py_actors.openai_proxy.catalog import load_catalog
-from theater_py_actors.router.config import parse_router_init, parse_target
+from theater_py_actors.openai_proxy.config import ConfigError
+from theater_py_actors.router.config import RouterConfig, parse_router_init, parse_target
 from theater_py_actors.router.dispatch import Dispatcher, Plan, Ticket
 from theater_py_actors.router.estimate import estimate_tokens
 from theater_py_actors.router.ledger import BudgetLedger
@@ -87,14 +91,16 @@ class RouterActor(Actor):
         """
         init, proxies = parse_router_init(state)
         config = init.config
+        _check_manifests(config)
         self.config = config
         self._total_s = config.max_total_timeout_ms / 1000
         self._stopping = threading.Event()
         catalog = load_catalog()
         providers: dict[str, Provider] = {}
         for name, spec in config.providers.items():
-            # The config was checked above: a proxy that cannot start lacks something
-            # of its environment (its key's variable, mostly). Serve from the others.
+            # The config and the manifests were checked above: a proxy that cannot start
+            # lacks something of its environment (its key's variable, mostly). Serve
+            # from the others.
             handle, start_error, models = None, None, []
             try:
                 handle = ctx.spawn(spec.manifest, spec.init, name=f"{ctx.name}-{name}")
@@ -337,6 +343,20 @@ def _failed(ticket: Ticket, exc: BaseException, stopping: bool) -> _Failed:
     return _Failed(
         call_failed(ticket, exc, stopping=stopping), unknown=not isinstance(exc, ActorStopped)
     )
+
+
+def _check_manifests(config: RouterConfig) -> None:
+    """Load each provider's manifest and component, as its start will: a mistake in them
+    is the config's, and fails the router's start rather than skipping the provider.
+
+    Raises:
+        ConfigError: naming the provider's ``manifest``.
+    """
+    for name, spec in config.providers.items():
+        try:
+            load_component(load_manifest(spec.manifest, spec.init).manifest.component)
+        except (ManifestError, ActorStartError) as exc:
+            raise ConfigError(f"config.providers.{name}.manifest", str(exc)) from None
 
 
 class _StreamJob:
