@@ -12,6 +12,7 @@ import pytest
 
 from tests import channel_actors, sample_actors
 from tests.proxy_fixtures import proxy_defaults, sim, sim_options, start_proxy, start_proxy_at
+from tests.router_fixtures import sims
 from tests.tls_upstream import loopback_certificate
 from theater_py import Runtime
 
@@ -21,6 +22,7 @@ __all__ = [
     "proxy_defaults",
     "sim",
     "sim_options",
+    "sims",
     "start_proxy",
     "start_proxy_at",
 ]

@@ -1,4 +1,4 @@
-"""The router on loopback upstreams: a helper the router tests share.
+"""The router on loopback upstreams: helpers the router tests share.
 
 ``start_router(runtime, {"alpha": url, ...}, routes, **config)`` starts the shipped
 ``openai-router`` with one child proxy per upstream, each reading the simulator's key
@@ -7,11 +7,14 @@ from ``$SIM_KEY`` (set it first: the ``start_proxy_at`` fixture's monkeypatch do
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+import pytest
 
 from tests.proxy_fixtures import FAST_RETRIES, KEY_ENV
 from theater_py import ActorHandle, Runtime
+from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
 PRICED = {"input_cost_per_million_tokens": 1.0, "output_cost_per_million_tokens": 2.0}
 """The prices of the models :func:`model` describes unless told otherwise."""
@@ -57,3 +60,10 @@ def start_router(
     if store_id is not None:
         init["store_id"] = store_id
     return runtime.start_actor("openai-router", init, name=name)
+
+
+@pytest.fixture
+def sims(sim_options: dict[str, Any]) -> Iterator[tuple[OpenAISimulator, OpenAISimulator]]:
+    """Two simulators, alpha and beta, for a router's two providers."""
+    with OpenAISimulator(**sim_options) as alpha, OpenAISimulator(**sim_options) as beta:
+        yield alpha, beta

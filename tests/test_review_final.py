@@ -203,12 +203,6 @@ def test_evolve_copies_the_routers_requests_and_replies_as_attrs_evolve_does() -
 
 
 @pytest.fixture
-def sims(sim_options: dict[str, Any]) -> Iterator[tuple[OpenAISimulator, OpenAISimulator]]:
-    with OpenAISimulator(**sim_options) as alpha, OpenAISimulator(**sim_options) as beta:
-        yield alpha, beta
-
-
-@pytest.fixture
 def keyless_router(
     runtime: Runtime,
     sims: tuple[OpenAISimulator, OpenAISimulator],

@@ -9,7 +9,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,6 @@ from theater_py_actors.genai_types import (
     TriedTarget,
 )
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
-
-
-@pytest.fixture
-def sims(sim_options: dict[str, Any]) -> Iterator[tuple[OpenAISimulator, OpenAISimulator]]:
-    with OpenAISimulator(**sim_options) as alpha, OpenAISimulator(**sim_options) as beta:
-        yield alpha, beta
 
 
 @pytest.fixture
