@@ -726,8 +726,7 @@ class ChatClient:
 
         Until the stream has started each chunk goes alone, as soon as it is read (the
         first delta is not kept waiting for the rest of the read); after, all of the
-        read's chunks go in one list. The loop reads the usual event (a JSON object, no
-        secret in it) inline, as the read's events may be many.
+        read's chunks go in one list.
         """
         chunks: list[dict[str, Any]] = []
         secrets = self._all_secrets
@@ -740,12 +739,7 @@ class ChatClient:
             for secret in secrets:  # a hostile upstream may echo the key
                 if secret in text:
                     text = text.replace(secret, "[redacted]")
-            try:
-                chunk, end = _scan_json(text, 0)
-                if end != len(text) or type(chunk) is not dict:
-                    chunk = _json_object(text)
-            except (ValueError, StopIteration):
-                chunk = _json_object(text)
+            chunk = _json_object(text)
             if chunk is None or chunk.get("error") or event.event == "error":
                 if chunks:
                     stream.on_chunks(chunks)
