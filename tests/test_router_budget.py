@@ -22,15 +22,23 @@ from theater_py_actors.genai_types import (
     CompletionRequest,
     ErrorResponse,
     GenerateCompletion,
+    Image,
     Message,
     ModelPricing,
+    Role,
+    Text,
+    UrlSource,
 )
+from theater_py_actors.openai_proxy.catalog import load_catalog
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 from theater_py_actors.router.estimate import (
     DEFAULT_MAX_OUTPUT_TOKENS,
+    estimate_input,
     estimate_tokens,
     max_cost,
 )
+from theater_py_actors.router.limiter import RateLimiter
+from theater_py_actors.router.providers import Provider
 
 PRICING = ModelPricing(**PRICED)
 
@@ -156,8 +164,11 @@ def test_a_completion_without_usage_keeps_its_whole_reservation(
     assert sim.requests_seen == 1
 
 
-def _completion(output_tokens: int) -> Callable[[socket.socket, RawServer], None]:
-    """An upstream that answers every request with a completion of ``output_tokens``."""
+def _completion(
+    output_tokens: int, prompt_tokens: int = 10, wait_s: float = 0.0
+) -> Callable[[socket.socket, RawServer], None]:
+    """An upstream that answers every request (after ``wait_s``) with a completion whose
+    usage counts ``prompt_tokens`` in and ``output_tokens`` out."""
     body = json.dumps(
         {
             "id": "c1",
@@ -169,7 +180,7 @@ def _completion(output_tokens: int) -> Callable[[socket.socket, RawServer], None
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": output_tokens},
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens},
         }
     ).encode()
     head = (
@@ -177,10 +188,68 @@ def _completion(output_tokens: int) -> Callable[[socket.socket, RawServer], None
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
 
-    def answer(connection: socket.socket, _: RawServer) -> None:
+    def answer(connection: socket.socket, server: RawServer) -> None:
+        if wait_s:
+            server.stopping.wait(wait_s)
         connection.sendall(head + body)
 
     return answer
+
+
+TEMPLATE_TOKENS = 40
+"""What a chat template with a default system prompt adds to every request (a local
+server's SmolLM2 template counts 32 for a two-word prompt estimated at 11; see docs/router.md)."""
+
+
+def test_a_model_s_chat_template_overhead_is_learned_so_reservations_cover_it(
+    runtime: Runtime,
+    start_proxy_at: Callable[..., ActorHandle],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A provider that counts more input than the estimate (its template injects a system
+    prompt) is under-reserved once: from its first completion on, the router adds what it
+    counted beyond the estimate, so 10 concurrent requests never spend past the budget."""
+    estimate = estimate_tokens(ask(1, "raw:m").request)
+    counted = estimate + TEMPLATE_TOKENS
+    real_cost = PRICING.cost_usd(counted, 1)
+    assert max_cost(estimate, 1, PRICING) < real_cost / 2  # the estimate alone is far short
+    budget = real_cost * 3.0001  # the first request and two more
+    with RawServer(_completion(1, prompt_tokens=counted, wait_s=0.3)) as raw:
+        router = start_router(
+            runtime, {"raw": provider(raw.base_url, model("m"))}, budget={"usd": budget}
+        )
+        with caplog.at_level(logging.INFO, logger="theater_py_actors.router"):
+            first = router.request(ask(1, "raw:m"), timeout=20)
+        assert isinstance(first, Completion), first
+        assert any("more than the" in r.getMessage() for r in caplog.records), caplog.text
+        learned = [r.getMessage() for r in caplog.records if "chat template" in r.getMessage()]
+        assert learned and f"up to {TEMPLATE_TOKENS} more" in learned[0], caplog.text
+        caplog.clear()
+        with concurrent.futures.ThreadPoolExecutor(10) as pool, caplog.at_level(logging.WARNING):
+            replies = list(
+                pool.map(lambda _: router.request(ask(1, "raw:m"), timeout=20), range(10))
+            )
+        sent = len(raw.bodies)
+    served = [r for r in replies if isinstance(r, Completion)]
+    assert len(served) == 2, replies  # each reservation now holds a whole request's cost
+    assert {r.kind for r in replies if isinstance(r, ErrorResponse)} == {"budget_exceeded"}
+    assert sent == 3
+    assert real_cost * sent <= budget  # what the provider billed
+    assert not any("more than the" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_the_learned_overhead_only_grows_and_only_from_all_text_requests() -> None:
+    provider_ = Provider("p", None, [], RateLimiter(), load_catalog(), stream_idle_ms=1000)
+    assert provider_.input_overhead("m") == 0
+    provider_.observe_input("m", estimated=50, counted=40)  # the estimate erred high
+    assert provider_.input_overhead("m") == 0
+    provider_.observe_input("m", estimated=50, counted=75)
+    provider_.observe_input("m", estimated=50, counted=60)  # a smaller excess is not kept
+    assert (provider_.input_overhead("m"), provider_.input_overhead("other")) == (25, 0)
+    image = Image(UrlSource("https://example.com/cat.png"))
+    with_image = CompletionRequest(model="m", messages=[Message(Role.USER, [Text("a"), image])])
+    assert estimate_input(with_image)[1] is False  # its count cannot teach the template
+    assert estimate_input(ask(1).request) == (estimate_tokens(ask(1).request), True)
 
 
 def test_a_request_without_max_tokens_is_sent_capped_at_its_reserved_output(

@@ -57,7 +57,7 @@ from theater_py_actors.openai_proxy.catalog import load_catalog
 from theater_py_actors.openai_proxy.config import ConfigError
 from theater_py_actors.router.config import RouterConfig, parse_router_init, parse_target
 from theater_py_actors.router.dispatch import Dispatcher, Plan, Ticket
-from theater_py_actors.router.estimate import estimate_tokens
+from theater_py_actors.router.estimate import estimate_input
 from theater_py_actors.router.ledger import BudgetLedger
 from theater_py_actors.router.limiter import RateLimiter
 from theater_py_actors.router.providers import Provider
@@ -199,7 +199,8 @@ class RouterActor(Actor):
             total_s = min(total_s, max(message.max_total_timeout_ms, 1) / 1000)
         clock = dispatcher.clock
         retries = dispatcher.providers[targets[0].provider].max_retries
-        return Plan(targets, clock() + total_s, estimate_tokens(request), clock, retries)
+        tokens, all_text = estimate_input(request)
+        return Plan(targets, clock() + total_s, tokens, clock, retries, all_text=all_text)
 
     def _submit(self, job: Any) -> Any:
         if not self._slots.acquire(blocking=False):

@@ -58,8 +58,12 @@ class Ticket:
     tokens: int
     pricing: ModelPricing | None
     input_tokens: int
+    """The input the call was admitted for: the estimate and the model's learned overhead."""
     max_tokens: int | None
     """The output cap to send: the request's own, or (with a budget) the one reserved."""
+    estimated: int | None = None
+    """The request's own estimate, when it is all text (the provider's count of its input
+    then teaches the model's overhead); ``None`` otherwise."""
 
     def request_for(self, request: CompletionRequest) -> CompletionRequest:
         """``request`` as this target's child proxy is to get it."""
@@ -75,9 +79,19 @@ class Plan:
         input_tokens: the estimate of the request's input.
         retries: the retries the whole request may make, across all its targets (each
             target gets its first attempt, and what is left of these).
+        all_text: the request has no block the estimate can only guess at (an image,
+            audio): its targets' counts of its input teach their overhead.
     """
 
-    __slots__ = ("_clock", "deadline", "input_tokens", "retries_left", "targets", "tried")
+    __slots__ = (
+        "_clock",
+        "all_text",
+        "deadline",
+        "input_tokens",
+        "retries_left",
+        "targets",
+        "tried",
+    )
 
     def __init__(
         self,
@@ -86,10 +100,13 @@ class Plan:
         input_tokens: int,
         clock: Callable[[], float],
         retries: int = 0,
+        *,
+        all_text: bool = False,
     ) -> None:
         self.targets = targets
         self.deadline = deadline
         self.input_tokens = input_tokens
+        self.all_text = all_text
         self.retries_left = retries
         self.tried: list[TriedTarget] = []
         self._clock = clock
@@ -193,13 +210,14 @@ class Dispatcher:
             )
         max_tokens = request.max_tokens
         window = provider.context_window(target.model)
+        input_tokens = plan.input_tokens + provider.input_overhead(target.model)
         if max_tokens is None and self.ledger is not None:
             # The reservation is for this much output: it must be the most the call can
             # generate, so it is the cap the provider gets.
             max_tokens = DEFAULT_MAX_OUTPUT_TOKENS
-            if window is not None and window - plan.input_tokens > 0:
-                max_tokens = min(max_tokens, window - plan.input_tokens)
-        need = plan.input_tokens + (max_tokens or 0)
+            if window is not None and window - input_tokens > 0:
+                max_tokens = min(max_tokens, window - input_tokens)
+        need = input_tokens + (max_tokens or 0)
         if window is not None and need > window:
             return ErrorResponse(
                 error=f"context_window_exceeded: {target} holds {window} tokens; the request "
@@ -220,7 +238,7 @@ class Dispatcher:
                     "provider's models with pricing)"
                 )
             else:
-                amount = max_cost(plan.input_tokens, max_tokens, pricing)
+                amount = max_cost(input_tokens, max_tokens, pricing)
                 reservation = ledger.reserve(amount)
                 if reservation is None:
                     left = max(ledger.remaining(), 0.0)
@@ -231,7 +249,10 @@ class Dispatcher:
             if refusal is not None:
                 provider.limiter.give_back(need)
                 return ErrorResponse(error=f"budget_exceeded: {refusal}", kind="budget_exceeded")
-        return Ticket(target, provider, reservation, need, pricing, plan.input_tokens, max_tokens)
+        estimated = plan.input_tokens if plan.all_text else None
+        return Ticket(
+            target, provider, reservation, need, pricing, input_tokens, max_tokens, estimated
+        )
 
     def _take(self, target: Target, need: int, plan: Plan) -> ErrorResponse | float | None:
         """Take ``need`` tokens of ``target``'s rate limit: ``None`` when taken, else the
@@ -304,6 +325,10 @@ class Dispatcher:
             usage = reply.completion.usage
             cost = completion_cost(reply.completion, ticket.pricing)
             used = usage.input_tokens + usage.output_tokens
+            if ticket.estimated is not None and usage.input_tokens:
+                ticket.provider.observe_input(
+                    ticket.target.model, ticket.estimated, usage.input_tokens
+                )
             limiter.give_back(ticket.tokens, used or ticket.tokens)  # 0: usage unknown
         else:
             refused = reply is not None and reply.status is not None and reply.status >= 400

@@ -4,7 +4,9 @@ The estimate is deliberately cheap and errs high: about four ASCII characters to
 (English prose runs nearer 4.5 with OpenAI's tokenizers), a token for every other character
 (CJK text runs near one a character; Cyrillic and Greek fewer), plus a few tokens per message
 for the chat template. It decides two things before any call: whether a model's context
-window can hold the request, and how much of the budget to reserve.
+window can hold the request, and how much of the budget to reserve. What a model's chat
+template adds beyond that (a default system prompt, as local servers' templates often
+inject) is learned from the provider's own count of the input (``Provider.observe_input``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from theater_py_actors.genai_types import (
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
     "completion_cost",
+    "estimate_input",
     "estimate_tokens",
     "max_cost",
     "text_tokens",
@@ -38,6 +41,13 @@ DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 def estimate_tokens(request: CompletionRequest) -> int:
     """An upper-leaning estimate of the request's input tokens."""
+    return estimate_input(request)[0]
+
+
+def estimate_input(request: CompletionRequest) -> tuple[int, bool]:
+    """:func:`estimate_tokens`, and whether the request is all text (no image, audio or
+    other block the estimate can only guess at): only then does the provider's count of
+    its input tell what the chat template adds (see ``Provider.observe_input``)."""
     texts = [request.system or ""]
     blocks = 0
     for message in request.messages:
@@ -57,12 +67,13 @@ def estimate_tokens(request: CompletionRequest) -> int:
     if request.tools:
         for tool in request.tools:
             texts += (tool.name, tool.description or "", json.dumps(tool.input_schema))
-    return (
+    tokens = (
         text_tokens("".join(texts))
         + 1
         + _PER_MESSAGE * (len(request.messages) + 1)
         + _OTHER_BLOCK * blocks
     )
+    return tokens, blocks == 0
 
 
 def text_tokens(text: str) -> int:

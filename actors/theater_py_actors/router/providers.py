@@ -68,6 +68,8 @@ class Provider:
         # Per model: (context window, prices), resolved once; model ids come from
         # requests, so the memo is bounded.
         self._known: dict[str, tuple[int | None, ModelPricing | None]] = {}
+        self._overhead: dict[str, int] = {}
+        self._overhead_lock = threading.Lock()
 
     def _lookup(self, model: str) -> tuple[int | None, ModelPricing | None]:
         known = self._known.get(model)
@@ -93,6 +95,33 @@ class Provider:
     def pricing(self, model: str) -> ModelPricing | None:
         """The model's prices, if the proxy's config or the catalog knows them."""
         return self._lookup(model)[1]
+
+    def input_overhead(self, model: str) -> int:
+        """Input tokens the model's provider counted beyond the estimate, at most, over the
+        all-text requests it answered (0 until one is answered): what its chat template
+        adds, such as a default system prompt. Every later estimate for the model adds it."""
+        return self._overhead.get(model, 0)
+
+    def observe_input(self, model: str, estimated: int, counted: int) -> None:
+        """Learn from an all-text request estimated at ``estimated`` input tokens that the
+        provider counted ``counted`` (its usage). Only an excess is kept, the largest seen:
+        an estimate errs high on purpose, and a reservation must never come out short."""
+        excess = counted - estimated
+        if excess <= self._overhead.get(model, 0):
+            return
+        with self._overhead_lock:
+            if excess <= self._overhead.get(model, 0):
+                return
+            if model not in self._overhead and len(self._overhead) >= _MAX_KNOWN:
+                self._overhead.clear()  # model ids come from requests: keep the memo bounded
+            self._overhead[model] = excess
+        logger.info(
+            "provider %s: %s counts up to %d more input tokens than estimated (its chat "
+            "template): later estimates add them",
+            self.name,
+            model,
+            excess,
+        )
 
     @property
     def handle(self) -> TypedHandle[ProxyRequest, ProxyResponse]:
