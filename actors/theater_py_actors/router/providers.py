@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 _MAX_KNOWN = 1024
 
+MAX_INPUT_OVERHEAD = 4096
+"""The most input tokens a model's chat template is ever taken to add (a default system
+prompt runs to tens or hundreds): a bound on what one provider's report can teach."""
+
 
 class Provider:
     """One child proxy and what the router knows about it.
@@ -105,8 +109,26 @@ class Provider:
     def observe_input(self, model: str, estimated: int, counted: int) -> None:
         """Learn from an all-text request estimated at ``estimated`` input tokens that the
         provider counted ``counted`` (its usage). Only an excess is kept, the largest seen:
-        an estimate errs high on purpose, and a reservation must never come out short."""
-        excess = counted - estimated
+        an estimate errs high on purpose, and a reservation must never come out short.
+
+        One odd report must not shut the model out for the rest of the run (a shut-out
+        model answers nothing more to learn from): a count beyond the model's context
+        window cannot be true and teaches nothing, and what is kept is at most
+        :data:`MAX_INPUT_OVERHEAD` tokens and half the window, so a request estimated under
+        half the window always stays admissible."""
+        window = self.context_window(model)
+        if window is not None and counted > window:
+            logger.warning(
+                "provider %s: %s counted %d input tokens, more than its %d-token context "
+                "window: not learned from",
+                self.name,
+                model,
+                counted,
+                window,
+            )
+            return
+        bound = MAX_INPUT_OVERHEAD if window is None else min(MAX_INPUT_OVERHEAD, window // 2)
+        excess = min(counted - estimated, bound)
         if excess <= self._overhead.get(model, 0):
             return
         with self._overhead_lock:
