@@ -9,8 +9,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from tests.raw_upstream import RawServer
 from tests.router_fixtures import PRICED, model, provider, start_router
 from theater_py import ActorHandle, Runtime
@@ -184,17 +182,12 @@ def test_a_router_serves_on_after_one_absurd_usage_report(
     assert isinstance(second, Completion), second
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design (not fixed here): one digit-heavy request's per-token underestimate is "
-    "learned as a constant 'template overhead' and added to every later request of the model",
-)
 def test_a_digit_heavy_request_does_not_teach_a_template_overhead() -> None:
-    """4000 digits are estimated at ~1000 tokens (4 ASCII characters a token); a tokenizer
-    that splits digits (SmolLM2, Llama) counts ~4000. The ~3000-token excess is kept as the
-    model's chat-template overhead for the rest of the run, so a later prose request that
-    fits the 8192-token window (20000 characters, ~4500 tokens) is skipped as
-    context_window_exceeded."""
+    """A tokenizer that splits digits (SmolLM2, Llama) counts 4000 digits as ~4000 tokens.
+    At four ASCII characters a token the estimate said ~1000, and the ~3000-token excess
+    was kept as the model's template overhead for the rest of the run: a later prose
+    request that fits the 8192-token window was skipped as context_window_exceeded. The
+    estimate now counts a digit as a token, so only the template's excess is learned."""
     window = 8192
     dispatcher, target = _dispatcher(window)
     digits = _request("0123456789" * 400)

@@ -36,6 +36,7 @@ from theater_py_actors.router.estimate import (
     estimate_input,
     estimate_tokens,
     max_cost,
+    text_tokens,
 )
 from theater_py_actors.router.limiter import RateLimiter
 from theater_py_actors.router.providers import Provider
@@ -280,6 +281,15 @@ def test_a_non_latin_prompt_is_estimated_at_a_token_a_character_or_more() -> Non
     assert estimate_tokens(ask(None, text=text).request) >= len(text)
     english = "Please summarise the following document. " * 100
     assert estimate_tokens(ask(None, text=english).request) < len(english) // 3
+
+
+def test_digits_and_symbols_are_estimated_at_a_token_each() -> None:
+    """Tokenizers split numbers (Llama's and SmolLM2's digit by digit) and most
+    punctuation: at four characters a token, numbers and code would be estimated 2-4x low."""
+    assert text_tokens("0123456789" * 10) == 100
+    assert text_tokens('{"a":1,"b":[2,3]}') == 15  # 15 symbols and digits; "a", "b": 0
+    assert text_tokens("def f(x): return x") == 3 + 3  # 15 letters and spaces; ( ) :
+    assert text_tokens("Hello there") == 11 // 4
 
 
 def test_a_malformed_200_keeps_its_reservation(
