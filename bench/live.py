@@ -90,7 +90,7 @@ def overhead_live(*, count: int, repeats: int, max_tokens: int) -> dict[str, Any
             "max_tokens": max_tokens,
         },
         "contenders": measured,
-        "added": added_latency(measured, None),
+        "added": added_latency(measured, at_once=False),
     }
 
 
@@ -107,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "command": " ".join(["python", "-m", "bench.live", *(argv or sys.argv[1:])]),
+            "command": " ".join(
+                ["python", "-m", "bench.live", *(sys.argv[1:] if argv is None else argv)]
+            ),
             **describe_machine(),
         },
         "router_live": overhead_live(
