@@ -33,6 +33,7 @@ from theater_py_actors.openai_proxy.catalog import load_catalog
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 from theater_py_actors.router.estimate import (
     DEFAULT_MAX_OUTPUT_TOKENS,
+    UNLEARNED_INPUT_OVERHEAD,
     estimate_input,
     estimate_tokens,
     max_cost,
@@ -53,7 +54,9 @@ def ask(
 
 
 def reservation(max_tokens: int | None) -> float:
-    return max_cost(estimate_tokens(ask(max_tokens).request), max_tokens, PRICING)
+    """A request's reservation before its model's template overhead is learned."""
+    estimate = estimate_tokens(ask(max_tokens).request)
+    return max_cost(estimate + UNLEARNED_INPUT_OVERHEAD, max_tokens, PRICING)
 
 
 def _stream(handle: ActorHandle, message: GenerateCompletion) -> list[Any]:
@@ -197,9 +200,37 @@ def _completion(
     return answer
 
 
-TEMPLATE_TOKENS = 40
-"""What a chat template with a default system prompt adds to every request (a local
-server's SmolLM2 template counts 32 for a two-word prompt estimated at 11; see docs/router.md)."""
+SMOLLM2_TEMPLATE_TOKENS = 21
+"""What SmolLM2's chat template (a default system prompt) added to a short prompt's
+estimate on a real llama-cpp-python server: 32 counted, 11 estimated (docs/router.md)."""
+TEMPLATE_TOKENS = UNLEARNED_INPUT_OVERHEAD + 144
+"""A template larger than what a budget reserves before a model's overhead is learned."""
+
+
+def test_the_first_concurrent_calls_reserve_for_a_template_not_learned_yet(
+    runtime: Runtime, start_proxy_at: Callable[..., ActorHandle]
+) -> None:
+    """Before any completion has taught the router a model's template, concurrent calls to
+    it reserve :data:`UNLEARNED_INPUT_OVERHEAD` more input each: a budget that would fit
+    10 by the estimate alone is not passed by a template's 21 tokens per call."""
+    estimate = estimate_tokens(ask(1000, "raw:m").request)
+    real_cost = PRICING.cost_usd(estimate + SMOLLM2_TEMPLATE_TOKENS, 1000)
+    budget = max_cost(estimate, 1000, PRICING) * 10.001  # 10 by the estimate alone
+    assert real_cost * 10 > budget
+    answer = _completion(1000, prompt_tokens=estimate + SMOLLM2_TEMPLATE_TOKENS, wait_s=0.5)
+    with RawServer(answer) as raw:
+        router = start_router(
+            runtime, {"raw": provider(raw.base_url, model("m"))}, budget={"usd": budget}
+        )
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            replies = list(
+                pool.map(lambda _: router.request(ask(1000, "raw:m"), timeout=20), range(12))
+            )
+        sent = len(raw.bodies)
+    served = [r for r in replies if isinstance(r, Completion)]
+    assert len(served) == sent
+    assert 1 <= sent < 10
+    assert real_cost * sent <= budget  # what the provider billed
 
 
 def test_a_model_s_chat_template_overhead_is_learned_so_reservations_cover_it(
@@ -207,9 +238,10 @@ def test_a_model_s_chat_template_overhead_is_learned_so_reservations_cover_it(
     start_proxy_at: Callable[..., ActorHandle],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A provider that counts more input than the estimate (its template injects a system
-    prompt) is under-reserved once: from its first completion on, the router adds what it
-    counted beyond the estimate, so 10 concurrent requests never spend past the budget."""
+    """A provider that counts more input than the estimate and the allowance for an unlearned
+    template (its template injects a long system prompt) is under-reserved once: from its
+    first completion on, the router adds what it counted beyond the estimate, so 10
+    concurrent requests never spend past the budget."""
     estimate = estimate_tokens(ask(1, "raw:m").request)
     counted = estimate + TEMPLATE_TOKENS
     real_cost = PRICING.cost_usd(counted, 1)
@@ -241,12 +273,12 @@ def test_a_model_s_chat_template_overhead_is_learned_so_reservations_cover_it(
 
 def test_the_learned_overhead_only_grows_and_only_from_all_text_requests() -> None:
     provider_ = Provider("p", None, [], RateLimiter(), load_catalog(), stream_idle_ms=1000)
-    assert provider_.input_overhead("m") == 0
+    assert provider_.input_overhead("m") is None  # nothing learned yet
     provider_.observe_input("m", estimated=50, counted=40)  # the estimate erred high
-    assert provider_.input_overhead("m") == 0
+    assert provider_.input_overhead("m") == 0  # learned: nothing to add
     provider_.observe_input("m", estimated=50, counted=75)
     provider_.observe_input("m", estimated=50, counted=60)  # a smaller excess is not kept
-    assert (provider_.input_overhead("m"), provider_.input_overhead("other")) == (25, 0)
+    assert (provider_.input_overhead("m"), provider_.input_overhead("other")) == (25, None)
     image = Image(UrlSource("https://example.com/cat.png"))
     with_image = CompletionRequest(model="m", messages=[Message(Role.USER, [Text("a"), image])])
     assert estimate_input(with_image)[1] is False  # its count cannot teach the template

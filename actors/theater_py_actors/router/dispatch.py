@@ -30,6 +30,7 @@ from theater_py_actors.openai_proxy.config import ConfigError
 from theater_py_actors.router.config import Target, parse_target
 from theater_py_actors.router.estimate import (
     DEFAULT_MAX_OUTPUT_TOKENS,
+    UNLEARNED_INPUT_OVERHEAD,
     completion_cost,
     max_cost,
     text_tokens,
@@ -210,7 +211,8 @@ class Dispatcher:
             )
         max_tokens = request.max_tokens
         window = provider.context_window(target.model)
-        input_tokens = plan.input_tokens + provider.input_overhead(target.model)
+        learned = provider.input_overhead(target.model)
+        input_tokens = plan.input_tokens + (learned or 0)
         if max_tokens is None and self.ledger is not None:
             # The reservation is for this much output: it must be the most the call can
             # generate, so it is the cap the provider gets.
@@ -238,7 +240,9 @@ class Dispatcher:
                     "provider's models with pricing)"
                 )
             else:
-                amount = max_cost(input_tokens, max_tokens, pricing)
+                # Until the model's overhead is learned, its first calls reserve for one.
+                allowance = UNLEARNED_INPUT_OVERHEAD if learned is None else 0
+                amount = max_cost(input_tokens + allowance, max_tokens, pricing)
                 reservation = ledger.reserve(amount)
                 if reservation is None:
                     left = max(ledger.remaining(), 0.0)

@@ -28,6 +28,7 @@ from theater_py_actors.genai_types import (
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
+    "UNLEARNED_INPUT_OVERHEAD",
     "completion_cost",
     "estimate_input",
     "estimate_tokens",
@@ -42,6 +43,11 @@ _PER_MESSAGE = 4
 _OTHER_BLOCK = 1000  # an image or audio block: the estimate cannot see inside it cheaply
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 """The output a request without ``max_tokens`` is budgeted for."""
+UNLEARNED_INPUT_OVERHEAD = 256
+"""The input tokens a budget reserves beyond the estimate for a model whose chat template's
+overhead is not learned yet (``Provider.input_overhead``): ten times what SmolLM2's
+default system prompt added to a short prompt's estimate (21), so that the first
+concurrent calls to a model do not together pass the budget either."""
 
 
 def estimate_tokens(request: CompletionRequest) -> int:
