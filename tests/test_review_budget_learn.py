@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.raw_upstream import RawServer
 from tests.router_fixtures import PRICED, model, provider, start_router
 from theater_py import ActorHandle, Runtime
@@ -28,7 +30,7 @@ from theater_py_actors.genai_types import (
 from theater_py_actors.openai_proxy.catalog import load_catalog
 from theater_py_actors.router.config import Target
 from theater_py_actors.router.dispatch import Dispatcher, Plan, Ticket
-from theater_py_actors.router.estimate import estimate_input
+from theater_py_actors.router.estimate import UNLEARNED_INPUT_OVERHEAD, estimate_input, max_cost
 from theater_py_actors.router.evolve import evolve
 from theater_py_actors.router.ledger import BudgetLedger
 from theater_py_actors.router.limiter import RateLimiter
@@ -198,3 +200,46 @@ def test_a_digit_heavy_request_does_not_teach_a_template_overhead() -> None:
     prose = evolve(_request("The cat sat on the mat. " * 833), max_tokens=256)
     admitted = dispatcher.admit(target, prose, _plan(dispatcher, target, prose))
     assert isinstance(admitted, Ticket), admitted
+
+
+def test_a_first_answer_estimated_high_does_not_end_the_allowance() -> None:
+    """A first prompt of symbols is estimated high (85 for 51 counted): nothing is learned
+    of the template, so later reservations still hold the allowance beyond the estimate
+    (before, the model counted as learned at 0, and a template's 21 tokens a call went
+    unreserved)."""
+    dispatcher, target = _dispatcher(100_000, ledger=BudgetLedger(1e6))
+    symbols = _request("=" * 60 + " 3.14159265358979")
+    plan = _plan(dispatcher, target, symbols)
+    assert plan.input_tokens > 51
+    ticket = dispatcher.admit(target, symbols, plan)
+    assert isinstance(ticket, Ticket), ticket
+    dispatcher.settle(ticket, _reply(51))
+    hello = _request()
+    again = dispatcher.admit(target, hello, _plan(dispatcher, target, hello))
+    assert isinstance(again, Ticket), again
+    estimate = estimate_input(hello)[0]
+    assert again.input_tokens == estimate + UNLEARNED_INPUT_OVERHEAD
+    assert again.reservation is not None
+    assert again.reservation.amount >= PRICING.cost_usd(estimate + 21, 1)
+
+
+def test_a_learned_overhead_above_the_allowance_replaces_it() -> None:
+    dispatcher, target = _dispatcher(100_000, ledger=BudgetLedger(1e6))
+    again = _call(dispatcher, target, estimate_input(_request())[0] + 1000)
+    assert isinstance(again, Ticket), again
+    assert again.input_tokens == estimate_input(_request())[0] + 1000
+
+
+def test_a_stream_that_failed_after_text_is_charged_the_input_it_reserved() -> None:
+    """Text flowed, so the input was billed: charged as reserved, the allowance for the
+    template included, not the bare estimate."""
+    ledger = BudgetLedger(1e6)
+    dispatcher, target = _dispatcher(100_000, ledger=ledger)
+    request = evolve(_request(), max_tokens=100)
+    ticket = dispatcher.admit(target, request, _plan(dispatcher, target, request))
+    assert isinstance(ticket, Ticket), ticket
+    failed = ErrorResponse(error="server_error: 500", kind="server_error", status=500)
+    dispatcher.settle(ticket, failed, partial_text="Hello")
+    charged = ledger.spent
+    estimate = estimate_input(request)[0]
+    assert charged == pytest.approx(max_cost(estimate + UNLEARNED_INPUT_OVERHEAD, 2, PRICING))

@@ -273,12 +273,12 @@ def test_a_model_s_chat_template_overhead_is_learned_so_reservations_cover_it(
 
 def test_the_learned_overhead_only_grows_and_only_from_all_text_requests() -> None:
     provider_ = Provider("p", None, [], RateLimiter(), load_catalog(), stream_idle_ms=1000)
-    assert provider_.input_overhead("m") is None  # nothing learned yet
+    assert provider_.input_overhead("m") == 0
     provider_.observe_input("m", estimated=50, counted=40)  # the estimate erred high
-    assert provider_.input_overhead("m") == 0  # learned: nothing to add
+    assert provider_.input_overhead("m") == 0
     provider_.observe_input("m", estimated=50, counted=75)
     provider_.observe_input("m", estimated=50, counted=60)  # a smaller excess is not kept
-    assert (provider_.input_overhead("m"), provider_.input_overhead("other")) == (25, None)
+    assert (provider_.input_overhead("m"), provider_.input_overhead("other")) == (25, 0)
     image = Image(UrlSource("https://example.com/cat.png"))
     with_image = CompletionRequest(model="m", messages=[Message(Role.USER, [Text("a"), image])])
     assert estimate_input(with_image)[1] is False  # its count cannot teach the template

@@ -59,7 +59,8 @@ class Ticket:
     tokens: int
     pricing: ModelPricing | None
     input_tokens: int
-    """The input the call was admitted for: the estimate and the model's learned overhead."""
+    """The input the call's reservation holds: the estimate and the model's learned
+    overhead, or, with a budget, :data:`UNLEARNED_INPUT_OVERHEAD` if that is more."""
     max_tokens: int | None
     """The output cap to send: the request's own, or (with a budget) the one reserved."""
     estimated: int | None = None
@@ -212,7 +213,7 @@ class Dispatcher:
         max_tokens = request.max_tokens
         window = provider.context_window(target.model)
         learned = provider.input_overhead(target.model)
-        input_tokens = plan.input_tokens + (learned or 0)
+        input_tokens = plan.input_tokens + learned
         if max_tokens is None and self.ledger is not None:
             # The reservation is for this much output: it must be the most the call can
             # generate, so it is the cap the provider gets.
@@ -240,9 +241,11 @@ class Dispatcher:
                     "provider's models with pricing)"
                 )
             else:
-                # Until the model's overhead is learned, its first calls reserve for one.
-                allowance = UNLEARNED_INPUT_OVERHEAD if learned is None else 0
-                amount = max_cost(input_tokens + allowance, max_tokens, pricing)
+                # What was learned may understate the template (an estimate that erred
+                # high hides part of it), and nothing is learned before the first answer:
+                # the reservation holds at least the allowance beyond the estimate.
+                input_tokens = plan.input_tokens + max(learned, UNLEARNED_INPUT_OVERHEAD)
+                amount = max_cost(input_tokens, max_tokens, pricing)
                 reservation = ledger.reserve(amount)
                 if reservation is None:
                     left = max(ledger.remaining(), 0.0)

@@ -44,10 +44,11 @@ _OTHER_BLOCK = 1000  # an image or audio block: the estimate cannot see inside i
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 """The output a request without ``max_tokens`` is budgeted for."""
 UNLEARNED_INPUT_OVERHEAD = 256
-"""The input tokens a budget reserves beyond the estimate for a model whose chat template's
-overhead is not learned yet (``Provider.input_overhead``): ten times what SmolLM2's
-default system prompt added to a short prompt's estimate (21), so that the first
-concurrent calls to a model do not together pass the budget either."""
+"""The fewest input tokens a budget reserves beyond the estimate, for a chat template's
+overhead not learned yet, or learned short (``Provider.input_overhead`` is what the
+provider counted beyond estimates that err high, so it can understate the template): ten
+times what SmolLM2's default system prompt added to a short prompt's estimate (21), so
+that the first concurrent calls to a model do not together pass the budget either."""
 
 
 def estimate_tokens(request: CompletionRequest) -> int:

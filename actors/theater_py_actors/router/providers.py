@@ -100,12 +100,12 @@ class Provider:
         """The model's prices, if the proxy's config or the catalog knows them."""
         return self._lookup(model)[1]
 
-    def input_overhead(self, model: str) -> int | None:
+    def input_overhead(self, model: str) -> int:
         """Input tokens the model's provider counted beyond the estimate, at most, over the
-        all-text requests it answered: what its chat template adds, such as a default
-        system prompt (0 if the estimate was never short). Every later estimate for the
-        model adds it. ``None`` until such a request is answered with its usage."""
-        return self._overhead.get(model)
+        all-text requests it answered (0 until one is answered, or while the estimate was
+        never short): what its chat template adds, such as a default system prompt. Every
+        later estimate for the model adds it."""
+        return self._overhead.get(model, 0)
 
     def observe_input(self, model: str, estimated: int, counted: int) -> None:
         """Learn from an all-text request estimated at ``estimated`` input tokens that the
@@ -129,17 +129,15 @@ class Provider:
             )
             return
         bound = MAX_INPUT_OVERHEAD if window is None else min(MAX_INPUT_OVERHEAD, window // 2)
-        excess = max(min(counted - estimated, bound), 0)
-        if excess <= self._overhead.get(model, -1):
+        excess = min(counted - estimated, bound)
+        if excess <= self._overhead.get(model, 0):
             return
         with self._overhead_lock:
-            if excess <= self._overhead.get(model, -1):
+            if excess <= self._overhead.get(model, 0):
                 return
             if model not in self._overhead and len(self._overhead) >= _MAX_KNOWN:
                 self._overhead.clear()  # model ids come from requests: keep the memo bounded
             self._overhead[model] = excess
-        if not excess:
-            return
         logger.info(
             "provider %s: %s counts up to %d more input tokens than estimated (its chat "
             "template): later estimates add them",
