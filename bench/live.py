@@ -23,11 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from bench._machine import describe_machine
-from bench._timing import compare
 from bench.clients import KEY
 from bench.report import router_overhead_table
-from bench.router import added_latency, contenders
-from theater_py import Runtime
+from bench.router import measure_overhead
 
 __all__ = ["main", "overhead_live"]
 
@@ -47,51 +45,42 @@ def overhead_live(*, count: int, repeats: int, max_tokens: int) -> dict[str, Any
 
     from tests.live.server import MODEL_ALIAS, N_CTX, LlamaServer, model_path
 
+    settings = {
+        "default_model": MODEL_ALIAS,
+        "models": [
+            {
+                "id": MODEL_ALIAS,
+                "max_tokens": N_CTX,
+                "provider": "llama-cpp",
+                "pricing": {
+                    "input_cost_per_million_tokens": 0.1,
+                    "output_cost_per_million_tokens": 0.1,
+                },
+            }
+        ],
+        "timeout_ms": 60000,
+    }
     with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
         server = LlamaServer(model_path(), KEY, Path(folder) / "server.log")
         server.start()
         stack.callback(server.stop)
-        runtime = Runtime(in_memory=True)
-        stack.callback(runtime.shutdown, 10)
-        settings = {
-            "default_model": MODEL_ALIAS,
-            "models": [
-                {
-                    "id": MODEL_ALIAS,
-                    "max_tokens": N_CTX,
-                    "provider": "llama-cpp",
-                    "pricing": {
-                        "input_cost_per_million_tokens": 0.1,
-                        "output_cost_per_million_tokens": 0.1,
-                    },
-                }
-            ],
-            "timeout_ms": 60000,
-        }
-        calls = contenders(
-            runtime,
+        return measure_overhead(
             server.base_url,
+            upstream={
+                "kind": "llama-cpp-python",
+                "model": f"SmolLM2-135M-Instruct on llama-cpp-python, max_tokens={max_tokens}",
+                "max_tokens": max_tokens,
+            },
+            count=count,
+            repeats=repeats,
+            warmup=min(count, 10),
+            progress=lambda note: print(f"[bench.live] {note}", file=sys.stderr, flush=True),
+            at_once=False,
             model=MODEL_ALIAS,
             settings=settings,
             max_tokens=max_tokens,
             expected=None,
         )
-        measured = compare(
-            calls,
-            count=count,
-            repeats=repeats,
-            warmup=min(count, 10),
-            progress=lambda note: print(f"[bench.live] {note}", file=sys.stderr, flush=True),
-        )
-    return {
-        "upstream": {
-            "kind": "llama-cpp-python",
-            "model": f"SmolLM2-135M-Instruct on llama-cpp-python, max_tokens={max_tokens}",
-            "max_tokens": max_tokens,
-        },
-        "contenders": measured,
-        "added": added_latency(measured, at_once=False),
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,7 +46,15 @@ from theater_py_actors.genai_types import (
 )
 from theater_py_actors.openai_proxy.simulator import OpenAISimulator
 
-__all__ = ["JUDGED_LATENCY_MS", "added_latency", "contenders", "overhead", "run", "soak"]
+__all__ = [
+    "JUDGED_LATENCY_MS",
+    "added_latency",
+    "contenders",
+    "measure_overhead",
+    "overhead",
+    "run",
+    "soak",
+]
 
 JUDGED_LATENCY_MS = 5
 """The provider's time to answer that the 10 % goal is judged at: about what the smallest
@@ -177,6 +185,42 @@ def added_latency(measured: dict[str, Any], *, at_once: bool = True) -> dict[str
     return added
 
 
+def measure_overhead(
+    base_url: str,
+    *,
+    upstream: dict[str, Any],
+    count: int,
+    repeats: int,
+    warmup: int,
+    progress: Callable[[str], None],
+    at_once: bool,
+    **options: Any,
+) -> dict[str, Any]:
+    """Time the :func:`contenders` (``options`` are theirs) on a fresh runtime against the
+    provider at ``base_url``, interleaved; ``upstream`` describes that provider, and
+    ``at_once`` says whether it answers at once (see :func:`added_latency`).
+
+    Returns:
+        ``upstream``, ``contenders`` (latency summaries and ``cpu_us``) and ``added``
+        (:func:`added_latency`).
+    """
+    with contextlib.ExitStack() as stack:
+        runtime = Runtime(in_memory=True)
+        stack.callback(runtime.shutdown, 10)
+        measured = compare(
+            contenders(runtime, base_url, **options),
+            count=count,
+            repeats=repeats,
+            warmup=warmup,
+            progress=progress,
+        )
+    return {
+        "upstream": upstream,
+        "contenders": measured,
+        "added": added_latency(measured, at_once=at_once),
+    }
+
+
 def overhead(
     *,
     count: int,
@@ -187,29 +231,17 @@ def overhead(
 ) -> dict[str, Any]:
     """One request's latency and CPU through a proxy, a router, and a router with a budget,
     against a provider that answers after ``latency_ms`` (0: at once, the worst case, where
-    the whole request is local work).
-
-    Returns:
-        ``contenders`` (latency summaries and ``cpu_us``) and ``added`` (each router's
-        paired latency ratio to the proxy, and its CPU ratio).
-    """
-    with Upstream(latency_ms, upstream) as server, contextlib.ExitStack() as stack:
-        runtime = Runtime(in_memory=True)
-        stack.callback(runtime.shutdown, 10)
-        calls = contenders(runtime, server.base_url)
-        measured = compare(
-            calls,
+    the whole request is local work): :func:`measure_overhead`."""
+    with Upstream(latency_ms, upstream) as server:
+        return measure_overhead(
+            server.base_url,
+            upstream={"kind": upstream, "latency_ms": latency_ms},
             count=count,
             repeats=repeats,
             warmup=min(count, 50),
             progress=lambda note: progress(f"router overhead ({latency_ms} ms) {note}"),
+            at_once=latency_ms == 0,
         )
-    added = added_latency(measured, at_once=latency_ms == 0)
-    return {
-        "upstream": {"kind": upstream, "latency_ms": latency_ms},
-        "contenders": measured,
-        "added": added,
-    }
 
 
 def soak(

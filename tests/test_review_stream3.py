@@ -14,6 +14,7 @@ import json
 import socket
 import threading
 import zlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -190,6 +191,15 @@ def test_the_first_delta_and_an_error_in_one_read_is_not_retried(start_proxy_at)
     assert messages[-1]["Error"]["partial_text"] == "Hal"
 
 
+def _chunked_in_turn(answers: Iterator[bytes]) -> Callable[[socket.socket, RawServer], None]:
+    """A script answering each request with the next of ``answers``, as one chunked body."""
+
+    def script(connection: socket.socket, server: RawServer) -> None:
+        connection.sendall(CHUNKED_HEAD + next(answers) + b"0\r\n\r\n")
+
+    return script
+
+
 def test_chunks_without_a_delta_then_an_error_in_one_read_are_retried(start_proxy_at) -> None:
     answers = iter(
         [
@@ -199,8 +209,7 @@ def test_chunks_without_a_delta_then_an_error_in_one_read_are_retried(start_prox
         ]
     )
 
-    def script(connection: socket.socket, server: RawServer) -> None:
-        connection.sendall(CHUNKED_HEAD + next(answers) + b"0\r\n\r\n")
+    script = _chunked_in_turn(answers)
 
     with RawServer(script) as server:
         messages = stream(start_proxy_at(server.base_url))
@@ -222,8 +231,7 @@ def test_a_retry_starts_the_answer_over(start_proxy_at) -> None:
         ]
     )
 
-    def script(connection: socket.socket, server: RawServer) -> None:
-        connection.sendall(CHUNKED_HEAD + next(answers) + b"0\r\n\r\n")
+    script = _chunked_in_turn(answers)
 
     with RawServer(script) as server:
         messages = stream(start_proxy_at(server.base_url))

@@ -232,6 +232,7 @@ class Dispatcher:
             return waited
         pricing = provider.pricing(target.model)
         reservation = None
+        reserved_input = input_tokens
         ledger = self.ledger
         if ledger is not None:
             refusal = None
@@ -244,8 +245,8 @@ class Dispatcher:
                 # What was learned may understate the template (an estimate that erred
                 # high hides part of it), and nothing is learned before the first answer:
                 # the reservation holds at least the allowance beyond the estimate.
-                input_tokens = plan.input_tokens + max(learned, UNLEARNED_INPUT_OVERHEAD)
-                amount = max_cost(input_tokens, max_tokens, pricing)
+                reserved_input = plan.input_tokens + max(learned, UNLEARNED_INPUT_OVERHEAD)
+                amount = max_cost(reserved_input, max_tokens, pricing)
                 reservation = ledger.reserve(amount)
                 if reservation is None:
                     left = max(ledger.remaining(), 0.0)
@@ -258,7 +259,7 @@ class Dispatcher:
                 return ErrorResponse(error=f"budget_exceeded: {refusal}", kind="budget_exceeded")
         estimated = plan.input_tokens if plan.all_text else None
         return Ticket(
-            target, provider, reservation, need, pricing, input_tokens, max_tokens, estimated
+            target, provider, reservation, need, pricing, reserved_input, max_tokens, estimated
         )
 
     def _take(self, target: Target, need: int, plan: Plan) -> ErrorResponse | float | None:
